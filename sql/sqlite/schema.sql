@@ -1,0 +1,24 @@
+-- Local backup database (SQLite). Applied on every cold start; every statement is idempotent.
+-- Timestamps are stored as fixed-width RFC 3339 UTC text (YYYY-MM-DDTHH:MM:SS.ffffffZ), so that
+-- ordering the text orders the instants.
+CREATE TABLE IF NOT EXISTS calls (
+    id               TEXT PRIMARY KEY NOT NULL,
+    contact_name     TEXT NOT NULL,
+    account_name     TEXT,
+    started_at       TEXT NOT NULL,
+    duration_seconds INTEGER,
+    outcome          TEXT,
+    notes            TEXT,
+    created_at       TEXT NOT NULL
+);
+
+-- History is read newest first, optionally for one contact.
+CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS calls_by_contact_start ON calls (contact_name, started_at DESC, id DESC);
+
+-- Calls written here while Redshift could not take them, waiting to be replayed to Redshift.
+-- Written in the same transaction as the call itself.
+CREATE TABLE IF NOT EXISTS pending_sync (
+    id        TEXT PRIMARY KEY NOT NULL REFERENCES calls (id),
+    queued_at TEXT NOT NULL
+);

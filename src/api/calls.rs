@@ -1,0 +1,314 @@
+//! `/api/calls`: history, one call, record a call. Input is validated here, completely, before
+//! any database sees it.
+
+use std::collections::HashSet;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::store::{truncate_to_micros, Call, HistoryQuery, InsertOutcome, Source};
+
+pub const MAX_LIMIT: u32 = 500;
+const MAX_CONTACT_CHARS: usize = 200;
+const MAX_ACCOUNT_CHARS: usize = 200;
+const MAX_OUTCOME_CHARS: usize = 100;
+const MAX_NOTES_CHARS: usize = 10_000;
+const MAX_ID_CHARS: usize = 64;
+
+/// The body of `POST /api/calls`. Unknown fields are refused rather than silently dropped.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewCall {
+    pub id: Option<String>,
+    pub contact_name: Option<String>,
+    pub account_name: Option<String>,
+    pub started_at: Option<String>,
+    pub duration_seconds: Option<serde_json::Number>,
+    pub outcome: Option<String>,
+    pub notes: Option<String>,
+}
+
+pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    tracing::info!("📊 Fetching call history (with automatic fallback)...");
+    let query = match parse_history_query(raw.as_deref().unwrap_or("")) {
+        Ok(query) => query,
+        Err(err) => return err.with_source(state.store.current_source()),
+    };
+    let served = state.store.history(&query).await;
+    let calls = served.result.unwrap_or_default();
+    tracing::info!("✅ Found {} calls from {} {}", calls.len(), served.source.as_str(), served.source.emoji());
+    let body = json!({
+        "calls": calls,
+        "count": calls.len(),
+        "source": served.source,
+        "message": history_message(served.source),
+    });
+    with_source(served.source, (StatusCode::OK, Json(body)))
+}
+
+pub async fn get_call(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(err) = validate_id(&id) {
+        return err.with_source(state.store.current_source());
+    }
+    let served = state.store.get(&id).await;
+    match served.result {
+        Ok(Some(call)) => with_source(served.source, Json(json!({ "call": call, "source": served.source }))),
+        Ok(None) => ApiError::NotFound(format!("No call with id {id:?}.")).with_source(served.source),
+        // Both databases down: a read answers like an empty one, as the guide says.
+        Err(_) => ApiError::NotFound(format!("No call with id {id:?}: no database is available."))
+            .with_source(served.source),
+    }
+}
+
+pub async fn create_call(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let parsed = body.map_err(body_rejected).and_then(|body| parse_new_call(&body));
+    let call = match parsed {
+        Ok(call) => call,
+        Err(err) => return err.with_source(state.store.current_source()),
+    };
+    let (call, started_at_given) = call;
+    let served = state.store.insert(&call).await;
+    let source = served.source;
+    match served.result {
+        Ok(InsertOutcome::Inserted) => {
+            tracing::info!(id = %call.id, "📝 Recorded call in {} {}", source.as_str(), source.emoji());
+            with_source(source, (StatusCode::CREATED, Json(json!({ "call": call, "source": source }))))
+        }
+        Ok(InsertOutcome::AlreadyExists(existing)) => {
+            let mut retried = call.clone();
+            if !started_at_given {
+                retried.started_at = existing.started_at;
+            }
+            if existing.same_content(&retried) {
+                with_source(source, (StatusCode::OK, Json(json!({ "call": existing, "source": source }))))
+            } else {
+                ApiError::Conflict(format!(
+                    "A different call with id {:?} is already recorded; use a new id to record another call.",
+                    call.id
+                ))
+                .with_source(source)
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "❌ No database could take the write");
+            ApiError::Unavailable("No database is available to record the call; it was not stored. Try again later.".into())
+                .with_source(Source::Unavailable)
+        }
+    }
+}
+
+fn body_rejected(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!(
+            "The request body is larger than {} KiB.",
+            super::MAX_BODY_BYTES / 1024
+        ))
+    } else {
+        ApiError::BadRequest("The request body could not be read.".into())
+    }
+}
+
+fn with_source(source: Source, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(source);
+    response
+}
+
+pub fn history_message(source: Source) -> &'static str {
+    match source {
+        Source::Redshift => "Using cloud database",
+        Source::Sqlite => "Using local backup database",
+        Source::Unavailable => "No database available",
+    }
+}
+
+/// Parses `limit`, `offset`, `since`, `until`, `contact`; anything else is refused.
+pub fn parse_history_query(raw: &str) -> Result<HistoryQuery, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|_| ApiError::BadRequest("The query string is not valid URL encoding.".into()))?;
+    let mut query = HistoryQuery::default();
+    let mut seen = HashSet::new();
+    for (key, value) in pairs {
+        if !seen.insert(key.clone()) {
+            return Err(ApiError::BadRequest(format!("The query parameter {key:?} is given more than once.")));
+        }
+        match key.as_str() {
+            "limit" => {
+                query.limit = parse_whole(&key, &value)?;
+                if !(1..=MAX_LIMIT).contains(&query.limit) {
+                    return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}.")));
+                }
+            }
+            "offset" => query.offset = parse_whole(&key, &value)?,
+            "since" => query.since = Some(parse_time("since", &value)?),
+            "until" => query.until = Some(parse_time("until", &value)?),
+            "contact" => {
+                let chars = value.chars().count();
+                if chars == 0 || chars > MAX_CONTACT_CHARS {
+                    return Err(ApiError::BadRequest(format!(
+                        "contact must be 1 to {MAX_CONTACT_CHARS} characters."
+                    )));
+                }
+                query.contact = Some(value);
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "Unknown query parameter {other:?}; use limit, offset, since, until or contact."
+                )))
+            }
+        }
+    }
+    if let (Some(since), Some(until)) = (query.since, query.until) {
+        if since > until {
+            return Err(ApiError::BadRequest("since must not be later than until.".into()));
+        }
+    }
+    Ok(query)
+}
+
+fn parse_whole(name: &str, value: &str) -> Result<u32, ApiError> {
+    value
+        .parse::<u32>()
+        .map_err(|_| ApiError::BadRequest(format!("{name} must be a whole number of 0 or more, not {value:?}.")))
+}
+
+fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| truncate_to_micros(t.with_timezone(&Utc)))
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{name} must be an RFC 3339 timestamp such as 2024-05-01T10:00:00Z, not {value:?}."
+            ))
+        })
+}
+
+/// Client ids go into URLs and logs: keep them short and plain.
+pub fn validate_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.chars().count() <= MAX_ID_CHARS
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "A call id must be 1 to {MAX_ID_CHARS} letters, digits, '-', '_', '.' or ':'."
+        )))
+    }
+}
+
+/// Turns the body into a complete call (id and times filled in). Also says whether the client
+/// gave `startedAt`, which matters when a retry is compared with what is stored.
+pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("The request body is empty; send a JSON call record.".into()));
+    }
+    let new: NewCall = serde_json::from_slice(body).map_err(|err| {
+        let what = if err.is_syntax() || err.is_eof() { "is not valid JSON" } else { "is not a valid call record" };
+        ApiError::BadRequest(format!("The request body {what}: {}.", describe_json_error(&err)))
+    })?;
+    let id = match new.id {
+        Some(id) => {
+            validate_id(&id)?;
+            id
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let contact_name = new
+        .contact_name
+        .ok_or_else(|| ApiError::BadRequest("contactName is required.".into()))?;
+    if contact_name.trim().is_empty() {
+        return Err(ApiError::BadRequest("contactName must not be blank.".into()));
+    }
+    check_length("contactName", Some(&contact_name), MAX_CONTACT_CHARS)?;
+    check_length("accountName", new.account_name.as_ref(), MAX_ACCOUNT_CHARS)?;
+    check_length("outcome", new.outcome.as_ref(), MAX_OUTCOME_CHARS)?;
+    check_length("notes", new.notes.as_ref(), MAX_NOTES_CHARS)?;
+    let duration_seconds = match new.duration_seconds {
+        None => None,
+        Some(n) => Some(n.as_i64().filter(|d| *d >= 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("durationSeconds must be a whole number of 0 or more, not {n}."))
+        })?),
+    };
+    let now = truncate_to_micros(Utc::now());
+    let started_at_given = new.started_at.is_some();
+    let started_at = match new.started_at {
+        Some(text) => parse_time("startedAt", &text)?,
+        None => now,
+    };
+    let call = Call {
+        id,
+        contact_name,
+        account_name: new.account_name,
+        started_at,
+        duration_seconds,
+        outcome: new.outcome,
+        notes: new.notes,
+        created_at: now,
+    };
+    Ok((call, started_at_given))
+}
+
+fn check_length(name: &str, value: Option<&String>, max: usize) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => {
+            Err(ApiError::BadRequest(format!("{name} must be at most {max} characters.")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// serde's message without the line and column noise for one-line bodies.
+fn describe_json_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.find(" at line ") {
+        Some(at) if err.line() == 1 => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_query_defaults_and_bounds() {
+        assert_eq!(parse_history_query("").unwrap(), HistoryQuery::default());
+        let q = parse_history_query("limit=10&offset=5&contact=Ada%20Lovelace&since=2024-01-01T00:00:00Z").unwrap();
+        assert_eq!((q.limit, q.offset, q.contact.as_deref()), (10, 5, Some("Ada Lovelace")));
+        for bad in ["limit=0", "limit=501", "limit=ten", "offset=-1", "since=yesterday", "colour=red", "limit=1&limit=2"] {
+            assert!(parse_history_query(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(parse_history_query("since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn new_call_is_validated() {
+        let (call, given) = parse_new_call(br#"{"contactName":"Ada","durationSeconds":60}"#).unwrap();
+        assert_eq!(call.contact_name, "Ada");
+        assert_eq!(call.duration_seconds, Some(60));
+        assert!(!given);
+        assert!(uuid::Uuid::parse_str(&call.id).is_ok());
+
+        let refused = |body: &str| parse_new_call(body.as_bytes()).unwrap_err().to_string();
+        assert!(refused(r#"{"durationSeconds":1}"#).contains("contactName is required"));
+        assert!(refused(r#"{"contactName":"  "}"#).contains("blank"));
+        assert!(refused(r#"{"contactName":"A","colour":"red"}"#).contains("unknown field `colour`"));
+        assert!(refused(r#"{"contactName":"A","durationSeconds":-1}"#).contains("durationSeconds"));
+        assert!(refused(r#"{"contactName":"A","durationSeconds":1.5}"#).contains("durationSeconds"));
+        assert!(refused(r#"{"contactName": "#).contains("not valid JSON"));
+        assert!(refused(r#"{"contactName":"A","startedAt":"noon"}"#).contains("startedAt"));
+        assert!(refused(&format!(r#"{{"contactName":"{}"}}"#, "x".repeat(201))).contains("at most 200"));
+        assert!(refused(r#"{"contactName":"A","id":"has space"}"#).contains("call id"));
+        assert!(refused("").contains("empty"));
+        assert!(refused("[1,2]").contains("not a valid call record"));
+    }
+}

@@ -1,0 +1,82 @@
+//! The HTTP router: the same one serves Lambda events and the local server.
+
+pub mod calls;
+pub mod db;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::store::failover::FailoverStore;
+use crate::store::Source;
+use db::AdminPolicy;
+use error::ApiError;
+
+/// Largest request body taken: a call with the longest notes fits several times over.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<FailoverStore>,
+    pub admin: AdminPolicy,
+}
+
+pub fn router(state: AppState) -> Router {
+    let database_backed = Router::new()
+        .route("/db/status", get(db::status))
+        .route("/db/healthz", get(db::healthz))
+        .route("/db/force-sqlite", post(db::force_sqlite))
+        .route("/db/retry-redshift", post(db::retry_redshift))
+        .route("/api/calls/history", get(calls::history))
+        .route("/api/calls/{id}", get(calls::get_call))
+        .route("/api/calls", post(calls::create_call))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(state.clone(), data_source_header));
+    database_backed
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(json_charset))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("No route for {}.", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}.", uri.path()))
+}
+
+/// Every response of a database-backed endpoint says which database served it. Handlers put the
+/// [`Source`] they used into the response; otherwise (an early error) the current one is given.
+async fn data_source_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let source = response
+        .extensions()
+        .get::<Source>()
+        .copied()
+        .unwrap_or_else(|| state.store.current_source());
+    response.headers_mut().insert("x-data-source", HeaderValue::from_static(source.as_str()));
+    response
+}
+
+/// All bodies are JSON in UTF-8, and say so.
+async fn json_charset(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if is_json {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    }
+    response
+}

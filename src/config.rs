@@ -1,0 +1,346 @@
+//! Configuration, read once at start from the environment into one typed value.
+//!
+//! A bad or half configuration never stops the service: it is reported once, in words, and the
+//! service serves from SQLite. [`Config::from_lookup`] takes any variable source so that tests
+//! can build configurations without touching the process environment.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default probe interval while on SQLite, as in the guide.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// Default overall deadline of one Redshift operation: well under API Gateway's 30 s.
+pub const DEFAULT_REDSHIFT_TIMEOUT: Duration = Duration::from_millis(5_000);
+pub const DEFAULT_METRICS_NAMESPACE: &str = "CallHistory";
+
+/// Where the Redshift Data API sends statements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedshiftTarget {
+    /// A provisioned cluster, by identifier.
+    Cluster(String),
+    /// A Redshift Serverless workgroup, by name.
+    Workgroup(String),
+}
+
+/// How the Data API authenticates to the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedshiftAuth {
+    /// Credentials kept in Secrets Manager.
+    SecretArn(String),
+    /// IAM temporary credentials for this database user.
+    DbUser(String),
+    /// Serverless only: IAM identity of the caller maps to a database user.
+    Iam,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedshiftConfig {
+    pub target: RedshiftTarget,
+    pub database: String,
+    pub auth: RedshiftAuth,
+    /// Region derived from `REDSHIFT_HOST`, used when no AWS region is configured.
+    pub region_hint: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// `None` when Redshift is not configured (or configured badly): SQLite is then primary.
+    pub redshift: Option<RedshiftConfig>,
+    pub check_interval: Duration,
+    pub redshift_timeout: Duration,
+    pub sqlite_path: PathBuf,
+    pub metrics_namespace: String,
+    pub admin_token: Option<String>,
+    pub force_sqlite: bool,
+    /// True inside AWS Lambda (the runtime API is set).
+    pub in_lambda: bool,
+    pub port: u16,
+    /// Tells functions apart in CloudWatch.
+    pub function_name: String,
+}
+
+/// Hand-written so that the admin token can never reach a log line through `{:?}`.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("redshift", &self.redshift)
+            .field("check_interval", &self.check_interval)
+            .field("redshift_timeout", &self.redshift_timeout)
+            .field("sqlite_path", &self.sqlite_path)
+            .field("metrics_namespace", &self.metrics_namespace)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("force_sqlite", &self.force_sqlite)
+            .field("in_lambda", &self.in_lambda)
+            .field("port", &self.port)
+            .field("function_name", &self.function_name)
+            .finish()
+    }
+}
+
+/// A configuration mistake, in words, reported once at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem(pub String);
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> (Config, Vec<ConfigProblem>) {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration from any source of variables; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> (Config, Vec<ConfigProblem>) {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let mut problems = Vec::new();
+
+        let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let redshift = read_redshift(&get, &mut problems);
+        let check_interval = read_number(&get, "REDSHIFT_CHECK_INTERVAL_SECS", &mut problems)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_CHECK_INTERVAL);
+        let redshift_timeout = read_number(&get, "REDSHIFT_TIMEOUT_MS", &mut problems)
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_REDSHIFT_TIMEOUT);
+        let port = read_number(&get, "PORT", &mut problems)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(8000);
+        let force_sqlite = match get("FORCE_SQLITE").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if ["true", "1", "yes"].contains(&v.as_str()) => true,
+            Some(v) if ["false", "0", "no"].contains(&v.as_str()) => false,
+            Some(v) => {
+                problems.push(ConfigProblem(format!(
+                    "FORCE_SQLITE must be true or false, not {v:?}; treating it as false"
+                )));
+                false
+            }
+        };
+        let sqlite_path = get("SQLITE_PATH").map(PathBuf::from).unwrap_or_else(|| {
+            // /var/task is read-only in Lambda; /tmp is the only writable place.
+            if in_lambda {
+                PathBuf::from("/tmp/local_crm.db")
+            } else {
+                PathBuf::from("./local_crm.db")
+            }
+        });
+
+        let config = Config {
+            redshift,
+            check_interval,
+            redshift_timeout,
+            sqlite_path,
+            metrics_namespace: get("METRICS_NAMESPACE")
+                .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_string()),
+            admin_token: get("ADMIN_TOKEN"),
+            force_sqlite,
+            in_lambda,
+            port,
+            function_name: get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_string()),
+        };
+        (config, problems)
+    }
+}
+
+fn read_number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<u64> {
+    let raw = get(name)?;
+    match raw.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            problems.push(ConfigProblem(format!(
+                "{name} must be a whole number, not {raw:?}; using the default"
+            )));
+            None
+        }
+    }
+}
+
+/// Reads the Redshift part. Returns `None` (SQLite primary) when nothing is set, and also when
+/// only part of it is set, with a problem that says what is missing.
+fn read_redshift(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<RedshiftConfig> {
+    let host = get("REDSHIFT_HOST");
+    let from_host = host.as_deref().and_then(parse_host);
+    if let (Some(h), None) = (&host, &from_host) {
+        problems.push(ConfigProblem(format!(
+            "REDSHIFT_HOST {h:?} is not a Redshift endpoint (<cluster>.<id>.<region>.redshift.amazonaws.com \
+             or <workgroup>.<account>.<region>.redshift-serverless.amazonaws.com)"
+        )));
+    }
+    if get("REDSHIFT_PASSWORD").is_some() {
+        problems.push(ConfigProblem(
+            "REDSHIFT_PASSWORD is ignored: the Redshift Data API cannot use a password; \
+             set REDSHIFT_SECRET_ARN (Secrets Manager) or REDSHIFT_DB_USER (IAM) instead"
+                .to_string(),
+        ));
+    }
+
+    let cluster = get("REDSHIFT_CLUSTER_ID");
+    let workgroup = get("REDSHIFT_WORKGROUP");
+    let target = match (cluster, workgroup) {
+        (Some(_), Some(_)) => {
+            problems.push(ConfigProblem(
+                "set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP, not both; Redshift is disabled"
+                    .to_string(),
+            ));
+            return None;
+        }
+        (Some(c), None) => Some(RedshiftTarget::Cluster(c)),
+        (None, Some(w)) => Some(RedshiftTarget::Workgroup(w)),
+        (None, None) => from_host.as_ref().map(|(t, _)| t.clone()),
+    };
+    let database = get("REDSHIFT_DATABASE");
+    let secret = get("REDSHIFT_SECRET_ARN");
+    let db_user = get("REDSHIFT_DB_USER").or_else(|| get("REDSHIFT_USER"));
+
+    let anything_set = target.is_some() || database.is_some() || secret.is_some() || db_user.is_some();
+    if !anything_set {
+        return None;
+    }
+    let Some(target) = target else {
+        problems.push(ConfigProblem(
+            "Redshift is half configured: set REDSHIFT_CLUSTER_ID, REDSHIFT_WORKGROUP or REDSHIFT_HOST; \
+             serving from SQLite"
+                .to_string(),
+        ));
+        return None;
+    };
+    let Some(database) = database else {
+        problems.push(ConfigProblem(
+            "Redshift is half configured: REDSHIFT_DATABASE is missing; serving from SQLite".to_string(),
+        ));
+        return None;
+    };
+    let auth = match (secret, db_user, &target) {
+        (Some(s), _, _) => RedshiftAuth::SecretArn(s),
+        (None, Some(u), _) => RedshiftAuth::DbUser(u),
+        (None, None, RedshiftTarget::Workgroup(_)) => RedshiftAuth::Iam,
+        (None, None, RedshiftTarget::Cluster(_)) => {
+            problems.push(ConfigProblem(
+                "Redshift is half configured: a cluster needs REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER; \
+                 serving from SQLite"
+                    .to_string(),
+            ));
+            return None;
+        }
+    };
+    Some(RedshiftConfig {
+        target,
+        database,
+        auth,
+        region_hint: from_host.and_then(|(_, region)| region),
+    })
+}
+
+/// Derives the cluster or workgroup (and the region) from a Redshift endpoint host name.
+fn parse_host(host: &str) -> Option<(RedshiftTarget, Option<String>)> {
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let first = labels.first().filter(|l| !l.is_empty())?.to_string();
+    if host.ends_with(".redshift-serverless.amazonaws.com") && labels.len() >= 6 {
+        Some((RedshiftTarget::Workgroup(first), Some(labels[2].to_string())))
+    } else if host.ends_with(".redshift.amazonaws.com") && labels.len() >= 6 {
+        Some((RedshiftTarget::Cluster(first), Some(labels[2].to_string())))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> (Config, Vec<ConfigProblem>) {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_means_sqlite_primary_with_defaults() {
+        let (config, problems) = load(&[]);
+        assert!(config.redshift.is_none());
+        assert!(problems.is_empty());
+        assert_eq!(config.check_interval, DEFAULT_CHECK_INTERVAL);
+        assert_eq!(config.sqlite_path, PathBuf::from("./local_crm.db"));
+        assert_eq!(config.port, 8000);
+    }
+
+    #[test]
+    fn lambda_defaults_to_tmp() {
+        let (config, _) = load(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]);
+        assert!(config.in_lambda);
+        assert_eq!(config.sqlite_path, PathBuf::from("/tmp/local_crm.db"));
+    }
+
+    #[test]
+    fn guide_variables_are_understood_and_password_ignored() {
+        let (config, problems) = load(&[
+            ("REDSHIFT_HOST", "crm-cluster.abc123xyz.eu-west-1.redshift.amazonaws.com"),
+            ("REDSHIFT_PORT", "5439"),
+            ("REDSHIFT_DATABASE", "crm_db"),
+            ("REDSHIFT_USER", "admin"),
+            ("REDSHIFT_PASSWORD", "hunter2-secret"),
+        ]);
+        let redshift = config.redshift.expect("configured");
+        assert_eq!(redshift.target, RedshiftTarget::Cluster("crm-cluster".into()));
+        assert_eq!(redshift.auth, RedshiftAuth::DbUser("admin".into()));
+        assert_eq!(redshift.region_hint.as_deref(), Some("eu-west-1"));
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].0.contains("REDSHIFT_PASSWORD is ignored"));
+        assert!(!problems[0].0.contains("hunter2"));
+    }
+
+    #[test]
+    fn serverless_host_gives_workgroup_with_iam() {
+        let (config, problems) = load(&[
+            ("REDSHIFT_HOST", "analytics.123456789012.us-east-1.redshift-serverless.amazonaws.com"),
+            ("REDSHIFT_DATABASE", "dev"),
+        ]);
+        let redshift = config.redshift.expect("configured");
+        assert_eq!(redshift.target, RedshiftTarget::Workgroup("analytics".into()));
+        assert_eq!(redshift.auth, RedshiftAuth::Iam);
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn half_configuration_is_reported_and_disables_redshift() {
+        let (config, problems) = load(&[("REDSHIFT_CLUSTER_ID", "crm")]);
+        assert!(config.redshift.is_none());
+        assert!(problems[0].0.contains("REDSHIFT_DATABASE is missing"));
+
+        let (config, problems) = load(&[("REDSHIFT_CLUSTER_ID", "crm"), ("REDSHIFT_DATABASE", "db")]);
+        assert!(config.redshift.is_none());
+        assert!(problems[0].0.contains("REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER"));
+    }
+
+    #[test]
+    fn bad_numbers_are_reported_and_defaulted() {
+        let (config, problems) = load(&[("REDSHIFT_CHECK_INTERVAL_SECS", "soon"), ("FORCE_SQLITE", "maybe")]);
+        assert_eq!(config.check_interval, DEFAULT_CHECK_INTERVAL);
+        assert!(!config.force_sqlite);
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].0.contains("REDSHIFT_CHECK_INTERVAL_SECS must be a whole number"));
+    }
+
+    #[test]
+    fn debug_output_redacts_admin_token() {
+        let (config, _) = load(&[("ADMIN_TOKEN", "s3cr3t-token")]);
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cr3t-token"));
+        assert!(printed.contains("<redacted>"));
+    }
+}

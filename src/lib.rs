@@ -1,0 +1,112 @@
+//! Call history API: Redshift through the Data API, with an automatic SQLite fallback.
+//!
+//! - [`config`]: environment, read once at start.
+//! - [`api`]: the HTTP router and its JSON shapes, shared by Lambda and the local server.
+//! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
+//! - [`metrics`]: CloudWatch metrics on every switch.
+
+pub mod api;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use api::db::AdminPolicy;
+use api::AppState;
+use config::{Config, RedshiftConfig};
+use metrics::Metrics;
+use store::failover::FailoverStore;
+use store::redshift::RedshiftStore;
+use store::sqlite::SqliteStore;
+
+/// The running service: its router and the store behind it.
+pub struct App {
+    pub router: axum::Router,
+    pub store: Arc<FailoverStore>,
+}
+
+/// Builds the whole service from its configuration. Never fails: whatever cannot be set up is
+/// logged and the service serves with what it has.
+pub async fn build_app(config: &Config) -> App {
+    let sqlite = SqliteStore::open(&config.sqlite_path, config.redshift.is_some()).map_err(|err| {
+        tracing::error!(path = %config.sqlite_path.display(), error = %err, "❌ Local SQLite could not be opened");
+        err.to_string()
+    });
+    let (redshift, metrics) = match &config.redshift {
+        Some(redshift_config) => {
+            let sdk = load_sdk_config(redshift_config).await;
+            let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
+            let metrics = Metrics::new(
+                Some(cloudwatch_client(&sdk)),
+                config.metrics_namespace.clone(),
+                config.function_name.clone(),
+            );
+            (Some(redshift), metrics)
+        }
+        None => (None, Metrics::disabled()),
+    };
+    let store = Arc::new(
+        FailoverStore::new(redshift, sqlite, config.check_interval, config.force_sqlite, Arc::new(metrics)).await,
+    );
+    let state = AppState { store: Arc::clone(&store), admin: AdminPolicy::new(config.admin_token.clone(), config.in_lambda) };
+    App { router: api::router(state), store }
+}
+
+/// Serves one Lambda event through the router. The body is collected so that the response is
+/// `Sync`, as the concurrent Lambda runtime needs; API Gateway buffers responses anyway.
+pub async fn handle_lambda_request(
+    router: axum::Router,
+    request: lambda_http::Request,
+) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
+    use tower::ServiceExt;
+    let response = router.oneshot(request.map(axum::body::Body::new)).await?;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await?;
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if text.is_empty() => lambda_http::Body::Empty,
+        Ok(text) => lambda_http::Body::Text(text),
+        Err(raw) => lambda_http::Body::Binary(raw.into_bytes()),
+    };
+    Ok(lambda_http::Response::from_parts(parts, body))
+}
+
+/// The SDK's own configuration chain (environment, profile, Lambda role); the region falls back
+/// to the one in `REDSHIFT_HOST`, then to us-east-1.
+async fn load_sdk_config(redshift: &RedshiftConfig) -> SdkConfig {
+    let fallback_region = redshift.region_hint.clone().unwrap_or_else(|| "us-east-1".to_string());
+    let region = RegionProviderChain::default_provider().or_else(Region::new(fallback_region));
+    aws_config::defaults(BehaviorVersion::latest()).region(region).load().await
+}
+
+fn redshift_store(sdk: &SdkConfig, redshift: &RedshiftConfig, deadline: Duration) -> RedshiftStore {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(deadline.min(Duration::from_secs(3)))
+        .operation_timeout(deadline)
+        .build();
+    // A few quick retries for throttling and transient errors; the overall deadline still holds.
+    let retries = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_millis(500));
+    let client_config = aws_sdk_redshiftdata::config::Builder::from(sdk)
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .build();
+    RedshiftStore::new(aws_sdk_redshiftdata::Client::from_conf(client_config), redshift.clone(), deadline)
+}
+
+fn cloudwatch_client(sdk: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    let config = aws_sdk_cloudwatch::config::Builder::from(sdk)
+        .timeout_config(TimeoutConfig::builder().operation_timeout(metrics::PUT_TIMEOUT).build())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(config)
+}

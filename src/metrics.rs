@@ -1,0 +1,106 @@
+//! CloudWatch metrics on every switch between databases.
+//!
+//! Lambda freezes the process once a response is returned, so metrics are put before the
+//! response, under a short timeout and with no retries: a slow or failing CloudWatch never fails
+//! a request or delays it by more than [`PUT_TIMEOUT`]. Failures are logged once until a put
+//! succeeds again, so an outage of CloudWatch does not flood the logs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::Client;
+
+/// Longest time a request waits for CloudWatch.
+pub const PUT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Metric names, as the template's alarms and the README use them.
+pub mod names {
+    /// 1 while Redshift serves, 0 while SQLite does.
+    pub const DATABASE_SOURCE: &str = "DatabaseSource";
+    /// One per fallback to SQLite caused by a Redshift failure.
+    pub const FALLBACK_EVENTS: &str = "FallbackEvents";
+    /// One per switch to SQLite asked for through `/db/force-sqlite`.
+    pub const FORCED_FALLBACK_EVENTS: &str = "ForcedFallbackEvents";
+    /// One per return to Redshift.
+    pub const RECOVERY_EVENTS: &str = "RecoveryEvents";
+    /// On recovery: how long the fallback that just ended lasted.
+    pub const FALLBACK_DURATION: &str = "FallbackDurationSeconds";
+    /// While on SQLite, at most once a minute: how long the fallback has lasted so far.
+    pub const FALLBACK_ELAPSED: &str = "FallbackElapsedSeconds";
+}
+
+/// A change of serving database, or a heartbeat while on the backup.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SwitchEvent {
+    FellBack,
+    Forced,
+    Recovered { fallback: Duration },
+    StillOnSqlite { elapsed: Duration },
+}
+
+pub struct Metrics {
+    client: Option<Client>,
+    namespace: String,
+    function_name: String,
+    failure_logged: AtomicBool,
+}
+
+impl Metrics {
+    /// `client` is `None` where nothing can switch (Redshift not configured).
+    pub fn new(client: Option<Client>, namespace: String, function_name: String) -> Self {
+        Metrics { client, namespace, function_name, failure_logged: AtomicBool::new(false) }
+    }
+
+    pub fn disabled() -> Self {
+        Metrics::new(None, String::new(), String::new())
+    }
+
+    /// Puts the metrics of `event`. Never fails; waits at most [`PUT_TIMEOUT`].
+    pub async fn record(&self, event: SwitchEvent) {
+        let Some(client) = &self.client else { return };
+        let data = self.data_for(event);
+        let put = client.put_metric_data().namespace(&self.namespace).set_metric_data(Some(data)).send();
+        let outcome = match tokio::time::timeout(PUT_TIMEOUT, put).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(aws_sdk_cloudwatch::error::DisplayErrorContext(err).to_string()),
+            Err(_) => Err(format!("no answer within {} ms", PUT_TIMEOUT.as_millis())),
+        };
+        match outcome {
+            Ok(()) => self.failure_logged.store(false, Ordering::Relaxed),
+            Err(reason) => {
+                if !self.failure_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(reason = %reason, "CloudWatch metrics could not be put; requests are unaffected");
+                }
+            }
+        }
+    }
+
+    fn data_for(&self, event: SwitchEvent) -> Vec<MetricDatum> {
+        let count = |name| self.datum(name, 1.0, StandardUnit::Count);
+        let source = |value| self.datum(names::DATABASE_SOURCE, value, StandardUnit::None);
+        match event {
+            SwitchEvent::FellBack => vec![source(0.0), count(names::FALLBACK_EVENTS)],
+            SwitchEvent::Forced => vec![source(0.0), count(names::FORCED_FALLBACK_EVENTS)],
+            SwitchEvent::Recovered { fallback } => vec![
+                source(1.0),
+                count(names::RECOVERY_EVENTS),
+                self.datum(names::FALLBACK_DURATION, fallback.as_secs_f64(), StandardUnit::Seconds),
+            ],
+            SwitchEvent::StillOnSqlite { elapsed } => vec![
+                source(0.0),
+                self.datum(names::FALLBACK_ELAPSED, elapsed.as_secs_f64(), StandardUnit::Seconds),
+            ],
+        }
+    }
+
+    fn datum(&self, name: &str, value: f64, unit: StandardUnit) -> MetricDatum {
+        MetricDatum::builder()
+            .metric_name(name)
+            .value(value)
+            .unit(unit)
+            .timestamp(std::time::SystemTime::now().into())
+            .dimensions(Dimension::builder().name("FunctionName").value(&self.function_name).build())
+            .build()
+    }
+}

@@ -1,0 +1,524 @@
+//! The failover adapter: Redshift first, SQLite the moment Redshift fails, and back again.
+//!
+//! The health state lives in the warm execution environment and is shared by every request it
+//! serves. Lambda has no background timers, so probes ride on requests: once the check interval
+//! has passed, the first request to arrive tries Redshift (the probe) while any request that
+//! arrives meanwhile is answered from SQLite; a `try_lock` guarantees one probe at a time.
+//!
+//! Writes that SQLite takes while Redshift is configured are journaled, and replayed to
+//! Redshift, idempotently on `id`, before Redshift serves again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::redshift::RedshiftStore;
+use super::sqlite::SqliteStore;
+use super::{Call, CallStore, HistoryQuery, InsertOutcome, Source, StoreError};
+use crate::metrics::{Metrics, SwitchEvent};
+
+/// Rows per replay statement: one multi-row insert each.
+pub const REPLAY_BATCH: usize = 200;
+/// How often the running fallback duration is reported while on SQLite.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// Which database serves, and since when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Redshift is not configured: SQLite is primary and nothing is probed.
+    NotConfigured,
+    OnRedshift,
+    OnSqlite { since: Instant, since_wall: DateTime<Utc>, forced: bool },
+}
+
+/// The warm environment's knowledge of Redshift's health.
+#[derive(Debug)]
+pub struct HealthState {
+    pub mode: Mode,
+    /// `Connected`, `Forced to SQLite`, or the last failure's reason.
+    pub redshift_message: String,
+    pub next_probe_at: Option<Instant>,
+    pub last_probe_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    pub fallbacks: u64,
+    pub forced_switches: u64,
+    pub recoveries: u64,
+    pub last_fallback_duration: Option<Duration>,
+    pub last_replay_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<Instant>,
+}
+
+impl HealthState {
+    fn new(configured: bool, forced: bool) -> Self {
+        let mode = match (configured, forced) {
+            (false, _) => Mode::NotConfigured,
+            (true, true) => Mode::OnSqlite { since: Instant::now(), since_wall: Utc::now(), forced: true },
+            (true, false) => Mode::OnRedshift,
+        };
+        let redshift_message = match mode {
+            Mode::NotConfigured => "Not configured",
+            Mode::OnSqlite { .. } => "Forced to SQLite",
+            Mode::OnRedshift => "Connected",
+        };
+        HealthState {
+            mode,
+            redshift_message: redshift_message.to_string(),
+            next_probe_at: None,
+            last_probe_at: None,
+            consecutive_failures: 0,
+            fallbacks: 0,
+            forced_switches: 0,
+            recoveries: 0,
+            last_fallback_duration: None,
+            last_replay_at: None,
+            last_heartbeat_at: None,
+        }
+    }
+
+    /// True when the interval since the last failure has passed and Redshift may be tried.
+    fn probe_due(&self, now: Instant) -> bool {
+        matches!(self.mode, Mode::OnSqlite { forced: false, .. }) && self.next_probe_at.is_none_or(|at| now >= at)
+    }
+}
+
+/// A point-in-time copy of the health state, for `/db/status` and `/db/healthz`.
+#[derive(Clone, Debug)]
+pub struct HealthSnapshot {
+    pub source: Source,
+    pub configured: bool,
+    pub forced: bool,
+    pub redshift_available: bool,
+    pub redshift_message: String,
+    pub sqlite_available: bool,
+    pub sqlite_message: String,
+    pub fallback_started_at: Option<DateTime<Utc>>,
+    pub fallback_duration: Option<Duration>,
+    pub last_fallback_duration: Option<Duration>,
+    pub last_probe_at: Option<DateTime<Utc>>,
+    pub next_probe_in: Option<Duration>,
+    pub consecutive_failures: u32,
+    pub fallbacks: u64,
+    pub forced_switches: u64,
+    pub recoveries: u64,
+    pub pending_sync: u64,
+    pub last_replay_at: Option<DateTime<Utc>>,
+}
+
+/// What a request got, and from where.
+#[derive(Debug)]
+pub struct Served<T> {
+    pub source: Source,
+    pub result: Result<T, StoreError>,
+}
+
+/// One request's work, run against whichever database serves.
+enum Op<'a> {
+    History(&'a HistoryQuery),
+    Get(&'a str),
+    Insert(&'a Call),
+}
+
+enum Output {
+    Calls(Vec<Call>),
+    Call(Option<Call>),
+    Inserted(InsertOutcome),
+}
+
+impl Op<'_> {
+    async fn run(&self, store: &impl CallStore) -> Result<Output, StoreError> {
+        Ok(match self {
+            Op::History(query) => Output::Calls(store.history(query).await?),
+            Op::Get(id) => Output::Call(store.get(id).await?),
+            Op::Insert(call) => Output::Inserted(store.insert(call).await?),
+        })
+    }
+
+    fn is_write(&self) -> bool {
+        matches!(self, Op::Insert(_))
+    }
+}
+
+/// The way a request goes, decided under the health lock.
+enum Route<'a> {
+    Redshift(&'a RedshiftStore),
+    /// Try Redshift as this interval's probe; the guard keeps other probes out.
+    Probe(&'a RedshiftStore, tokio::sync::MutexGuard<'a, ()>),
+    Sqlite,
+}
+
+pub struct FailoverStore {
+    redshift: Option<RedshiftStore>,
+    sqlite: Result<SqliteStore, String>,
+    health: Mutex<HealthState>,
+    probe_lock: tokio::sync::Mutex<()>,
+    replay_lock: tokio::sync::Mutex<()>,
+    /// Journaled writes not yet replayed; kept in memory so the Redshift path need not ask SQLite.
+    pending: AtomicU64,
+    check_interval: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl FailoverStore {
+    /// `sqlite` is the opened backup or the reason it could not be opened.
+    pub async fn new(
+        redshift: Option<RedshiftStore>,
+        sqlite: Result<SqliteStore, String>,
+        check_interval: Duration,
+        force_sqlite: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let pending = match &sqlite {
+            Ok(store) => store.pending_count().await.unwrap_or(0),
+            Err(_) => 0,
+        };
+        FailoverStore {
+            health: Mutex::new(HealthState::new(redshift.is_some(), force_sqlite)),
+            redshift,
+            sqlite,
+            probe_lock: tokio::sync::Mutex::new(()),
+            replay_lock: tokio::sync::Mutex::new(()),
+            pending: AtomicU64::new(pending),
+            check_interval,
+            metrics,
+        }
+    }
+
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        self.sqlite.as_ref().ok()
+    }
+
+    pub fn redshift(&self) -> Option<&RedshiftStore> {
+        self.redshift.as_ref()
+    }
+
+    pub async fn history(&self, query: &HistoryQuery) -> Served<Vec<Call>> {
+        let served = self.serve(Op::History(query)).await;
+        unwrap_output(served, |out| match out {
+            Output::Calls(calls) => Some(calls),
+            _ => None,
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Served<Option<Call>> {
+        let served = self.serve(Op::Get(id)).await;
+        unwrap_output(served, |out| match out {
+            Output::Call(call) => Some(call),
+            _ => None,
+        })
+    }
+
+    pub async fn insert(&self, call: &Call) -> Served<InsertOutcome> {
+        let served = self.serve(Op::Insert(call)).await;
+        unwrap_output(served, |out| match out {
+            Output::Inserted(outcome) => Some(outcome),
+            _ => None,
+        })
+    }
+
+    /// The source a request would be served from now, without touching either database.
+    pub fn current_source(&self) -> Source {
+        match self.lock_health().mode {
+            Mode::OnRedshift => Source::Redshift,
+            _ if self.sqlite.is_ok() => Source::Sqlite,
+            _ => Source::Unavailable,
+        }
+    }
+
+    fn lock_health(&self) -> MutexGuard<'_, HealthState> {
+        // The state is plain data updated in single steps; a panic elsewhere cannot leave it torn.
+        self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn route(&self) -> Route<'_> {
+        let Some(redshift) = &self.redshift else { return Route::Sqlite };
+        let health = self.lock_health();
+        match health.mode {
+            Mode::OnRedshift => Route::Redshift(redshift),
+            Mode::OnSqlite { .. } if health.probe_due(Instant::now()) => match self.probe_lock.try_lock() {
+                Ok(guard) => Route::Probe(redshift, guard),
+                Err(_) => Route::Sqlite,
+            },
+            _ => Route::Sqlite,
+        }
+    }
+
+    async fn serve(&self, op: Op<'_>) -> Served<Output> {
+        match self.route() {
+            Route::Redshift(redshift) => match self.run_on_redshift(redshift, &op).await {
+                Ok(output) => return self.served_by_redshift(output),
+                Err(err) => self.fall_back(&err).await,
+            },
+            Route::Probe(redshift, _guard) => {
+                tracing::info!("🔄 Checking whether Redshift is back");
+                match self.run_on_redshift(redshift, &op).await {
+                    Ok(output) => {
+                        self.recovered().await;
+                        return self.served_by_redshift(output);
+                    }
+                    Err(err) => self.probe_failed(&err).await,
+                }
+            }
+            Route::Sqlite => self.heartbeat_if_due().await,
+        }
+        self.serve_from_sqlite(&op).await
+    }
+
+    /// Replays waiting writes first, so that what Redshift answers includes them.
+    async fn run_on_redshift(&self, redshift: &RedshiftStore, op: &Op<'_>) -> Result<Output, StoreError> {
+        tracing::info!("☁️ Executing query on Redshift");
+        if self.pending.load(Ordering::Relaxed) > 0 {
+            self.replay(redshift).await?;
+        }
+        op.run(redshift).await
+    }
+
+    fn served_by_redshift(&self, output: Output) -> Served<Output> {
+        self.refresh_backup(&output);
+        Served { source: Source::Redshift, result: Ok(output) }
+    }
+
+    async fn serve_from_sqlite(&self, op: &Op<'_>) -> Served<Output> {
+        let sqlite = match &self.sqlite {
+            Ok(sqlite) => sqlite,
+            Err(reason) => {
+                return Served { source: Source::Unavailable, result: Err(StoreError::Sqlite(reason.clone())) }
+            }
+        };
+        tracing::info!("💾 Executing query on local SQLite");
+        match op.run(sqlite).await {
+            Ok(output) => {
+                if op.is_write() && self.redshift.is_some() && matches!(output, Output::Inserted(InsertOutcome::Inserted)) {
+                    self.pending.fetch_add(1, Ordering::Relaxed);
+                }
+                Served { source: Source::Sqlite, result: Ok(output) }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "❌ Local SQLite failed too");
+                Served { source: Source::Unavailable, result: Err(err) }
+            }
+        }
+    }
+
+    /// Copies what Redshift served into the backup, off the request path: a later fallback in
+    /// this environment then answers with what it last saw. Losing a refresh loses nothing.
+    fn refresh_backup(&self, output: &Output) {
+        let Ok(sqlite) = &self.sqlite else { return };
+        let calls = match output {
+            Output::Calls(calls) => calls.clone(),
+            Output::Call(Some(call)) => vec![call.clone()],
+            Output::Inserted(InsertOutcome::AlreadyExists(call)) => vec![call.clone()],
+            _ => return,
+        };
+        let sqlite = sqlite.clone();
+        tokio::spawn(async move {
+            if let Err(err) = sqlite.refresh(calls).await {
+                tracing::warn!(error = %err, "could not refresh the local backup");
+            }
+        });
+    }
+
+    /// Replays journaled writes in batches until none wait or Redshift fails. Each batch is one
+    /// idempotent multi-row insert, removed from the journal only once Redshift has it, so a
+    /// replay cut off anywhere resumes later without loss or duplicates.
+    pub async fn replay(&self, redshift: &RedshiftStore) -> Result<u64, StoreError> {
+        let Ok(sqlite) = &self.sqlite else { return Ok(0) };
+        // One replay at a time; a request that finds one running goes on without waiting.
+        let Ok(_guard) = self.replay_lock.try_lock() else { return Ok(0) };
+        let mut replayed = 0u64;
+        loop {
+            let batch = sqlite.pending_batch(REPLAY_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let added = redshift.insert_missing(&batch).await?;
+            let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
+            let count = ids.len() as u64;
+            sqlite.mark_synced(ids).await?;
+            replayed += count;
+            self.pending.fetch_sub(count.min(self.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+            tracing::info!(rows = count, added, "🔁 Replayed writes from the local backup to Redshift");
+        }
+        self.pending.store(sqlite.pending_count().await.unwrap_or(0), Ordering::Relaxed);
+        self.lock_health().last_replay_at = Some(Utc::now());
+        Ok(replayed)
+    }
+
+    async fn fall_back(&self, err: &StoreError) {
+        tracing::warn!("⚠️ Redshift unavailable, falling back to local SQLite: {err}");
+        let switched = {
+            let mut health = self.lock_health();
+            health.redshift_message = err.to_string();
+            health.consecutive_failures += 1;
+            health.next_probe_at = Some(Instant::now() + self.check_interval);
+            if health.mode == Mode::OnRedshift {
+                health.mode = Mode::OnSqlite { since: Instant::now(), since_wall: Utc::now(), forced: false };
+                health.fallbacks += 1;
+                health.last_heartbeat_at = Some(Instant::now());
+                true
+            } else {
+                false
+            }
+        };
+        if switched {
+            self.metrics.record(SwitchEvent::FellBack).await;
+        }
+    }
+
+    async fn probe_failed(&self, err: &StoreError) {
+        tracing::warn!("⚠️ Redshift unavailable, falling back to local SQLite: {err}");
+        {
+            let mut health = self.lock_health();
+            health.redshift_message = err.to_string();
+            health.consecutive_failures += 1;
+            health.last_probe_at = Some(Utc::now());
+            health.next_probe_at = Some(Instant::now() + self.check_interval);
+        }
+        self.heartbeat_if_due().await;
+    }
+
+    async fn recovered(&self) {
+        let fallback = {
+            let mut health = self.lock_health();
+            health.last_probe_at = Some(Utc::now());
+            health.redshift_message = "Connected".to_string();
+            health.consecutive_failures = 0;
+            health.next_probe_at = None;
+            let Mode::OnSqlite { since, .. } = health.mode else { return };
+            health.mode = Mode::OnRedshift;
+            health.recoveries += 1;
+            let duration = since.elapsed();
+            health.last_fallback_duration = Some(duration);
+            duration
+        };
+        tracing::info!(fallback_seconds = fallback.as_secs_f64(), "✅ Redshift connection restored");
+        self.metrics.record(SwitchEvent::Recovered { fallback }).await;
+    }
+
+    /// While on SQLite with Redshift configured, reports the running duration once a minute.
+    async fn heartbeat_if_due(&self) {
+        let elapsed = {
+            let mut health = self.lock_health();
+            let Mode::OnSqlite { since, .. } = health.mode else { return };
+            let now = Instant::now();
+            if health.last_heartbeat_at.is_some_and(|at| now.duration_since(at) < HEARTBEAT_EVERY) {
+                return;
+            }
+            health.last_heartbeat_at = Some(now);
+            since.elapsed()
+        };
+        self.metrics.record(SwitchEvent::StillOnSqlite { elapsed }).await;
+    }
+
+    /// `/db/force-sqlite`: serve from SQLite in this environment until `/db/retry-redshift`.
+    pub async fn force_sqlite(&self) {
+        let switched = {
+            let mut health = self.lock_health();
+            match health.mode {
+                Mode::NotConfigured => false,
+                Mode::OnSqlite { since, since_wall, .. } => {
+                    health.mode = Mode::OnSqlite { since, since_wall, forced: true };
+                    health.redshift_message = "Forced to SQLite".to_string();
+                    false
+                }
+                Mode::OnRedshift => {
+                    health.mode = Mode::OnSqlite { since: Instant::now(), since_wall: Utc::now(), forced: true };
+                    health.redshift_message = "Forced to SQLite".to_string();
+                    health.forced_switches += 1;
+                    health.last_heartbeat_at = Some(Instant::now());
+                    true
+                }
+            }
+        };
+        tracing::warn!("💾 Forced to local SQLite until /db/retry-redshift");
+        if switched {
+            self.metrics.record(SwitchEvent::Forced).await;
+        }
+    }
+
+    /// `/db/retry-redshift`: leaves forced mode and probes Redshift now (waiting for a probe
+    /// already under way rather than running two at once). Returns the source afterwards.
+    pub async fn retry_redshift(&self) -> Source {
+        let Some(redshift) = &self.redshift else { return self.current_source() };
+        let _guard = self.probe_lock.lock().await;
+        {
+            let mut health = self.lock_health();
+            if let Mode::OnSqlite { since, since_wall, .. } = health.mode {
+                health.mode = Mode::OnSqlite { since, since_wall, forced: false };
+            }
+        }
+        tracing::info!("🔄 Retrying Redshift connection");
+        let probe = async {
+            if self.pending.load(Ordering::Relaxed) > 0 {
+                self.replay(redshift).await?;
+            }
+            redshift.probe().await
+        };
+        match probe.await {
+            Ok(()) => self.recovered().await,
+            Err(err) => {
+                let on_redshift = self.lock_health().mode == Mode::OnRedshift;
+                if on_redshift {
+                    self.fall_back(&err).await;
+                } else {
+                    self.probe_failed(&err).await;
+                }
+            }
+        }
+        self.current_source()
+    }
+
+    pub async fn snapshot(&self) -> HealthSnapshot {
+        let (sqlite_available, sqlite_message) = match &self.sqlite {
+            Ok(sqlite) => match sqlite.ping().await {
+                Ok(()) => (true, "Connected".to_string()),
+                Err(err) => (false, err.to_string()),
+            },
+            Err(reason) => (false, reason.clone()),
+        };
+        let health = self.lock_health();
+        let now = Instant::now();
+        let (fallback_started_at, fallback_duration, forced) = match health.mode {
+            Mode::OnSqlite { since, since_wall, forced } => (Some(since_wall), Some(since.elapsed()), forced),
+            _ => (None, None, false),
+        };
+        let source = match health.mode {
+            Mode::OnRedshift => Source::Redshift,
+            _ if sqlite_available => Source::Sqlite,
+            _ => Source::Unavailable,
+        };
+        HealthSnapshot {
+            source,
+            configured: self.redshift.is_some(),
+            forced,
+            redshift_available: health.mode == Mode::OnRedshift,
+            redshift_message: health.redshift_message.clone(),
+            sqlite_available,
+            sqlite_message,
+            fallback_started_at,
+            fallback_duration,
+            last_fallback_duration: health.last_fallback_duration,
+            last_probe_at: health.last_probe_at,
+            next_probe_in: match health.mode {
+                Mode::OnSqlite { forced: false, .. } => {
+                    Some(health.next_probe_at.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
+                }
+                _ => None,
+            },
+            consecutive_failures: health.consecutive_failures,
+            fallbacks: health.fallbacks,
+            forced_switches: health.forced_switches,
+            recoveries: health.recoveries,
+            pending_sync: self.pending.load(Ordering::Relaxed),
+            last_replay_at: health.last_replay_at,
+        }
+    }
+}
+
+fn unwrap_output<T>(served: Served<Output>, pick: impl FnOnce(Output) -> Option<T>) -> Served<T> {
+    let result = served.result.and_then(|output| {
+        pick(output).ok_or_else(|| StoreError::Decode("operation returned another kind of answer".to_string()))
+    });
+    Served { source: served.source, result }
+}

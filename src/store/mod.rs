@@ -1,0 +1,156 @@
+//! The call store: one trait, two databases, and the failover adapter between them.
+//!
+//! - [`sqlite::SqliteStore`]: the local backup, a file in `/tmp` shipped with the function.
+//! - [`redshift::RedshiftStore`]: the primary, through the Redshift Data API.
+//! - [`failover::FailoverStore`]: owns the health state and decides which one serves.
+
+pub mod failover;
+pub mod redshift;
+pub mod sqlite;
+
+use std::future::Future;
+
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use serde::{Serialize, Serializer};
+
+/// Which database answered a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Redshift,
+    Sqlite,
+    Unavailable,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Redshift => "redshift",
+            Source::Sqlite => "sqlite",
+            Source::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn emoji(self) -> &'static str {
+        match self {
+            Source::Redshift => "☁️",
+            Source::Sqlite => "💾",
+            Source::Unavailable => "❌",
+        }
+    }
+}
+
+/// One recorded call, as stored and as sent to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub id: String,
+    pub contact_name: String,
+    pub account_name: Option<String>,
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub started_at: DateTime<Utc>,
+    pub duration_seconds: Option<i64>,
+    pub outcome: Option<String>,
+    pub notes: Option<String>,
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl Call {
+    /// True when `other` records the same call: everything but the server's `created_at`.
+    pub fn same_content(&self, other: &Call) -> bool {
+        self.id == other.id
+            && self.contact_name == other.contact_name
+            && self.account_name == other.account_name
+            && self.started_at == other.started_at
+            && self.duration_seconds == other.duration_seconds
+            && self.outcome == other.outcome
+            && self.notes == other.notes
+    }
+}
+
+/// Filters and paging of the history query, already validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub limit: u32,
+    pub offset: u32,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub contact: Option<String>,
+}
+
+impl Default for HistoryQuery {
+    fn default() -> Self {
+        HistoryQuery { limit: 50, offset: 0, since: None, until: None, contact: None }
+    }
+}
+
+/// What an insert found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// A call with this id was already stored; it is returned as it is.
+    AlreadyExists(Call),
+}
+
+/// Why a database could not answer. Messages are short, credential-free reasons that may be
+/// shown in `/db/status`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("Connection timeout")]
+    Timeout,
+    #[error("Connection refused")]
+    ConnectionRefused,
+    #[error("Connection failed: {0}")]
+    Connection(String),
+    #[error("Throttled")]
+    Throttled,
+    #[error("Service error: {0}")]
+    Service(String),
+    #[error("Statement failed: {0}")]
+    StatementFailed(String),
+    #[error("Statement aborted")]
+    StatementAborted,
+    #[error("Undecodable result: {0}")]
+    Decode(String),
+    #[error("SQLite error: {0}")]
+    Sqlite(String),
+}
+
+/// The operations every database offers. Implementations answer or fail; choosing between
+/// them is the failover adapter's business.
+pub trait CallStore: Send + Sync {
+    fn history(&self, query: &HistoryQuery) -> impl Future<Output = Result<Vec<Call>, StoreError>> + Send;
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<Call>, StoreError>> + Send;
+    fn insert(&self, call: &Call) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+}
+
+/// Both databases keep microseconds; truncating on the way in makes a call read back equal to
+/// the one written, whichever database holds it.
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = t.nanosecond() / 1_000 * 1_000;
+    t.with_nanosecond(nanos).unwrap_or(t)
+}
+
+/// RFC 3339 in UTC with a `Z`, fractional seconds only when there are any.
+pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn serialize_timestamp<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap();
+        assert_eq!(format_timestamp(&t), "2024-05-01T10:00:00Z");
+        let t = truncate_to_micros(t.with_nanosecond(123_456_789).unwrap());
+        assert_eq!(format_timestamp(&t), "2024-05-01T10:00:00.123456Z");
+    }
+}
