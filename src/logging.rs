@@ -14,7 +14,7 @@ pub fn init(in_lambda: bool) {
     let result = if in_lambda {
         builder.json().with_current_span(false).with_ansi(false).try_init()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init()
+        builder.with_ansi(std::io::stdout().is_terminal()).try_init()
     };
     // Already initialised (tests build several apps in one process): keep the first.
     let _ = result;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::{Call, CallStore, HistoryQuery, InsertOutcome, StoreError};
 
@@ -121,7 +121,9 @@ impl SqliteStore {
     /// Removes replayed writes from the journal.
     pub async fn mark_synced(&self, ids: Vec<String>) -> Result<(), StoreError> {
         self.with_connection(move |conn| {
-            let tx = conn.transaction()?;
+            // IMMEDIATE takes the write lock up front: upgrading a read transaction later fails
+            // at once under concurrent writers instead of waiting.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
                 let mut stmt = tx.prepare_cached("DELETE FROM pending_sync WHERE id = :id")?;
                 for id in &ids {
@@ -140,7 +142,7 @@ impl SqliteStore {
             return Ok(());
         }
         self.with_connection(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
                 let sql = format!(
                     "INSERT INTO calls ({COLUMNS}) VALUES (:id, :contact_name, :account_name, :started_at, \
@@ -211,7 +213,7 @@ impl CallStore for SqliteStore {
         let call = call.clone();
         let journal = self.journal_writes;
         self.with_connection(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing = tx
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))?
                 .query_row(named_params! { ":id": call.id }, call_from_row)

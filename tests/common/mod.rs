@@ -1,0 +1,136 @@
+//! Shared test harness: spawns the real app on a free port and talks HTTP to it.
+#![allow(dead_code)] // each test binary uses part of the harness
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use call_history::config::Config;
+use call_history::store::failover::FailoverStore;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub store: Arc<FailoverStore>,
+    pub client: reqwest::Client,
+    pub sqlite_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: u16,
+    pub source_header: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        read(self.client.get(self.url(path)).send().await.expect("request sent")).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        read(self.client.post(self.url(path)).body(body.to_string()).send().await.expect("request sent")).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.post(path, &body.to_string()).await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        read(request.send().await.expect("request sent")).await
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let source_header = header("x-data-source");
+    let content_type = header("content-type");
+    let text = response.text().await.expect("body read");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply { status, source_header, content_type, body }
+}
+
+/// Serialises the part of app construction that reads process-wide AWS variables, so that tests
+/// running as threads of one process cannot see each other's endpoints.
+static SDK_ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Spawns the app with these configuration variables (SQLITE_PATH defaults to a fresh temporary
+/// file) and these AWS SDK variables set in the process environment while it is built.
+pub async fn spawn_app_with(vars: &[(&str, &str)], aws_env: &[(&str, &str)]) -> TestApp {
+    capture_logs();
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sqlite_path = map
+        .entry("SQLITE_PATH".to_string())
+        .or_insert_with(|| dir.path().join("local_crm.db").display().to_string())
+        .clone();
+    let (config, problems) = Config::from_lookup(|name| map.get(name).cloned());
+    assert!(problems.is_empty() || map.contains_key("EXPECT_PROBLEMS"), "configuration problems: {problems:?}");
+    let app = {
+        let _env = SDK_ENV.lock().await;
+        for (name, value) in aws_env {
+            std::env::set_var(name, value);
+        }
+        call_history::build_app(&config).await
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(listener, app.router).await.expect("server runs");
+    });
+    TestApp { address, store: app.store, client: reqwest::Client::new(), sqlite_path: sqlite_path.into(), _dir: dir }
+}
+
+pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(vars, &[]).await
+}
+
+/// Fake credentials and a region: the real SDK signs requests, nothing checks them.
+pub const FAKE_AWS: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
+
+// ---- log capture -------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        std::io::stdout().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+
+/// Installs (once per process) a subscriber that keeps every log line for assertions.
+pub fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,aws_smithy_runtime=warn,aws_config=warn,hyper=warn")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buffer
+    });
+}
+
+/// Everything logged so far in this process.
+pub fn logs() -> String {
+    let buffer = LOGS.get().expect("capture_logs called");
+    String::from_utf8_lossy(&buffer.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
