@@ -123,6 +123,11 @@ impl RedshiftStore {
             _ => return Err(StoreError::StatementFailed(self.failure_reason(&id).await)),
         }
         if !has_result_set {
+            // ExecuteStatement's answer does not say how many rows changed; DescribeStatement does.
+            let rows_affected = match rows_affected {
+                -1 => self.rows_affected(&id).await?,
+                known => known,
+            };
             return Ok(StatementResult { records: Vec::new(), rows_affected });
         }
         let records = self.fetch_all_pages(&id).await?;
@@ -174,6 +179,11 @@ impl RedshiftStore {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_POLL_DELAY);
         }
+    }
+
+    async fn rows_affected(&self, id: &str) -> Result<i64, StoreError> {
+        let described = self.client.describe_statement().id(id).send().await.map_err(classify)?;
+        Ok(described.result_rows())
     }
 
     /// The statement's own error text, for the status page and the log.

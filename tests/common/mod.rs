@@ -134,3 +134,72 @@ pub fn logs() -> String {
     let buffer = LOGS.get().expect("capture_logs called");
     String::from_utf8_lossy(&buffer.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
 }
+
+// ---- the Redshift stand-in ---------------------------------------------------------------
+
+use redshift_data_local::{create_scratch_database, Options, StandIn};
+
+/// A stand-in on its own fresh PostgreSQL database.
+pub struct Redshift {
+    pub standin: StandIn,
+    pub database_url: String,
+}
+
+impl Redshift {
+    pub async fn start(page_size: usize) -> Redshift {
+        let admin = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL is not set: run `make test`, or `export \"$(scripts/pg-test-cluster.sh start)\"` first",
+        );
+        let database_url = create_scratch_database(&admin).await.expect("scratch database");
+        let mut options = Options::new(database_url.clone());
+        options.page_size = page_size;
+        let standin = StandIn::start(options).await.expect("stand-in starts");
+        Redshift { standin, database_url }
+    }
+
+    /// A direct connection to the PostgreSQL database behind the stand-in, to check what
+    /// Redshift really holds.
+    pub async fn postgres(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("postgres");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// How many rows with this id Redshift holds.
+    pub async fn copies_of(&self, id: &str) -> i64 {
+        let pg = self.postgres().await;
+        pg.query_one("SELECT COUNT(*) FROM calls WHERE id = $1", &[&id]).await.expect("count").get(0)
+    }
+
+    pub async fn row_count(&self) -> i64 {
+        let pg = self.postgres().await;
+        pg.query_one("SELECT COUNT(*) FROM calls", &[]).await.expect("count").get(0)
+    }
+
+    pub fn executions(&self) -> usize {
+        self.standin.operation_count("ExecuteStatement")
+    }
+}
+
+/// Spawns the app on the stand-in, with the `calls` table created through the Data API.
+pub async fn spawn_app_on(redshift: &Redshift, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![
+        ("REDSHIFT_CLUSTER_ID", "crm-cluster"),
+        ("REDSHIFT_DATABASE", "crm_db"),
+        ("REDSHIFT_DB_USER", "app_user"),
+        ("REDSHIFT_TIMEOUT_MS", "2000"),
+    ];
+    for (name, value) in extra {
+        vars.retain(|(n, _)| n != name);
+        vars.push((name, value));
+    }
+    let data_api = redshift.standin.data_api_url();
+    let cloudwatch = redshift.standin.cloudwatch_url();
+    let mut aws = FAKE_AWS.to_vec();
+    aws.push(("AWS_ENDPOINT_URL_REDSHIFT_DATA", data_api.as_str()));
+    aws.push(("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.as_str()));
+    let app = spawn_app_with(&vars, &aws).await;
+    app.store.redshift().expect("configured").apply_schema().await.expect("schema applied");
+    app
+}

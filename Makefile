@@ -1,0 +1,54 @@
+# Every routine task. `make run` and `make test` are all a new machine needs.
+SHELL := /bin/bash
+EVENT ?= calls-history
+PORT ?= 8000
+LAMBDA_BINARY := target/lambda/call-history/bootstrap
+
+.PHONY: run watch test build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run: ## Serve on localhost:$(PORT) (SQLite unless REDSHIFT_* is set)
+	PORT=$(PORT) cargo run --bin call-history
+
+watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch)
+	cargo lambda watch --bin call-history
+
+test: ## Every test; starts a throwaway PostgreSQL for the Redshift stand-in
+	scripts/test.sh
+
+build: cargo-lambda ## Release Lambda artifact: target/lambda/call-history/bootstrap
+	cargo lambda build --release --bin call-history $(if $(shell command -v zig),,--compiler cargo)
+	@ls -l $(LAMBDA_BINARY)
+
+invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
+	cargo lambda invoke call-history --data-file events/$(EVENT).json
+
+lint: ## Formatting, clippy and the SAM template
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cfn-lint template.yaml
+
+fmt: ## Format the code
+	cargo fmt --all
+
+deploy: build ## Deploy with SAM (asks for parameters the first time)
+	sam deploy --guided
+
+bench: ## Benchmarks; results go to bench/results/
+	scripts/bench.sh
+
+redshift-local: ## The Redshift Data API and CloudWatch stand-in on PostgreSQL (ports 9000/9001, control 9002)
+	export "$$(scripts/pg-test-cluster.sh start)" && cargo run --release -p redshift-data-local
+
+migrate: ## Create the calls table in Redshift (uses the REDSHIFT_* configuration)
+	cargo run --bin call-history -- migrate
+
+clean: ## Remove build output and the local database
+	cargo clean
+	rm -f local_crm.db local_crm.db-wal local_crm.db-shm
+
+.PHONY: cargo-lambda
+cargo-lambda:
+	@command -v cargo-lambda >/dev/null || { echo "Installing cargo-lambda (takes about 12 minutes, once)"; cargo install cargo-lambda --locked; }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Starts a throwaway PostgreSQL for the Redshift stand-in unless
+# DATABASE_URL already points at one, and stops it again afterwards if it started it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started_pg=false
+if [ -z "${DATABASE_URL:-}" ]; then
+    if ! scripts/pg-test-cluster.sh status >/dev/null 2>&1; then
+        started_pg=true
+    fi
+    export "$(scripts/pg-test-cluster.sh start)"
+fi
+cleanup() {
+    if [ "$started_pg" = true ] && [ -z "${KEEP_PG:-}" ]; then
+        scripts/pg-test-cluster.sh stop >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+# Fake credentials and region for the real AWS SDK clients that talk to the local stand-ins.
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
