@@ -12,6 +12,8 @@ use std::time::Duration;
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// Default overall deadline of one Redshift operation: well under API Gateway's 30 s.
 pub const DEFAULT_REDSHIFT_TIMEOUT: Duration = Duration::from_millis(5_000);
+/// While on SQLite, the running fallback duration is reported at most this often.
+pub const DEFAULT_METRICS_HEARTBEAT: Duration = Duration::from_secs(60);
 pub const DEFAULT_METRICS_NAMESPACE: &str = "CallHistory";
 
 /// Where the Redshift Data API sends statements.
@@ -49,6 +51,8 @@ pub struct Config {
     pub redshift: Option<RedshiftConfig>,
     pub check_interval: Duration,
     pub redshift_timeout: Duration,
+    /// How often the running fallback duration is put to CloudWatch while on SQLite.
+    pub metrics_heartbeat: Duration,
     pub sqlite_path: PathBuf,
     pub metrics_namespace: String,
     pub admin_token: Option<String>,
@@ -67,6 +71,7 @@ impl fmt::Debug for Config {
             .field("redshift", &self.redshift)
             .field("check_interval", &self.check_interval)
             .field("redshift_timeout", &self.redshift_timeout)
+            .field("metrics_heartbeat", &self.metrics_heartbeat)
             .field("sqlite_path", &self.sqlite_path)
             .field("metrics_namespace", &self.metrics_namespace)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
@@ -108,6 +113,10 @@ impl Config {
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_REDSHIFT_TIMEOUT);
+        let metrics_heartbeat = read_number(&get, "METRICS_HEARTBEAT_SECS", &mut problems)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_METRICS_HEARTBEAT);
         let port = read_number(&get, "PORT", &mut problems)
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(8000);
@@ -135,6 +144,7 @@ impl Config {
             redshift,
             check_interval,
             redshift_timeout,
+            metrics_heartbeat,
             sqlite_path,
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_string()),

@@ -23,7 +23,7 @@ use api::db::AdminPolicy;
 use api::AppState;
 use config::{Config, RedshiftConfig};
 use metrics::Metrics;
-use store::failover::FailoverStore;
+use store::failover::{FailoverSettings, FailoverStore};
 use store::redshift::RedshiftStore;
 use store::sqlite::SqliteStore;
 
@@ -53,9 +53,12 @@ pub async fn build_app(config: &Config) -> App {
         }
         None => (None, Metrics::disabled()),
     };
-    let store = Arc::new(
-        FailoverStore::new(redshift, sqlite, config.check_interval, config.force_sqlite, Arc::new(metrics)).await,
-    );
+    let settings = FailoverSettings {
+        check_interval: config.check_interval,
+        force_sqlite: config.force_sqlite,
+        heartbeat_every: config.metrics_heartbeat,
+    };
+    let store = Arc::new(FailoverStore::new(redshift, sqlite, settings, Arc::new(metrics)).await);
     let state = AppState { store: Arc::clone(&store), admin: AdminPolicy::new(config.admin_token.clone(), config.in_lambda) };
     App { router: api::router(state), store }
 }

@@ -21,8 +21,6 @@ use crate::metrics::{Metrics, SwitchEvent};
 
 /// Rows per replay statement: one multi-row insert each.
 pub const REPLAY_BATCH: usize = 200;
-/// How often the running fallback duration is reported while on SQLite.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// Which database serves, and since when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +146,17 @@ enum Route<'a> {
     Sqlite,
 }
 
+/// How the adapter behaves, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct FailoverSettings {
+    /// Time between probes while on SQLite.
+    pub check_interval: Duration,
+    /// Start in forced-SQLite mode.
+    pub force_sqlite: bool,
+    /// How often the running fallback duration is put to CloudWatch while on SQLite.
+    pub heartbeat_every: Duration,
+}
+
 pub struct FailoverStore {
     redshift: Option<RedshiftStore>,
     sqlite: Result<SqliteStore, String>,
@@ -156,7 +165,7 @@ pub struct FailoverStore {
     replay_lock: tokio::sync::Mutex<()>,
     /// Journaled writes not yet replayed; kept in memory so the Redshift path need not ask SQLite.
     pending: AtomicU64,
-    check_interval: Duration,
+    settings: FailoverSettings,
     metrics: Arc<Metrics>,
 }
 
@@ -165,8 +174,7 @@ impl FailoverStore {
     pub async fn new(
         redshift: Option<RedshiftStore>,
         sqlite: Result<SqliteStore, String>,
-        check_interval: Duration,
-        force_sqlite: bool,
+        settings: FailoverSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
         let pending = match &sqlite {
@@ -174,13 +182,13 @@ impl FailoverStore {
             Err(_) => 0,
         };
         FailoverStore {
-            health: Mutex::new(HealthState::new(redshift.is_some(), force_sqlite)),
+            health: Mutex::new(HealthState::new(redshift.is_some(), settings.force_sqlite)),
             redshift,
             sqlite,
             probe_lock: tokio::sync::Mutex::new(()),
             replay_lock: tokio::sync::Mutex::new(()),
             pending: AtomicU64::new(pending),
-            check_interval,
+            settings,
             metrics,
         }
     }
@@ -351,7 +359,7 @@ impl FailoverStore {
             let mut health = self.lock_health();
             health.redshift_message = err.to_string();
             health.consecutive_failures += 1;
-            health.next_probe_at = Some(Instant::now() + self.check_interval);
+            health.next_probe_at = Some(Instant::now() + self.settings.check_interval);
             if health.mode == Mode::OnRedshift {
                 health.mode = Mode::OnSqlite { since: Instant::now(), since_wall: Utc::now(), forced: false };
                 health.fallbacks += 1;
@@ -373,7 +381,7 @@ impl FailoverStore {
             health.redshift_message = err.to_string();
             health.consecutive_failures += 1;
             health.last_probe_at = Some(Utc::now());
-            health.next_probe_at = Some(Instant::now() + self.check_interval);
+            health.next_probe_at = Some(Instant::now() + self.settings.check_interval);
         }
         self.heartbeat_if_due().await;
     }
@@ -396,13 +404,13 @@ impl FailoverStore {
         self.metrics.record(SwitchEvent::Recovered { fallback }).await;
     }
 
-    /// While on SQLite with Redshift configured, reports the running duration once a minute.
+    /// While on SQLite with Redshift configured, reports the running duration, rate-limited.
     async fn heartbeat_if_due(&self) {
         let elapsed = {
             let mut health = self.lock_health();
             let Mode::OnSqlite { since, .. } = health.mode else { return };
             let now = Instant::now();
-            if health.last_heartbeat_at.is_some_and(|at| now.duration_since(at) < HEARTBEAT_EVERY) {
+            if health.last_heartbeat_at.is_some_and(|at| now.duration_since(at) < self.settings.heartbeat_every) {
                 return;
             }
             health.last_heartbeat_at = Some(now);
