@@ -4,11 +4,13 @@
 //! - [`api`]: the HTTP router and its JSON shapes, shared by Lambda and the local server.
 //! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
 //! - [`metrics`]: CloudWatch metrics on every switch.
+//! - [`snapshot`]: rebuilds the shipped sample data from Redshift.
 
 pub mod api;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod snapshot;
 pub mod store;
 
 use std::sync::Arc;

@@ -12,8 +12,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let app = build_app(&config).await;
 
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        return migrate(&app).await;
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("migrate") => return migrate(&app).await,
+        Some("snapshot") => return snapshot(&app, args.get(2).map(String::as_str)).await,
+        _ => {}
     }
     if config.in_lambda {
         let router = app.router;
@@ -34,12 +37,26 @@ async fn main() -> Result<(), lambda_http::Error> {
     Ok(())
 }
 
+/// `call-history snapshot [PATH]`: writes the newest calls in Redshift as the seed SQL that
+/// the next build ships (default `sql/sqlite/seed.sql`).
+async fn snapshot(app: &call_history::App, path: Option<&str>) -> Result<(), lambda_http::Error> {
+    let redshift = configured_redshift(app)?;
+    let (sql, rows) = call_history::snapshot::snapshot(redshift, call_history::snapshot::DEFAULT_SNAPSHOT_ROWS).await?;
+    let path = path.unwrap_or("sql/sqlite/seed.sql");
+    std::fs::write(path, sql)?;
+    tracing::info!("✅ Wrote {rows} calls from Redshift to {path}; rebuild to ship them");
+    Ok(())
+}
+
+fn configured_redshift(app: &call_history::App) -> Result<&call_history::store::redshift::RedshiftStore, lambda_http::Error> {
+    app.store.redshift().ok_or_else(|| {
+        "Redshift is not configured: set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP and REDSHIFT_DATABASE".into()
+    })
+}
+
 /// `call-history migrate`: creates the Redshift `calls` table when it is missing.
 async fn migrate(app: &call_history::App) -> Result<(), lambda_http::Error> {
-    let Some(redshift) = app.store.redshift() else {
-        return Err("Redshift is not configured: set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP and REDSHIFT_DATABASE".into());
-    };
-    redshift.apply_schema().await?;
+    configured_redshift(app)?.apply_schema().await?;
     tracing::info!("✅ Redshift schema is in place");
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::{Call, CallStore, HistoryQuery, InsertOutcome, Source, StoreError};
 use crate::metrics::{Metrics, SwitchEvent};
 
 /// Rows per replay statement: one multi-row insert each.
-pub const REPLAY_BATCH: usize = 200;
+pub const REPLAY_BATCH: usize = 100;
 
 /// Which database serves, and since when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +102,18 @@ pub struct HealthSnapshot {
     pub recoveries: u64,
     pub pending_sync: u64,
     pub last_replay_at: Option<DateTime<Utc>>,
+}
+
+/// What one replay did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Journaled writes now in Redshift and out of the journal.
+    pub replayed: u64,
+    /// Of those, how many Redshift already had (an earlier, interrupted replay, or the same id
+    /// written there before); Redshift's copy is kept.
+    pub already_there: u64,
+    /// Data API statements used.
+    pub statements: u64,
 }
 
 /// What a request got, and from where.
@@ -255,7 +267,7 @@ impl FailoverStore {
     async fn serve(&self, op: Op<'_>) -> Served<Output> {
         match self.route() {
             Route::Redshift(redshift) => match self.run_on_redshift(redshift, &op).await {
-                Ok(output) => return self.served_by_redshift(output),
+                Ok(output) => return self.served_by_redshift(&op, output),
                 Err(err) => self.fall_back(&err).await,
             },
             Route::Probe(redshift, _guard) => {
@@ -263,7 +275,7 @@ impl FailoverStore {
                 match self.run_on_redshift(redshift, &op).await {
                     Ok(output) => {
                         self.recovered().await;
-                        return self.served_by_redshift(output);
+                        return self.served_by_redshift(&op, output);
                     }
                     Err(err) => self.probe_failed(&err).await,
                 }
@@ -282,8 +294,15 @@ impl FailoverStore {
         op.run(redshift).await
     }
 
-    fn served_by_redshift(&self, output: Output) -> Served<Output> {
-        self.refresh_backup(&output);
+    fn served_by_redshift(&self, op: &Op<'_>, output: Output) -> Served<Output> {
+        let seen = match (&output, op) {
+            (Output::Calls(calls), _) => calls.clone(),
+            (Output::Call(Some(call)), _) => vec![call.clone()],
+            (Output::Inserted(InsertOutcome::AlreadyExists(call)), _) => vec![call.clone()],
+            (Output::Inserted(InsertOutcome::Inserted), Op::Insert(call)) => vec![(*call).clone()],
+            _ => Vec::new(),
+        };
+        self.refresh_backup(seen);
         Served { source: Source::Redshift, result: Ok(output) }
     }
 
@@ -309,16 +328,14 @@ impl FailoverStore {
         }
     }
 
-    /// Copies what Redshift served into the backup, off the request path: a later fallback in
-    /// this environment then answers with what it last saw. Losing a refresh loses nothing.
-    fn refresh_backup(&self, output: &Output) {
+    /// Copies what Redshift served or took into the backup, off the request path: a later
+    /// fallback in this environment then answers with what it last saw. Losing a refresh loses
+    /// nothing that Redshift does not hold.
+    fn refresh_backup(&self, calls: Vec<Call>) {
         let Ok(sqlite) = &self.sqlite else { return };
-        let calls = match output {
-            Output::Calls(calls) => calls.clone(),
-            Output::Call(Some(call)) => vec![call.clone()],
-            Output::Inserted(InsertOutcome::AlreadyExists(call)) => vec![call.clone()],
-            _ => return,
-        };
+        if calls.is_empty() {
+            return;
+        }
         let sqlite = sqlite.clone();
         tokio::spawn(async move {
             if let Err(err) = sqlite.refresh(calls).await {
@@ -327,30 +344,45 @@ impl FailoverStore {
         });
     }
 
-    /// Replays journaled writes in batches until none wait or Redshift fails. Each batch is one
-    /// idempotent multi-row insert, removed from the journal only once Redshift has it, so a
-    /// replay cut off anywhere resumes later without loss or duplicates.
-    pub async fn replay(&self, redshift: &RedshiftStore) -> Result<u64, StoreError> {
-        let Ok(sqlite) = &self.sqlite else { return Ok(0) };
+    /// Replays journaled writes in batches until none wait, Redshift fails, or the time budget
+    /// of one Redshift operation is spent (the rest waits for the next request, so a large
+    /// backlog never holds one request past API Gateway's limit). Each batch is one idempotent
+    /// multi-row insert, removed from the journal only once Redshift has it, so a replay cut
+    /// off anywhere resumes later without loss or duplicates.
+    pub async fn replay(&self, redshift: &RedshiftStore) -> Result<ReplayReport, StoreError> {
+        let mut report = ReplayReport::default();
+        let Ok(sqlite) = &self.sqlite else { return Ok(report) };
         // One replay at a time; a request that finds one running goes on without waiting.
-        let Ok(_guard) = self.replay_lock.try_lock() else { return Ok(0) };
-        let mut replayed = 0u64;
-        loop {
-            let batch = sqlite.pending_batch(REPLAY_BATCH).await?;
-            if batch.is_empty() {
-                break;
+        let Ok(_guard) = self.replay_lock.try_lock() else { return Ok(report) };
+        let started = Instant::now();
+        let outcome = async {
+            while started.elapsed() < redshift.deadline() {
+                let batch = sqlite.pending_batch(REPLAY_BATCH).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                let added = redshift.insert_missing(&batch).await?;
+                let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
+                sqlite.mark_synced(ids).await?;
+                report.statements += 1;
+                report.replayed += batch.len() as u64;
+                report.already_there += batch.len() as u64 - added.max(0) as u64;
             }
-            let added = redshift.insert_missing(&batch).await?;
-            let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
-            let count = ids.len() as u64;
-            sqlite.mark_synced(ids).await?;
-            replayed += count;
-            self.pending.fetch_sub(count.min(self.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
-            tracing::info!(rows = count, added, "🔁 Replayed writes from the local backup to Redshift");
+            Ok(())
         }
+        .await;
+        // Whatever happened, the journal is the truth about what still waits.
         self.pending.store(sqlite.pending_count().await.unwrap_or(0), Ordering::Relaxed);
-        self.lock_health().last_replay_at = Some(Utc::now());
-        Ok(replayed)
+        if report.replayed > 0 {
+            self.lock_health().last_replay_at = Some(Utc::now());
+            tracing::info!(
+                rows = report.replayed,
+                already_in_redshift = report.already_there,
+                still_waiting = self.pending.load(Ordering::Relaxed),
+                "🔁 Replayed writes from the local backup to Redshift"
+            );
+        }
+        outcome.map(|()| report)
     }
 
     async fn fall_back(&self, err: &StoreError) {

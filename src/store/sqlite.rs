@@ -49,14 +49,20 @@ impl SqliteStore {
     /// Opens the database at `path`, creating it with schema and sample data when missing, and
     /// moving an unreadable file aside (kept for inspection) before creating a fresh one.
     pub fn open(path: &Path, journal_writes: bool) -> Result<SqliteStore, StoreError> {
-        let first = match open_connection(path).and_then(|conn| prepare_schema(&conn).map(|_| conn)) {
+        Self::open_with_seed(path, journal_writes, SEED)
+    }
+
+    /// As [`SqliteStore::open`], with other sample data for a new database (a snapshot of
+    /// Redshift, say) than the one compiled in.
+    pub fn open_with_seed(path: &Path, journal_writes: bool, seed: &str) -> Result<SqliteStore, StoreError> {
+        let first = match open_connection(path).and_then(|conn| prepare_schema(&conn, seed).map(|_| conn)) {
             Ok(conn) => conn,
             Err(err) if path.exists() => {
                 let aside = path.with_extension("unreadable");
                 tracing::warn!(path = %path.display(), error = %err, "SQLite database unreadable, recreating it");
                 std::fs::rename(path, &aside).map_err(|e| StoreError::Sqlite(e.to_string()))?;
                 let conn = open_connection(path)?;
-                prepare_schema(&conn)?;
+                prepare_schema(&conn, seed)?;
                 conn
             }
             Err(err) => return Err(err),
@@ -252,7 +258,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// Applies the schema and, on a new database, the sample data, in one transaction.
-fn prepare_schema(conn: &Connection) -> Result<(), StoreError> {
+fn prepare_schema(conn: &Connection, seed: &str) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version >= SCHEMA_VERSION {
@@ -261,7 +267,7 @@ fn prepare_schema(conn: &Connection) -> Result<(), StoreError> {
             return Ok(());
         }
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {SEED} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
     };
     run().map_err(|e| StoreError::Sqlite(e.to_string()))
@@ -285,7 +291,7 @@ fn qualified_columns(alias: &str) -> String {
 }
 
 /// Fixed-width text, so that SQLite's text ordering is time ordering.
-fn to_db_time(t: &DateTime<Utc>) -> String {
+pub fn to_db_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 

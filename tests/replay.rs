@@ -1,0 +1,266 @@
+//! Nothing lost, nothing duplicated: writes taken by the backup during an outage reach Redshift
+//! exactly once, however the replay is interrupted; and the backup keeps what Redshift served.
+
+mod common;
+
+use std::time::Duration;
+
+use call_history::store::sqlite::SqliteStore;
+use call_history::store::{CallStore, HistoryQuery};
+use common::{spawn_app_on, Redshift, TestApp};
+use redshift_data_local::Fault;
+use serde_json::{json, Value};
+
+/// Ids that Redshift holds more than once: must always be empty.
+async fn duplicated_ids(redshift: &Redshift) -> Vec<String> {
+    let pg = redshift.postgres().await;
+    let rows = pg.query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[]).await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn record(app: &TestApp, body: Value) -> Value {
+    let reply = app.post_json("/api/calls", &body).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.body
+}
+
+async fn pending(app: &TestApp) -> u64 {
+    app.get("/db/status").await.body["sync"]["pendingWrites"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn outage_writes_reach_redshift_exactly_once_and_history_includes_them() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "1")]).await;
+    redshift.standin.set_fault(Fault::RefuseConnections);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let body = record(&app, json!({"contactName": "Outage Otto", "durationSeconds": i})).await;
+        assert_eq!(body["source"], "sqlite");
+        ids.push(body["call"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(pending(&app).await, 12);
+    assert_eq!(redshift.row_count().await, 0);
+
+    redshift.standin.clear_fault();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let history = app.get("/api/calls/history?contact=Outage%20Otto").await;
+    assert_eq!(history.body["source"], "redshift");
+    assert_eq!(history.body["count"], 12, "the first Redshift answer already includes the replayed writes");
+    for id in &ids {
+        assert_eq!(redshift.copies_of(id).await, 1, "{id}");
+    }
+    let status = app.get("/db/status").await;
+    assert_eq!(status.body["sync"]["pendingWrites"], 0);
+    assert!(status.body["sync"]["lastReplayAt"].as_str().is_some());
+    assert!(common::logs().contains("🔁 Replayed writes from the local backup to Redshift"));
+}
+
+#[tokio::test]
+async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "3600")]).await;
+    app.post("/db/force-sqlite", "").await;
+    for i in 0..250 {
+        let name = if i == 150 { "Poison Pete" } else { "Batch Bea" };
+        record(&app, json!({"id": format!("batch-{i:03}"), "contactName": name})).await;
+    }
+    assert_eq!(pending(&app).await, 250);
+
+    // Redshift refuses one row of the second batch: that statement fails as a whole.
+    let pg = redshift.postgres().await;
+    pg.batch_execute(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN
+           IF NEW.contact_name = 'Poison Pete' THEN RAISE EXCEPTION 'poisoned row'; END IF;
+           RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON calls FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .await
+    .unwrap();
+    let retried = app.post("/db/retry-redshift", "").await;
+    assert_eq!(retried.body["currentSource"], "sqlite");
+    assert!(retried.body["redshift"]["message"].as_str().unwrap().contains("poisoned row"));
+    let in_redshift = redshift.row_count().await;
+    assert_eq!(in_redshift, 100, "the first batch landed");
+    assert_eq!(pending(&app).await, 150, "and only it left the journal");
+
+    pg.batch_execute("DROP TRIGGER refuse_poison ON calls").await.unwrap();
+    let retried = app.post("/db/retry-redshift", "").await;
+    assert_eq!(retried.body["currentSource"], "redshift");
+    assert_eq!(pending(&app).await, 0);
+    assert_eq!(redshift.row_count().await, 250);
+    assert!(duplicated_ids(&redshift).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_replay_whose_journal_was_not_cleared_is_not_applied_twice() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[]).await;
+    app.post("/db/force-sqlite", "").await;
+    let mut calls = Vec::new();
+    for i in 0..5 {
+        calls.push(record(&app, json!({"id": format!("died-{i}"), "contactName": "Dying Dora"})).await["call"].clone());
+    }
+    // As if an earlier replay had reached Redshift and the process died before clearing the
+    // journal: Redshift already holds three of them.
+    let redshift_store = app.store.redshift().unwrap();
+    let sqlite = app.store.sqlite().unwrap();
+    let journaled = sqlite.pending_batch(3).await.unwrap();
+    assert_eq!(redshift_store.insert_missing(&journaled).await.unwrap(), 3);
+
+    let retried = app.post("/db/retry-redshift", "").await;
+    assert_eq!(retried.body["currentSource"], "redshift");
+    for call in &calls {
+        assert_eq!(redshift.copies_of(call["id"].as_str().unwrap()).await, 1);
+        let stored = app.get(&format!("/api/calls/{}", call["id"].as_str().unwrap())).await;
+        assert_eq!(stored.body["call"], *call, "exactly the call acknowledged");
+    }
+}
+
+#[tokio::test]
+async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_once() {
+    let redshift = Redshift::start(1000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    {
+        // An environment that took 5,000 writes during an outage and was then recycled.
+        let app = spawn_app_on(&redshift, &[("SQLITE_PATH", path.to_str().unwrap())]).await;
+        app.post("/db/force-sqlite", "").await;
+        let sqlite = app.store.sqlite().unwrap();
+        let now = chrono::Utc::now();
+        for i in 0..5_000 {
+            let call = call_history::store::Call {
+                id: format!("bulk-{i:05}"),
+                contact_name: format!("Bulk {}", i % 37),
+                account_name: (i % 3 == 0).then(|| "Bulk Co".to_string()),
+                started_at: call_history::store::truncate_to_micros(now - chrono::Duration::seconds(i)),
+                duration_seconds: Some(i),
+                outcome: None,
+                notes: Some(format!("note {i}")),
+                created_at: call_history::store::truncate_to_micros(now),
+            };
+            sqlite.insert(&call).await.unwrap();
+        }
+    }
+    let app = spawn_app_on(&redshift, &[("SQLITE_PATH", path.to_str().unwrap()), ("REDSHIFT_TIMEOUT_MS", "10000")]).await;
+    assert_eq!(pending(&app).await, 5_000, "the journal outlives the process");
+    let statements_before = redshift.executions();
+    let mut rounds = 0;
+    while pending(&app).await > 0 {
+        rounds += 1;
+        assert!(rounds <= 20, "replay makes progress");
+        app.post("/db/retry-redshift", "").await;
+    }
+    assert_eq!(redshift.row_count().await, 5_000);
+    assert!(duplicated_ids(&redshift).await.is_empty());
+    // Batched: 50 multi-row inserts, plus the probes.
+    let statements = redshift.executions() - statements_before;
+    assert!(statements <= 50 + 2 * rounds, "{statements} statements for 5,000 rows");
+}
+
+#[tokio::test]
+async fn the_same_id_during_the_outage_and_after_recovery() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[]).await;
+    // Written to Redshift before the outage, so the backup learns it too.
+    record(&app, json!({"id": "known-1", "contactName": "Known Kim"})).await;
+    app.post("/db/force-sqlite", "").await;
+    let mut attempts = 0;
+    let during = loop {
+        // The backup copy is written off the request path; give it a moment.
+        let reply = app.post_json("/api/calls", &json!({"id": "known-1", "contactName": "Known Kim"})).await;
+        if reply.status == 200 || attempts == 20 {
+            break reply;
+        }
+        attempts += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(during.status, 200, "a retry during the outage is recognised: {}", during.body);
+    let conflict = app.post_json("/api/calls", &json!({"id": "known-1", "contactName": "Other Olaf"})).await;
+    assert_eq!(conflict.status, 409);
+
+    record(&app, json!({"id": "outage-1", "contactName": "Olive"})).await;
+    app.post("/db/retry-redshift", "").await;
+    let after = app.post_json("/api/calls", &json!({"id": "outage-1", "contactName": "Olive"})).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body["source"], "redshift");
+    let different = app.post_json("/api/calls", &json!({"id": "outage-1", "contactName": "Not Olive"})).await;
+    assert_eq!(different.status, 409);
+    assert_eq!(redshift.copies_of("known-1").await, 1);
+    assert_eq!(redshift.copies_of("outage-1").await, 1);
+}
+
+#[tokio::test]
+async fn backup_reads_are_refreshed_by_redshift_reads() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[]).await;
+    // Calls this environment has never written: only Redshift has them.
+    let pg = redshift.postgres().await;
+    pg.batch_execute(
+        "INSERT INTO calls (id, contact_name, started_at, created_at) VALUES
+           ('fresh-1', 'Fresh Fay', '2026-03-01 10:00:00', '2026-03-01 10:05:00'),
+           ('fresh-2', 'Fresh Fay', '2026-03-02 10:00:00', '2026-03-02 10:05:00')",
+    )
+    .await
+    .unwrap();
+    let from_redshift = app.get("/api/calls/history?contact=Fresh%20Fay").await;
+    assert_eq!(from_redshift.body["source"], "redshift");
+    assert_eq!(from_redshift.body["count"], 2);
+
+    app.post("/db/force-sqlite", "").await;
+    let mut from_backup = app.get("/api/calls/history?contact=Fresh%20Fay").await;
+    for _ in 0..40 {
+        if from_backup.body["count"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        from_backup = app.get("/api/calls/history?contact=Fresh%20Fay").await;
+    }
+    assert_eq!(from_backup.body["source"], "sqlite");
+    assert_eq!(from_backup.body["calls"], from_redshift.body["calls"]);
+}
+
+#[tokio::test]
+async fn a_cold_start_from_a_snapshot_serves_recent_history() {
+    let redshift = Redshift::start(50).await;
+    let app = spawn_app_on(&redshift, &[]).await;
+    for i in 0..120 {
+        record(&app, json!({"id": format!("snap-{i:03}"), "contactName": "Snap Sam",
+                            "startedAt": format!("2026-05-01T10:{:02}:{:02}Z", i / 60, i % 60)}))
+        .await;
+    }
+    // The real command, as `make snapshot` runs it (asynchronously: the stand-in runs on this
+    // test's runtime).
+    let dir = tempfile::tempdir().unwrap();
+    let seed_path = dir.path().join("seed.sql");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-history"))
+        .arg("snapshot")
+        .arg(&seed_path)
+        .env_clear()
+        .env("REDSHIFT_CLUSTER_ID", "crm-cluster")
+        .env("REDSHIFT_DATABASE", "crm_db")
+        .env("REDSHIFT_DB_USER", "app_user")
+        .env("SQLITE_PATH", dir.path().join("unused.db"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_REDSHIFT_DATA", redshift.standin.data_api_url())
+        .output()
+        .await
+        .expect("snapshot runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seed = std::fs::read_to_string(&seed_path).unwrap();
+
+    // A cold start in an outage: a fresh /tmp, the snapshot as shipped data.
+    let cold = SqliteStore::open_with_seed(&dir.path().join("cold.db"), true, &seed).unwrap();
+    let query = HistoryQuery { contact: Some("Snap Sam".into()), limit: 500, ..HistoryQuery::default() };
+    let served = cold.history(&query).await.unwrap();
+    let in_redshift = app.store.redshift().unwrap().history(&query).await.unwrap();
+    assert_eq!(served.len(), 120);
+    assert_eq!(served, in_redshift);
+}

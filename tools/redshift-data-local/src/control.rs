@@ -1,0 +1,163 @@
+//! The control API: lets a person or a script inject faults into a running
+//! stand-in and read what it captured. It has its own port, because the Data
+//! API port itself may be refusing connections.
+//!
+//! ```text
+//! POST   /fault              {"fault":"hang"} | {"fault":"http-status","status":503} | ...
+//! DELETE /fault
+//! POST   /cloudwatch/fault   (same bodies)
+//! DELETE /cloudwatch/fault
+//! GET    /metrics            captured CloudWatch metrics
+//! DELETE /metrics
+//! GET    /operations         request counts per operation
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::endpoint::Endpoint;
+use crate::error::StandInError;
+use crate::fault::Fault;
+use crate::recorder::{MetricStore, OperationCounter};
+
+/// Handles on everything the control API acts on.
+#[derive(Clone)]
+pub(crate) struct Controls {
+    pub(crate) data_api: Arc<Endpoint>,
+    pub(crate) cloudwatch: Arc<Endpoint>,
+    pub(crate) operations: Arc<OperationCounter>,
+    pub(crate) metrics: Arc<MetricStore>,
+}
+
+/// A fault as the control API spells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+enum FaultSpec {
+    RefuseConnections,
+    Hang,
+    HttpStatus {
+        status: u16,
+    },
+    Throttle,
+    ActiveStatementsExceeded,
+    FailStatements {
+        #[serde(default = "default_failure")]
+        message: String,
+    },
+    AbortStatements,
+    StayStarted {
+        seconds: f64,
+    },
+    Slow {
+        millis: u64,
+    },
+}
+
+fn default_failure() -> String {
+    "ERROR: injected failure".to_owned()
+}
+
+impl FaultSpec {
+    fn into_fault(self) -> Result<Fault, String> {
+        Ok(match self {
+            Self::RefuseConnections => Fault::RefuseConnections,
+            Self::Hang => Fault::Hang,
+            Self::HttpStatus { status } if (100..=599).contains(&status) => {
+                Fault::HttpStatus(status)
+            }
+            Self::HttpStatus { status } => return Err(format!("{status} is not an HTTP status")),
+            Self::Throttle => Fault::Throttle,
+            Self::ActiveStatementsExceeded => Fault::ActiveStatementsExceeded,
+            Self::FailStatements { message } => Fault::FailStatements(message),
+            Self::AbortStatements => Fault::AbortStatements,
+            Self::StayStarted { seconds } => Fault::StayStarted(
+                Duration::try_from_secs_f64(seconds).map_err(|e| format!("seconds: {e}"))?,
+            ),
+            Self::Slow { millis } => Fault::Slow(Duration::from_millis(millis)),
+        })
+    }
+}
+
+pub(crate) fn router(controls: Controls) -> Router {
+    Router::new()
+        .route(
+            "/fault",
+            post(set_data_api_fault).delete(clear_data_api_fault),
+        )
+        .route(
+            "/cloudwatch/fault",
+            post(set_cloudwatch_fault).delete(clear_cloudwatch_fault),
+        )
+        .route("/metrics", get(metrics).delete(clear_metrics))
+        .route("/operations", get(operations))
+        .with_state(controls)
+}
+
+async fn set_data_api_fault(State(controls): State<Controls>, body: Bytes) -> Response {
+    set_fault(&controls.data_api, &body)
+}
+
+async fn clear_data_api_fault(State(controls): State<Controls>) -> Response {
+    cleared(controls.data_api.clear_fault())
+}
+
+async fn set_cloudwatch_fault(State(controls): State<Controls>, body: Bytes) -> Response {
+    set_fault(&controls.cloudwatch, &body)
+}
+
+async fn clear_cloudwatch_fault(State(controls): State<Controls>) -> Response {
+    cleared(controls.cloudwatch.clear_fault())
+}
+
+async fn metrics(State(controls): State<Controls>) -> Response {
+    Json(controls.metrics.all()).into_response()
+}
+
+async fn clear_metrics(State(controls): State<Controls>) -> Response {
+    controls.metrics.clear();
+    Json(json!({ "cleared": true })).into_response()
+}
+
+async fn operations(State(controls): State<Controls>) -> Response {
+    Json(controls.operations.all()).into_response()
+}
+
+fn set_fault(endpoint: &Endpoint, body: &[u8]) -> Response {
+    let spec: FaultSpec = match serde_json::from_slice(body) {
+        Ok(spec) => spec,
+        Err(error) => return bad_request(&format!("not a fault: {error}")),
+    };
+    let fault = match spec.clone().into_fault() {
+        Ok(fault) => fault,
+        Err(error) => return bad_request(&error),
+    };
+    match endpoint.set_fault(fault) {
+        Ok(()) => Json(json!({ "fault": spec })).into_response(),
+        Err(error) => server_error(&error),
+    }
+}
+
+fn cleared(result: Result<(), StandInError>) -> Response {
+    match result {
+        Ok(()) => Json(json!({ "fault": null })).into_response(),
+        Err(error) => server_error(&error),
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+fn server_error(error: &StandInError) -> Response {
+    let body = Json(json!({ "error": error.to_string() }));
+    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+}

@@ -1,0 +1,51 @@
+//! What the endpoints received, kept so that tests can assert on it: request
+//! counts per operation and every CloudWatch metric datum.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::cloudwatch::CapturedMetric;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Requests received per operation name (`ExecuteStatement`, `PutMetricData`...).
+#[derive(Debug, Default)]
+pub(crate) struct OperationCounter {
+    counts: Mutex<BTreeMap<String, usize>>,
+}
+
+impl OperationCounter {
+    pub(crate) fn record(&self, operation: &str) {
+        *lock(&self.counts).entry(operation.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn count(&self, operation: &str) -> usize {
+        lock(&self.counts).get(operation).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn all(&self) -> BTreeMap<String, usize> {
+        lock(&self.counts).clone()
+    }
+}
+
+/// Every metric datum received, in order.
+#[derive(Debug, Default)]
+pub(crate) struct MetricStore {
+    metrics: Mutex<Vec<CapturedMetric>>,
+}
+
+impl MetricStore {
+    pub(crate) fn extend(&self, metrics: Vec<CapturedMetric>) {
+        lock(&self.metrics).extend(metrics);
+    }
+
+    pub(crate) fn all(&self) -> Vec<CapturedMetric> {
+        lock(&self.metrics).clone()
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.metrics).clear();
+    }
+}

@@ -1,0 +1,221 @@
+//! Shared set-up: a stand-in on a scratch database, and SDK clients pointed at it.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_redshiftdata::Client;
+use aws_sdk_redshiftdata::config::Credentials;
+use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
+use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
+use redshift_data_local::{Options, StandIn, create_scratch_database};
+
+pub const CLUSTER: &str = "local-cluster";
+pub const DATABASE: &str = "dev";
+pub const DB_USER: &str = "tester";
+
+/// Every test fails fast unless it set a shorter one.
+const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The admin URL of the PostgreSQL server the tests use.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: these tests need PostgreSQL. Start a throwaway server with \
+             `export \"$(scripts/pg-test-cluster.sh start)\"` (from the workspace root) and run them again."
+        )
+    })
+}
+
+/// A stand-in on its own scratch database, with a Data API client.
+pub struct Env {
+    pub standin: StandIn,
+    pub data: Client,
+}
+
+impl Env {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(customize: impl FnOnce(&mut Options)) -> Self {
+        let url = create_scratch_database(&admin_url())
+            .await
+            .expect("create a scratch database");
+        let mut options = Options::new(url);
+        customize(&mut options);
+        let standin = StandIn::start(options).await.expect("start the stand-in");
+        let data = data_client(&standin.data_api_url(), |b| b).await;
+        Self { standin, data }
+    }
+
+    /// Submits `sql` (ExecuteStatement, no parameters) and returns the id.
+    pub async fn submit(&self, sql: &str) -> String {
+        execute(&self.data, sql)
+            .send()
+            .await
+            .expect("ExecuteStatement")
+            .id()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Submits `sql` with parameters and waits until it is done.
+    pub async fn run_with(
+        &self,
+        sql: &str,
+        parameters: &[(&str, &str)],
+    ) -> DescribeStatementOutput {
+        let mut request = execute(&self.data, sql);
+        for (name, value) in parameters {
+            request = request.parameters(parameter(name, value));
+        }
+        let id = request
+            .send()
+            .await
+            .expect("ExecuteStatement")
+            .id()
+            .unwrap_or_default()
+            .to_owned();
+        wait_done(&self.data, &id).await
+    }
+
+    /// Submits `sql` and waits until it is done.
+    pub async fn run(&self, sql: &str) -> DescribeStatementOutput {
+        self.run_with(sql, &[]).await
+    }
+
+    /// Runs `sql`, which must succeed.
+    pub async fn run_ok(&self, sql: &str) -> DescribeStatementOutput {
+        let described = self.run(sql).await;
+        assert_eq!(
+            described.status(),
+            Some(&StatusString::Finished),
+            "{sql} failed: {:?}",
+            described.error()
+        );
+        described
+    }
+
+    /// All records of a finished statement, following NextToken.
+    pub async fn records(&self, id: &str) -> Vec<Vec<Field>> {
+        let mut records = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .data
+                .get_statement_result()
+                .id(id)
+                .set_next_token(token)
+                .send()
+                .await
+                .expect("GetStatementResult");
+            records.extend(page.records().iter().cloned());
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return records;
+            }
+        }
+    }
+
+    /// The single `bigint` value `sql` selects.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let described = self.run_ok(sql).await;
+        match self.records(described.id()).await.as_slice() {
+            [row] => match row.as_slice() {
+                [Field::LongValue(value)] => *value,
+                other => panic!("{sql} returned {other:?}"),
+            },
+            other => panic!("{sql} returned {other:?}"),
+        }
+    }
+}
+
+/// An ExecuteStatement request with the usual target members.
+pub fn execute(
+    client: &Client,
+    sql: &str,
+) -> aws_sdk_redshiftdata::operation::execute_statement::builders::ExecuteStatementFluentBuilder {
+    client
+        .execute_statement()
+        .cluster_identifier(CLUSTER)
+        .database(DATABASE)
+        .db_user(DB_USER)
+        .sql(sql)
+}
+
+pub fn parameter(name: &str, value: &str) -> SqlParameter {
+    SqlParameter::builder()
+        .name(name)
+        .value(value)
+        .build()
+        .expect("a parameter has a name and a value")
+}
+
+/// Describes the statement, waiting server-side until it is done.
+pub async fn wait_done(client: &Client, id: &str) -> DescribeStatementOutput {
+    for _ in 0..5 {
+        let described = client
+            .describe_statement()
+            .id(id)
+            .wait_time_seconds(10)
+            .send()
+            .await
+            .expect("DescribeStatement");
+        if matches!(
+            described.status(),
+            Some(StatusString::Finished | StatusString::Failed | StatusString::Aborted)
+        ) {
+            return described;
+        }
+    }
+    panic!("statement {id} did not finish");
+}
+
+/// Shared SDK settings: static test credentials, a fixed region, quick retries.
+pub async fn sdk_config(endpoint_url: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(endpoint_url)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(10))
+                .with_max_backoff(Duration::from_millis(50)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(DEFAULT_OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// A Data API client; `customize` can change e.g. its timeouts.
+pub async fn data_client(
+    endpoint_url: &str,
+    customize: impl FnOnce(
+        aws_sdk_redshiftdata::config::Builder,
+    ) -> aws_sdk_redshiftdata::config::Builder,
+) -> Client {
+    let config = sdk_config(endpoint_url).await;
+    Client::from_conf(customize(aws_sdk_redshiftdata::config::Builder::from(&config)).build())
+}
+
+pub async fn cloudwatch_client(
+    endpoint_url: &str,
+    customize: impl FnOnce(aws_sdk_cloudwatch::config::Builder) -> aws_sdk_cloudwatch::config::Builder,
+) -> aws_sdk_cloudwatch::Client {
+    let config = sdk_config(endpoint_url).await;
+    aws_sdk_cloudwatch::Client::from_conf(
+        customize(aws_sdk_cloudwatch::config::Builder::from(&config)).build(),
+    )
+}
+
+/// A short operation timeout, for the tests of hangs.
+pub fn short_timeout(timeout: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder().operation_timeout(timeout).build()
+}

@@ -1,0 +1,184 @@
+//! The control API over plain HTTP, with its effect seen through the SDK.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use aws_sdk_cloudwatch::types::MetricDatum;
+use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_redshiftdata::types::StatusString;
+use serde_json::{Value, json};
+
+use crate::common::{Env, cloudwatch_client, execute};
+
+struct Control {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Control {
+    async fn start(env: &Env) -> Self {
+        let url = env
+            .standin
+            .serve_control(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("serve the control API");
+        Self {
+            http: reqwest::Client::new(),
+            url,
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        (
+            response.status().as_u16(),
+            response.json().await.expect("a JSON answer"),
+        )
+    }
+
+    async fn delete(&self, path: &str) -> u16 {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("DELETE");
+        response.status().as_u16()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().await.expect("a JSON answer")
+    }
+}
+
+#[tokio::test]
+async fn faults_are_set_and_cleared_over_http() {
+    let env = Env::start().await;
+    let control = Control::start(&env).await;
+
+    let (status, answer) = control
+        .post("/fault", &json!({"fault": "http-status", "status": 503}))
+        .await;
+    assert_eq!(
+        (status, answer["fault"]["status"].as_u64()),
+        (200, Some(503))
+    );
+    let error = execute(&env.data, "SELECT 1")
+        .send()
+        .await
+        .expect_err("503");
+    assert_eq!(
+        error.into_service_error().code(),
+        Some("ServiceUnavailableException")
+    );
+
+    control
+        .post("/fault", &json!({"fault": "refuse-connections"}))
+        .await;
+    let error = execute(&env.data, "SELECT 1")
+        .send()
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, SdkError::DispatchFailure(_)), "{error:?}");
+
+    assert_eq!(control.delete("/fault").await, 200);
+    env.run_ok("SELECT 1").await;
+
+    control
+        .post(
+            "/fault",
+            &json!({"fault": "fail-statements", "message": "ERROR: boom"}),
+        )
+        .await;
+    let failed = env.run("SELECT 1").await;
+    assert_eq!(
+        (failed.status(), failed.error()),
+        (Some(&StatusString::Failed), Some("ERROR: boom"))
+    );
+    control
+        .post("/fault", &json!({"fault": "stay-started", "seconds": 0.1}))
+        .await;
+    env.run_ok("SELECT 1").await;
+    control
+        .post("/fault", &json!({"fault": "slow", "millis": 10}))
+        .await;
+    env.run_ok("SELECT 1").await;
+    assert_eq!(control.delete("/fault").await, 200);
+
+    let operations = control.get("/operations").await;
+    assert_eq!(
+        operations["ExecuteStatement"].as_u64(),
+        Some(env.standin.operation_count("ExecuteStatement") as u64)
+    );
+}
+
+#[tokio::test]
+async fn bad_fault_requests_are_refused() {
+    let env = Env::start().await;
+    let control = Control::start(&env).await;
+    for body in [
+        json!({"fault": "explode"}),
+        json!({"fault": "http-status"}),
+        json!({"fault": "http-status", "status": 1000}),
+        json!({"fault": "stay-started", "seconds": -1}),
+    ] {
+        let (status, answer) = control.post("/fault", &body).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    env.run_ok("SELECT 1").await;
+}
+
+#[tokio::test]
+async fn captured_metrics_and_cloudwatch_faults_over_http() {
+    let env = Env::start().await;
+    let control = Control::start(&env).await;
+    let client = cloudwatch_client(&env.standin.cloudwatch_url(), |b| b).await;
+    let put = || {
+        client
+            .put_metric_data()
+            .namespace("CallHistory")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("FallbackEvents")
+                    .value(1.0)
+                    .build(),
+            )
+            .send()
+    };
+
+    control
+        .post(
+            "/cloudwatch/fault",
+            &json!({"fault": "http-status", "status": 500}),
+        )
+        .await;
+    let error = put().await.expect_err("500");
+    assert_eq!(
+        error.into_service_error().code(),
+        Some("InternalServiceError")
+    );
+    assert_eq!(control.delete("/cloudwatch/fault").await, 200);
+
+    put().await.expect("PutMetricData");
+    let metrics = control.get("/metrics").await;
+    assert_eq!(metrics.as_array().map(Vec::len), Some(1));
+    assert_eq!(metrics[0]["metricName"], "FallbackEvents");
+    assert_eq!(metrics[0]["namespace"], "CallHistory");
+    assert_eq!(metrics[0]["value"], 1.0);
+
+    assert_eq!(control.delete("/metrics").await, 200);
+    assert_eq!(control.get("/metrics").await, json!([]));
+}
