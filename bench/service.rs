@@ -21,7 +21,10 @@ struct Report(String);
 
 impl Report {
     fn section(&mut self, title: &str) {
-        let _ = write!(self.0, "\n## {title}\n\n| measure | value | budget |\n|---|---|---|\n");
+        let _ = write!(
+            self.0,
+            "\n## {title}\n\n| measure | value | budget |\n|---|---|---|\n"
+        );
     }
     fn row(&mut self, measure: &str, value: String, budget: &str) {
         println!("{measure}: {value} (budget: {budget})");
@@ -40,7 +43,11 @@ fn ms(d: Duration) -> String {
 }
 
 fn config(vars: &[(&str, String)]) -> Config {
-    let (config, problems) = Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()));
+    let (config, problems) = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    });
     assert!(problems.is_empty(), "{problems:?}");
     config
 }
@@ -58,7 +65,8 @@ fn seed_sqlite(path: &Path, n: usize) {
             .expect("prepare");
         let start = chrono::Utc::now();
         for i in 0..n {
-            let at = (start - chrono::Duration::seconds(i as i64 * 37)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let at = (start - chrono::Duration::seconds(i as i64 * 37))
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             stmt.execute(rusqlite::params![
                 format!("bench-{i:06}"),
                 format!("Contact {}", i % 500),
@@ -80,8 +88,13 @@ async fn request(router: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
         .await
         .expect("infallible");
     let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 async fn time_requests(router: &axum::Router, uri: &str, n: usize) -> Vec<Duration> {
@@ -99,11 +112,16 @@ async fn sqlite_in_process(report: &mut Report) {
     report.section("History on SQLite, in-process (limit 50, 10,000 calls)");
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("bench.db");
-    let app = call_history::build_app(&config(&[("SQLITE_PATH", path.display().to_string())])).await;
+    let app =
+        call_history::build_app(&config(&[("SQLITE_PATH", path.display().to_string())])).await;
     seed_sqlite(&path, 10_000);
     time_requests(&app.router, HISTORY, 500).await; // warm caches and prepared statements
     let mut samples = time_requests(&app.router, HISTORY, 5_000).await;
-    report.row("router, p50", ms(percentile(&mut samples, 0.50)), "< 0.3 ms");
+    report.row(
+        "router, p50",
+        ms(percentile(&mut samples, 0.50)),
+        "< 0.3 ms",
+    );
     report.row("router, p99", ms(percentile(&mut samples, 0.99)), "");
 
     // The same rows straight from rusqlite, for comparison.
@@ -118,7 +136,11 @@ async fn sqlite_in_process(report: &mut Report) {
         }
         assert_eq!(calls.len(), 50);
     }
-    report.row("SqliteStore::history, p50", ms(percentile(&mut raw, 0.50)), "");
+    report.row(
+        "SqliteStore::history, p50",
+        ms(percentile(&mut raw, 0.50)),
+        "",
+    );
     let conn = rusqlite::Connection::open(&path).expect("open");
     let mut stmt = conn
         .prepare("SELECT id, contact_name, account_name, started_at, duration_seconds, outcome, notes, created_at FROM calls ORDER BY started_at DESC, id DESC LIMIT 50")
@@ -136,7 +158,11 @@ async fn sqlite_in_process(report: &mut Report) {
         }
         assert_eq!(rows.len(), 50);
     }
-    report.row("raw rusqlite query of the same rows, p50", ms(percentile(&mut bare, 0.50)), "");
+    report.row(
+        "raw rusqlite query of the same rows, p50",
+        ms(percentile(&mut bare, 0.50)),
+        "",
+    );
 }
 
 struct OnStandIn {
@@ -147,8 +173,12 @@ struct OnStandIn {
 }
 
 async fn app_on_standin(admin_url: &str, extra: &[(&str, &str)]) -> OnStandIn {
-    let database_url = create_scratch_database(admin_url).await.expect("scratch database");
-    let standin = StandIn::start(Options::new(database_url)).await.expect("stand-in");
+    let database_url = create_scratch_database(admin_url)
+        .await
+        .expect("scratch database");
+    let standin = StandIn::start(Options::new(database_url))
+        .await
+        .expect("stand-in");
     std::env::set_var("AWS_ENDPOINT_URL_REDSHIFT_DATA", standin.data_api_url());
     std::env::set_var("AWS_ENDPOINT_URL_CLOUDWATCH", standin.cloudwatch_url());
     let dir = tempfile::tempdir().expect("tmp");
@@ -160,21 +190,40 @@ async fn app_on_standin(admin_url: &str, extra: &[(&str, &str)]) -> OnStandIn {
     ];
     vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let app = call_history::build_app(&config(&vars)).await;
-    app.store.redshift().expect("configured").apply_schema().await.expect("schema");
-    OnStandIn { standin, router: app.router, store: app.store, _dir: dir }
+    app.store
+        .redshift()
+        .expect("configured")
+        .apply_schema()
+        .await
+        .expect("schema");
+    OnStandIn {
+        standin,
+        router: app.router,
+        store: app.store,
+        _dir: dir,
+    }
 }
 
 async fn redshift_paths(report: &mut Report, admin_url: &str) {
     report.section("Redshift path against the stand-in (PostgreSQL behind the Data API)");
     let deadline_ms = 1000;
-    let on = app_on_standin(admin_url, &[("REDSHIFT_TIMEOUT_MS", "1000"), ("REDSHIFT_CHECK_INTERVAL_SECS", "1")]).await;
+    let on = app_on_standin(
+        admin_url,
+        &[
+            ("REDSHIFT_TIMEOUT_MS", "1000"),
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
     let redshift = on.store.redshift().expect("configured");
     let calls: Vec<Call> = (0..200)
         .map(|i| Call {
             id: format!("rs-{i}"),
             contact_name: format!("Contact {}", i % 20),
             account_name: Some("Bench".into()),
-            started_at: call_history::store::truncate_to_micros(chrono::Utc::now() - chrono::Duration::minutes(i)),
+            started_at: call_history::store::truncate_to_micros(
+                chrono::Utc::now() - chrono::Duration::minutes(i),
+            ),
             duration_seconds: Some(i),
             outcome: None,
             notes: None,
@@ -185,14 +234,28 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
         redshift.insert_missing(chunk).await.expect("seed");
     }
     time_requests(&on.router, HISTORY, 20).await;
-    let before = on.standin.operation_count("ExecuteStatement") + on.standin.operation_count("GetStatementResult")
+    let before = on.standin.operation_count("ExecuteStatement")
+        + on.standin.operation_count("GetStatementResult")
         + on.standin.operation_count("DescribeStatement");
     let mut samples = time_requests(&on.router, HISTORY, 200).await;
-    let after = on.standin.operation_count("ExecuteStatement") + on.standin.operation_count("GetStatementResult")
+    let after = on.standin.operation_count("ExecuteStatement")
+        + on.standin.operation_count("GetStatementResult")
         + on.standin.operation_count("DescribeStatement");
-    report.row("history on Redshift, p50", ms(percentile(&mut samples, 0.50)), "");
-    report.row("history on Redshift, p99", ms(percentile(&mut samples, 0.99)), "");
-    report.row("Data API calls per history request", format!("{:.2}", (after - before) as f64 / 200.0), "2 (execute with wait, get result)");
+    report.row(
+        "history on Redshift, p50",
+        ms(percentile(&mut samples, 0.50)),
+        "",
+    );
+    report.row(
+        "history on Redshift, p99",
+        ms(percentile(&mut samples, 0.99)),
+        "",
+    );
+    report.row(
+        "Data API calls per history request",
+        format!("{:.2}", (after - before) as f64 / 200.0),
+        "2 (execute with wait, get result)",
+    );
 
     on.standin.set_fault(Fault::Hang);
     let started = Instant::now();
@@ -205,7 +268,11 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
         &format!("< {} ms", deadline_ms + 100),
     );
     let mut after_hang = time_requests(&on.router, HISTORY, 200).await;
-    report.row("requests after that, until the next probe, p50", ms(percentile(&mut after_hang, 0.50)), "same as on SQLite");
+    report.row(
+        "requests after that, until the next probe, p50",
+        ms(percentile(&mut after_hang, 0.50)),
+        "same as on SQLite",
+    );
 
     on.standin.clear_fault();
     let cleared = Instant::now();
@@ -216,7 +283,11 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    report.row("Redshift back → first Redshift-served request (check interval 1 s)", ms(cleared.elapsed()), "≤ interval");
+    report.row(
+        "Redshift back → first Redshift-served request (check interval 1 s)",
+        ms(cleared.elapsed()),
+        "≤ interval",
+    );
 
     on.standin.set_fault(Fault::FailStatements("bench".into()));
     request(&on.router, HISTORY).await;
@@ -224,7 +295,11 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     let retry = Instant::now();
     let (_, body) = request_post(&on.router, "/db/retry-redshift").await;
     assert_eq!(body["currentSource"], "redshift");
-    report.row("POST /db/retry-redshift → back on Redshift", ms(retry.elapsed()), "");
+    report.row(
+        "POST /db/retry-redshift → back on Redshift",
+        ms(retry.elapsed()),
+        "",
+    );
 }
 
 async fn request_post(router: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
@@ -234,8 +309,13 @@ async fn request_post(router: &axum::Router, uri: &str) -> (u16, serde_json::Val
         .await
         .expect("infallible");
     let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 async fn replay_throughput(report: &mut Report, admin_url: &str) {
@@ -261,18 +341,32 @@ async fn replay_throughput(report: &mut Report, admin_url: &str) {
     let started = Instant::now();
     let mut replayed = 0;
     while replayed < 5_000 {
-        let report = on.store.replay(on.store.redshift().expect("configured")).await.expect("replay");
+        let report = on
+            .store
+            .replay(on.store.redshift().expect("configured"))
+            .await
+            .expect("replay");
         replayed += report.replayed;
     }
     let elapsed = started.elapsed();
     let statements = on.standin.operation_count("ExecuteStatement") - statements_before;
-    report.row("rows per second", format!("{:.0}", 5_000.0 / elapsed.as_secs_f64()), "");
-    report.row("Data API statements per 1,000 rows", format!("{:.0}", statements as f64 / 5.0), "");
+    report.row(
+        "rows per second",
+        format!("{:.0}", 5_000.0 / elapsed.as_secs_f64()),
+        "",
+    );
+    report.row(
+        "Data API statements per 1,000 rows",
+        format!("{:.0}", statements as f64 / 5.0),
+        "",
+    );
     report.row("total", ms(elapsed), "");
 }
 
 async fn cold_start(report: &mut Report) {
-    let Ok(binary) = std::env::var("BENCH_BINARY") else { return };
+    let Ok(binary) = std::env::var("BENCH_BINARY") else {
+        return;
+    };
     report.section("Cold start of the release binary, SQLite (database file missing)");
     let mut starts = Vec::new();
     let mut peak_kb = 0u64;
@@ -290,7 +384,11 @@ async fn cold_start(report: &mut Report) {
             .expect("binary starts");
         let client = reqwest::Client::new();
         loop {
-            if let Ok(response) = client.get(format!("http://127.0.0.1:{port}{HISTORY}")).send().await {
+            if let Ok(response) = client
+                .get(format!("http://127.0.0.1:{port}{HISTORY}"))
+                .send()
+                .await
+            {
                 if response.status() == 200 {
                     break;
                 }
@@ -299,17 +397,33 @@ async fn cold_start(report: &mut Report) {
         }
         starts.push(started.elapsed());
         for _ in 0..200 {
-            let _ = client.get(format!("http://127.0.0.1:{port}{HISTORY}")).send().await;
+            let _ = client
+                .get(format!("http://127.0.0.1:{port}{HISTORY}"))
+                .send()
+                .await;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-        if let Some(kb) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        {
             peak_kb = peak_kb.max(kb);
         }
         let _ = child.kill();
         let _ = child.wait();
     }
-    report.row("process start → first answered history request, p50 of 10", ms(percentile(&mut starts, 0.5)), "< 50 ms");
-    report.row("peak memory (VmHWM) after 200 requests", format!("{:.1} MB", peak_kb as f64 / 1024.0), "< 40 MB");
+    report.row(
+        "process start → first answered history request, p50 of 10",
+        ms(percentile(&mut starts, 0.5)),
+        "< 50 ms",
+    );
+    report.row(
+        "peak memory (VmHWM) after 200 requests",
+        format!("{:.1} MB", peak_kb as f64 / 1024.0),
+        "< 40 MB",
+    );
 }
 
 #[tokio::main]
@@ -317,7 +431,9 @@ async fn main() {
     // Quiet: the service's per-request logs would dominate the timings.
     let mut report = Report(format!(
         "# Benchmark results\n\nMachine: {} cores. Run: `make bench`. Date: {}.\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     ));
     std::env::set_var("AWS_ACCESS_KEY_ID", "bench");

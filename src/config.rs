@@ -74,7 +74,10 @@ impl fmt::Debug for Config {
             .field("metrics_heartbeat", &self.metrics_heartbeat)
             .field("sqlite_path", &self.sqlite_path)
             .field("metrics_namespace", &self.metrics_namespace)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("force_sqlite", &self.force_sqlite)
             .field("in_lambda", &self.in_lambda)
             .field("port", &self.port)
@@ -101,7 +104,11 @@ impl Config {
 
     /// Reads configuration from any source of variables; empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> (Config, Vec<ConfigProblem>) {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let mut problems = Vec::new();
 
         let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
@@ -215,7 +222,8 @@ fn read_redshift(
     let secret = get("REDSHIFT_SECRET_ARN");
     let db_user = get("REDSHIFT_DB_USER").or_else(|| get("REDSHIFT_USER"));
 
-    let anything_set = target.is_some() || database.is_some() || secret.is_some() || db_user.is_some();
+    let anything_set =
+        target.is_some() || database.is_some() || secret.is_some() || db_user.is_some();
     if !anything_set {
         return None;
     }
@@ -229,7 +237,8 @@ fn read_redshift(
     };
     let Some(database) = database else {
         problems.push(ConfigProblem(
-            "Redshift is half configured: REDSHIFT_DATABASE is missing; serving from SQLite".to_string(),
+            "Redshift is half configured: REDSHIFT_DATABASE is missing; serving from SQLite"
+                .to_string(),
         ));
         return None;
     };
@@ -260,7 +269,10 @@ fn parse_host(host: &str) -> Option<(RedshiftTarget, Option<String>)> {
     let labels: Vec<&str> = host.split('.').collect();
     let first = labels.first().filter(|l| !l.is_empty())?.to_string();
     if host.ends_with(".redshift-serverless.amazonaws.com") && labels.len() >= 6 {
-        Some((RedshiftTarget::Workgroup(first), Some(labels[2].to_string())))
+        Some((
+            RedshiftTarget::Workgroup(first),
+            Some(labels[2].to_string()),
+        ))
     } else if host.ends_with(".redshift.amazonaws.com") && labels.len() >= 6 {
         Some((RedshiftTarget::Cluster(first), Some(labels[2].to_string())))
     } else {
@@ -274,8 +286,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> (Config, Vec<ConfigProblem>) {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -299,14 +313,20 @@ mod tests {
     #[test]
     fn guide_variables_are_understood_and_password_ignored() {
         let (config, problems) = load(&[
-            ("REDSHIFT_HOST", "crm-cluster.abc123xyz.eu-west-1.redshift.amazonaws.com"),
+            (
+                "REDSHIFT_HOST",
+                "crm-cluster.abc123xyz.eu-west-1.redshift.amazonaws.com",
+            ),
             ("REDSHIFT_PORT", "5439"),
             ("REDSHIFT_DATABASE", "crm_db"),
             ("REDSHIFT_USER", "admin"),
             ("REDSHIFT_PASSWORD", "hunter2-secret"),
         ]);
         let redshift = config.redshift.expect("configured");
-        assert_eq!(redshift.target, RedshiftTarget::Cluster("crm-cluster".into()));
+        assert_eq!(
+            redshift.target,
+            RedshiftTarget::Cluster("crm-cluster".into())
+        );
         assert_eq!(redshift.auth, RedshiftAuth::DbUser("admin".into()));
         assert_eq!(redshift.region_hint.as_deref(), Some("eu-west-1"));
         assert_eq!(problems.len(), 1);
@@ -317,11 +337,17 @@ mod tests {
     #[test]
     fn serverless_host_gives_workgroup_with_iam() {
         let (config, problems) = load(&[
-            ("REDSHIFT_HOST", "analytics.123456789012.us-east-1.redshift-serverless.amazonaws.com"),
+            (
+                "REDSHIFT_HOST",
+                "analytics.123456789012.us-east-1.redshift-serverless.amazonaws.com",
+            ),
             ("REDSHIFT_DATABASE", "dev"),
         ]);
         let redshift = config.redshift.expect("configured");
-        assert_eq!(redshift.target, RedshiftTarget::Workgroup("analytics".into()));
+        assert_eq!(
+            redshift.target,
+            RedshiftTarget::Workgroup("analytics".into())
+        );
         assert_eq!(redshift.auth, RedshiftAuth::Iam);
         assert!(problems.is_empty());
     }
@@ -332,18 +358,26 @@ mod tests {
         assert!(config.redshift.is_none());
         assert!(problems[0].0.contains("REDSHIFT_DATABASE is missing"));
 
-        let (config, problems) = load(&[("REDSHIFT_CLUSTER_ID", "crm"), ("REDSHIFT_DATABASE", "db")]);
+        let (config, problems) =
+            load(&[("REDSHIFT_CLUSTER_ID", "crm"), ("REDSHIFT_DATABASE", "db")]);
         assert!(config.redshift.is_none());
-        assert!(problems[0].0.contains("REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER"));
+        assert!(problems[0]
+            .0
+            .contains("REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER"));
     }
 
     #[test]
     fn bad_numbers_are_reported_and_defaulted() {
-        let (config, problems) = load(&[("REDSHIFT_CHECK_INTERVAL_SECS", "soon"), ("FORCE_SQLITE", "maybe")]);
+        let (config, problems) = load(&[
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "soon"),
+            ("FORCE_SQLITE", "maybe"),
+        ]);
         assert_eq!(config.check_interval, DEFAULT_CHECK_INTERVAL);
         assert!(!config.force_sqlite);
         assert_eq!(problems.len(), 2);
-        assert!(problems[0].0.contains("REDSHIFT_CHECK_INTERVAL_SECS must be a whole number"));
+        assert!(problems[0]
+            .0
+            .contains("REDSHIFT_CHECK_INTERVAL_SECS must be a whole number"));
     }
 
     #[test]

@@ -61,8 +61,14 @@ pub async fn build_app(config: &Config) -> App {
         heartbeat_every: config.metrics_heartbeat,
     };
     let store = Arc::new(FailoverStore::new(redshift, sqlite, settings, Arc::new(metrics)).await);
-    let state = AppState { store: Arc::clone(&store), admin: AdminPolicy::new(config.admin_token.clone(), config.in_lambda) };
-    App { router: api::router(state), store }
+    let state = AppState {
+        store: Arc::clone(&store),
+        admin: AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
+    };
+    App {
+        router: api::router(state),
+        store,
+    }
 }
 
 /// Serves one Lambda event through the router. The body is collected so that the response is
@@ -86,9 +92,15 @@ pub async fn handle_lambda_request(
 /// The SDK's own configuration chain (environment, profile, Lambda role); the region falls back
 /// to the one in `REDSHIFT_HOST`, then to us-east-1.
 async fn load_sdk_config(redshift: &RedshiftConfig) -> SdkConfig {
-    let fallback_region = redshift.region_hint.clone().unwrap_or_else(|| "us-east-1".to_string());
+    let fallback_region = redshift
+        .region_hint
+        .clone()
+        .unwrap_or_else(|| "us-east-1".to_string());
     let region = RegionProviderChain::default_provider().or_else(Region::new(fallback_region));
-    aws_config::defaults(BehaviorVersion::latest()).region(region).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await
 }
 
 fn redshift_store(sdk: &SdkConfig, redshift: &RedshiftConfig, deadline: Duration) -> RedshiftStore {
@@ -105,12 +117,20 @@ fn redshift_store(sdk: &SdkConfig, redshift: &RedshiftConfig, deadline: Duration
         .timeout_config(timeouts)
         .retry_config(retries)
         .build();
-    RedshiftStore::new(aws_sdk_redshiftdata::Client::from_conf(client_config), redshift.clone(), deadline)
+    RedshiftStore::new(
+        aws_sdk_redshiftdata::Client::from_conf(client_config),
+        redshift.clone(),
+        deadline,
+    )
 }
 
 fn cloudwatch_client(sdk: &SdkConfig) -> aws_sdk_cloudwatch::Client {
     let config = aws_sdk_cloudwatch::config::Builder::from(sdk)
-        .timeout_config(TimeoutConfig::builder().operation_timeout(metrics::PUT_TIMEOUT).build())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(metrics::PUT_TIMEOUT)
+                .build(),
+        )
         .retry_config(RetryConfig::disabled())
         .build();
     aws_sdk_cloudwatch::Client::from_conf(config)

@@ -20,7 +20,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     if config.in_lambda {
         let router = app.router;
-        let handler = lambda_http::service_fn(move |request| call_history::handle_lambda_request(router.clone(), request));
+        let handler = lambda_http::service_fn(move |request| {
+            call_history::handle_lambda_request(router.clone(), request)
+        });
         return lambda_http::run_concurrent(handler).await;
     }
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
@@ -41,14 +43,18 @@ async fn main() -> Result<(), lambda_http::Error> {
 /// the next build ships (default `sql/sqlite/seed.sql`).
 async fn snapshot(app: &call_history::App, path: Option<&str>) -> Result<(), lambda_http::Error> {
     let redshift = configured_redshift(app)?;
-    let (sql, rows) = call_history::snapshot::snapshot(redshift, call_history::snapshot::DEFAULT_SNAPSHOT_ROWS).await?;
+    let (sql, rows) =
+        call_history::snapshot::snapshot(redshift, call_history::snapshot::DEFAULT_SNAPSHOT_ROWS)
+            .await?;
     let path = path.unwrap_or("sql/sqlite/seed.sql");
     std::fs::write(path, sql)?;
     tracing::info!("✅ Wrote {rows} calls from Redshift to {path}; rebuild to ship them");
     Ok(())
 }
 
-fn configured_redshift(app: &call_history::App) -> Result<&call_history::store::redshift::RedshiftStore, lambda_http::Error> {
+fn configured_redshift(
+    app: &call_history::App,
+) -> Result<&call_history::store::redshift::RedshiftStore, lambda_http::Error> {
     app.store.redshift().ok_or_else(|| {
         "Redshift is not configured: set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP and REDSHIFT_DATABASE".into()
     })

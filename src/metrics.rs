@@ -49,7 +49,12 @@ pub struct Metrics {
 impl Metrics {
     /// `client` is `None` where nothing can switch (Redshift not configured).
     pub fn new(client: Option<Client>, namespace: String, function_name: String) -> Self {
-        Metrics { client, namespace, function_name, failure_logged: AtomicBool::new(false) }
+        Metrics {
+            client,
+            namespace,
+            function_name,
+            failure_logged: AtomicBool::new(false),
+        }
     }
 
     pub fn disabled() -> Self {
@@ -60,7 +65,11 @@ impl Metrics {
     pub async fn record(&self, event: SwitchEvent) {
         let Some(client) = &self.client else { return };
         let data = self.data_for(event);
-        let put = client.put_metric_data().namespace(&self.namespace).set_metric_data(Some(data)).send();
+        let put = client
+            .put_metric_data()
+            .namespace(&self.namespace)
+            .set_metric_data(Some(data))
+            .send();
         let outcome = match tokio::time::timeout(PUT_TIMEOUT, put).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) => Err(aws_sdk_cloudwatch::error::DisplayErrorContext(err).to_string()),
@@ -85,11 +94,19 @@ impl Metrics {
             SwitchEvent::Recovered { fallback } => vec![
                 source(1.0),
                 count(names::RECOVERY_EVENTS),
-                self.datum(names::FALLBACK_DURATION, fallback.as_secs_f64(), StandardUnit::Seconds),
+                self.datum(
+                    names::FALLBACK_DURATION,
+                    fallback.as_secs_f64(),
+                    StandardUnit::Seconds,
+                ),
             ],
             SwitchEvent::StillOnSqlite { elapsed } => vec![
                 source(0.0),
-                self.datum(names::FALLBACK_ELAPSED, elapsed.as_secs_f64(), StandardUnit::Seconds),
+                self.datum(
+                    names::FALLBACK_ELAPSED,
+                    elapsed.as_secs_f64(),
+                    StandardUnit::Seconds,
+                ),
             ],
         }
     }
@@ -100,7 +117,12 @@ impl Metrics {
             .value(value)
             .unit(unit)
             .timestamp(std::time::SystemTime::now().into())
-            .dimensions(Dimension::builder().name("FunctionName").value(&self.function_name).build())
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value(&self.function_name)
+                    .build(),
+            )
             .build()
     }
 }

@@ -13,7 +13,10 @@ pub const DEFAULT_SNAPSHOT_ROWS: u32 = 10_000;
 
 /// The newest `rows` calls in Redshift, as seed SQL for a new local database.
 pub async fn snapshot(redshift: &RedshiftStore, rows: u32) -> Result<(String, usize), StoreError> {
-    let query = HistoryQuery { limit: rows, ..HistoryQuery::default() };
+    let query = HistoryQuery {
+        limit: rows,
+        ..HistoryQuery::default()
+    };
     let calls = redshift.history(&query).await?;
     Ok((seed_sql(&calls), calls.len()))
 }
@@ -41,7 +44,8 @@ fn values_row(call: &Call) -> String {
         text(&call.contact_name),
         optional(call.account_name.as_deref()),
         text(&to_db_time(&call.started_at)),
-        call.duration_seconds.map_or("NULL".to_string(), |d| d.to_string()),
+        call.duration_seconds
+            .map_or("NULL".to_string(), |d| d.to_string()),
         optional(call.outcome.as_deref()),
         optional(call.notes.as_deref()),
         text(&to_db_time(&call.created_at)),
@@ -83,7 +87,8 @@ mod tests {
         };
         let calls = vec![call("a", "O'Brien"), call("b", "nul\0inside")];
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_with_seed(&dir.path().join("s.db"), false, &seed_sql(&calls)).unwrap();
+        let store = SqliteStore::open_with_seed(&dir.path().join("s.db"), false, &seed_sql(&calls))
+            .unwrap();
         for expected in &calls {
             let stored = store.get(&expected.id).await.unwrap().expect("seeded");
             assert_eq!(&stored, expected);

@@ -12,15 +12,27 @@ async fn status_and_healthz_describe_sqlite_primary() {
     let status = app.get("/db/status").await;
     assert_eq!(status.status, 200);
     assert_eq!(status.source_header.as_deref(), Some("sqlite"));
-    assert_eq!(status.content_type.as_deref(), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        status.content_type.as_deref(),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(status.body["currentSource"], "sqlite");
     assert_eq!(status.body["sourceEmoji"], "💾");
     assert_eq!(status.body["sourceName"], "SQLite (Local Backup)");
     assert_eq!(status.body["databases"]["activeSource"], "sqlite");
     assert_eq!(status.body["databases"]["redshift"]["available"], false);
-    assert_eq!(status.body["databases"]["redshift"]["message"], "Not configured");
-    assert_eq!(status.body["databases"]["sqlite"], json!({"available": true, "message": "Connected"}));
-    assert_eq!(status.body["message"], "⚠️ Running on local backup - Redshift unavailable");
+    assert_eq!(
+        status.body["databases"]["redshift"]["message"],
+        "Not configured"
+    );
+    assert_eq!(
+        status.body["databases"]["sqlite"],
+        json!({"available": true, "message": "Connected"})
+    );
+    assert_eq!(
+        status.body["message"],
+        "⚠️ Running on local backup - Redshift unavailable"
+    );
 
     let health = app.get("/db/healthz").await;
     assert_eq!(health.status, 200);
@@ -48,16 +60,33 @@ async fn history_serves_shipped_sample_newest_first_with_filters() {
     let calls = history.body["calls"].as_array().expect("calls array");
     assert_eq!(calls.len(), 15);
     assert_eq!(history.body["count"], 15);
-    let starts: Vec<&str> = calls.iter().map(|c| c["startedAt"].as_str().unwrap()).collect();
+    let starts: Vec<&str> = calls
+        .iter()
+        .map(|c| c["startedAt"].as_str().unwrap())
+        .collect();
     let mut sorted = starts.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(starts, sorted, "newest first");
-    for field in ["id", "contactName", "accountName", "startedAt", "durationSeconds", "outcome", "notes", "createdAt"] {
+    for field in [
+        "id",
+        "contactName",
+        "accountName",
+        "startedAt",
+        "durationSeconds",
+        "outcome",
+        "notes",
+        "createdAt",
+    ] {
         assert!(calls[0].get(field).is_some(), "field {field} present");
     }
 
     let page = app.get("/api/calls/history?limit=3&offset=2").await;
-    let page_ids: Vec<&str> = page.body["calls"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let page_ids: Vec<&str> = page.body["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     let all_ids: Vec<&str> = calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(page_ids, all_ids[2..5]);
 
@@ -66,10 +95,14 @@ async fn history_serves_shipped_sample_newest_first_with_filters() {
     assert_eq!(ada_calls.len(), 2);
     assert!(ada_calls.iter().all(|c| c["contactName"] == "Ada Lovelace"));
 
-    let window = app.get("/api/calls/history?since=2024-11-05T00:00:00Z&until=2024-11-06T00:00:00Z").await;
+    let window = app
+        .get("/api/calls/history?since=2024-11-05T00:00:00Z&until=2024-11-06T00:00:00Z")
+        .await;
     let window_calls = window.body["calls"].as_array().unwrap();
     assert_eq!(window_calls.len(), 3);
-    assert!(window_calls.iter().all(|c| c["startedAt"].as_str().unwrap().starts_with("2024-11-05")));
+    assert!(window_calls
+        .iter()
+        .all(|c| c["startedAt"].as_str().unwrap().starts_with("2024-11-05")));
 }
 
 #[tokio::test]
@@ -84,13 +117,20 @@ async fn history_refuses_bad_parameters_in_words() {
         ("until=2024-13-01", "until must be an RFC 3339 timestamp"),
         ("colour=red", "Unknown query parameter \"colour\""),
         ("limit=5&limit=6", "more than once"),
-        ("since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z", "since must not be later than until"),
+        (
+            "since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z",
+            "since must not be later than until",
+        ),
     ] {
         let reply = app.get(&format!("/api/calls/history?{query}")).await;
         assert_eq!(reply.status, 400, "{query}");
         let error = reply.body["error"].as_str().expect("error text");
         assert!(error.contains(words), "{query}: {error}");
-        assert_eq!(reply.source_header.as_deref(), Some("sqlite"), "header on errors too");
+        assert_eq!(
+            reply.source_header.as_deref(),
+            Some("sqlite"),
+            "header on errors too"
+        );
     }
 }
 
@@ -126,11 +166,21 @@ async fn record_then_read_back_and_idempotent_retries() {
     let again = app.post_json("/api/calls", &with_id).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["call"], first.body["call"]);
-    let changed = app.post_json("/api/calls", &json!({"id": "crm-42", "contactName": "Alan Turing", "durationSeconds": 13})).await;
+    let changed = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "crm-42", "contactName": "Alan Turing", "durationSeconds": 13}),
+        )
+        .await;
     assert_eq!(changed.status, 409);
     assert!(changed.body["error"].as_str().unwrap().contains("crm-42"));
     let history = app.get("/api/calls/history?contact=Alan%20Turing").await;
-    let stored: Vec<_> = history.body["calls"].as_array().unwrap().iter().filter(|c| c["id"] == "crm-42").collect();
+    let stored: Vec<_> = history.body["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"] == "crm-42")
+        .collect();
     assert_eq!(stored.len(), 1, "stored exactly once");
     assert_eq!(stored[0]["durationSeconds"], 12);
 }
@@ -143,11 +193,26 @@ async fn bad_bodies_get_clear_400s_and_nothing_is_stored() {
         ("", "empty"),
         (r#"{"durationSeconds": 10}"#, "contactName is required"),
         (r#"{"contactName": ""}"#, "contactName must not be blank"),
-        (r#"{"contactName":"X","colour":"red"}"#, "unknown field `colour`"),
-        (r#"{"contactName":"X","durationSeconds":-1}"#, "durationSeconds must be a whole number"),
-        (r#"{"contactName":"X","durationSeconds":"ten"}"#, "not a valid call record"),
-        (r#"{"contactName":"X","startedAt":"noon"}"#, "startedAt must be an RFC 3339 timestamp"),
-        (r#"{"contactName":"X","id":"no spaces allowed"}"#, "call id must be"),
+        (
+            r#"{"contactName":"X","colour":"red"}"#,
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"contactName":"X","durationSeconds":-1}"#,
+            "durationSeconds must be a whole number",
+        ),
+        (
+            r#"{"contactName":"X","durationSeconds":"ten"}"#,
+            "not a valid call record",
+        ),
+        (
+            r#"{"contactName":"X","startedAt":"noon"}"#,
+            "startedAt must be an RFC 3339 timestamp",
+        ),
+        (
+            r#"{"contactName":"X","id":"no spaces allowed"}"#,
+            "call id must be",
+        ),
         (r#"{"contactName": 7}"#, "not a valid call record"),
         (r#"["contactName"]"#, "not a valid call record"),
     ] {
@@ -157,11 +222,17 @@ async fn bad_bodies_get_clear_400s_and_nothing_is_stored() {
         assert!(error.contains(words), "{body}: {error}");
     }
     let too_long_notes = json!({"contactName": "X", "notes": "n".repeat(10_001)});
-    assert_eq!(app.post_json("/api/calls", &too_long_notes).await.status, 400);
+    assert_eq!(
+        app.post_json("/api/calls", &too_long_notes).await.status,
+        400
+    );
     let huge = json!({"contactName": "X", "notes": "n".repeat(300 * 1024)});
     let reply = app.post_json("/api/calls", &huge).await;
     assert_eq!(reply.status, 413);
-    assert!(reply.body["error"].as_str().unwrap().contains("larger than"));
+    assert!(reply.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("larger than"));
 
     let history = app.get("/api/calls/history?limit=500").await;
     assert_eq!(history.body["count"], 15, "no bad request stored anything");
@@ -170,10 +241,15 @@ async fn bad_bodies_get_clear_400s_and_nothing_is_stored() {
 #[tokio::test]
 async fn unknown_ids_routes_and_methods() {
     let app = spawn_app(&[]).await;
-    let missing = app.get("/api/calls/0f0f0f0f-0000-4000-8000-00000000dead").await;
+    let missing = app
+        .get("/api/calls/0f0f0f0f-0000-4000-8000-00000000dead")
+        .await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.source_header.as_deref(), Some("sqlite"));
-    assert!(missing.body["error"].as_str().unwrap().contains("No call with id"));
+    assert!(missing.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("No call with id"));
 
     let route = app.get("/nope").await;
     assert_eq!(route.status, 404);
@@ -181,7 +257,10 @@ async fn unknown_ids_routes_and_methods() {
 
     let method = app.send(app.client.delete(app.url("/db/status"))).await;
     assert_eq!(method.status, 405);
-    assert!(method.body["error"].as_str().unwrap().contains("DELETE is not allowed"));
+    assert!(method.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("DELETE is not allowed"));
     let method = app.get("/db/force-sqlite").await;
     assert_eq!(method.status, 405);
 }
@@ -192,7 +271,10 @@ async fn guide_walkthrough_without_redshift() {
     let app = spawn_app(&[]).await;
     let forced = app.post("/db/force-sqlite", "").await;
     assert_eq!(forced.status, 200);
-    assert_eq!(forced.body, json!({"message": "Switched to SQLite backup database", "source": "sqlite"}));
+    assert_eq!(
+        forced.body,
+        json!({"message": "Switched to SQLite backup database", "source": "sqlite"})
+    );
     let status = app.get("/db/status").await;
     assert_eq!(status.body["currentSource"], "sqlite");
     let history = app.get("/api/calls/history").await;
@@ -201,7 +283,10 @@ async fn guide_walkthrough_without_redshift() {
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.status, 200);
     assert_eq!(retried.body["message"], "Retrying Redshift connection");
-    assert_eq!(retried.body["currentSource"], "sqlite", "no Redshift to return to");
+    assert_eq!(
+        retried.body["currentSource"], "sqlite",
+        "no Redshift to return to"
+    );
     assert_eq!(app.get("/db/status").await.body["currentSource"], "sqlite");
     let log = logs();
     assert!(log.contains("📊 Fetching call history (with automatic fallback)..."));
@@ -215,10 +300,25 @@ async fn admin_endpoints_need_the_token_when_one_is_set() {
     let app = spawn_app(&[("ADMIN_TOKEN", token)]).await;
     let none = app.post("/db/force-sqlite", "").await;
     assert_eq!(none.status, 401);
-    assert!(none.body["error"].as_str().unwrap().contains("Authorization: Bearer"));
-    let wrong = app.send(app.client.post(app.url("/db/retry-redshift")).bearer_auth("guess")).await;
+    assert!(none.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("Authorization: Bearer"));
+    let wrong = app
+        .send(
+            app.client
+                .post(app.url("/db/retry-redshift"))
+                .bearer_auth("guess"),
+        )
+        .await;
     assert_eq!(wrong.status, 403);
-    let right = app.send(app.client.post(app.url("/db/force-sqlite")).bearer_auth(token)).await;
+    let right = app
+        .send(
+            app.client
+                .post(app.url("/db/force-sqlite"))
+                .bearer_auth(token),
+        )
+        .await;
     assert_eq!(right.status, 200);
     assert!(!logs().contains(token), "the token never reaches a log");
 }
@@ -228,7 +328,10 @@ async fn admin_endpoints_refuse_inside_lambda_without_a_token() {
     let app = spawn_app(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")]).await;
     let reply = app.post("/db/force-sqlite", "").await;
     assert_eq!(reply.status, 403);
-    assert!(reply.body["error"].as_str().unwrap().contains("ADMIN_TOKEN"));
+    assert!(reply.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("ADMIN_TOKEN"));
     // Reads stay open.
     assert_eq!(app.get("/db/status").await.status, 200);
 }
@@ -243,12 +346,19 @@ async fn cold_start_materialises_a_missing_database_and_replaces_an_unreadable_o
     assert!(path.exists(), "materialised on cold start");
 
     let garbage = dir.path().join("garbage.db");
-    std::fs::write(&garbage, b"this is not a SQLite database, just some bytes that are long enough".repeat(100)).unwrap();
+    std::fs::write(
+        &garbage,
+        b"this is not a SQLite database, just some bytes that are long enough".repeat(100),
+    )
+    .unwrap();
     let app = spawn_app(&[("SQLITE_PATH", garbage.to_str().unwrap())]).await;
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.body["source"], "sqlite");
     assert_eq!(history.body["count"], 15);
-    assert!(dir.path().join("garbage.unreadable").exists(), "the bad file is kept aside");
+    assert!(
+        dir.path().join("garbage.unreadable").exists(),
+        "the bad file is kept aside"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +367,9 @@ async fn a_warm_restart_keeps_recorded_calls() {
     let path = dir.path().join("keep.db");
     let vars = [("SQLITE_PATH", path.to_str().unwrap())];
     let app = spawn_app(&vars).await;
-    let created = app.post_json("/api/calls", &json!({"contactName": "Barbara Liskov"})).await;
+    let created = app
+        .post_json("/api/calls", &json!({"contactName": "Barbara Liskov"}))
+        .await;
     assert_eq!(created.status, 201);
     drop(app);
     let again = spawn_app(&vars).await;
@@ -267,13 +379,22 @@ async fn a_warm_restart_keeps_recorded_calls() {
 
 #[tokio::test]
 async fn with_no_database_reads_are_empty_and_writes_refused() {
-    let app = spawn_app_with(&[("SQLITE_PATH", "/nonexistent-folder/for/sure/local_crm.db")], &[]).await;
+    let app = spawn_app_with(
+        &[("SQLITE_PATH", "/nonexistent-folder/for/sure/local_crm.db")],
+        &[],
+    )
+    .await;
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.status, 200);
     assert_eq!(history.source_header.as_deref(), Some("unavailable"));
-    assert_eq!(history.body, json!({"calls": [], "count": 0, "source": "unavailable", "message": "No database available"}));
+    assert_eq!(
+        history.body,
+        json!({"calls": [], "count": 0, "source": "unavailable", "message": "No database available"})
+    );
 
-    let write = app.post_json("/api/calls", &json!({"contactName": "Nobody"})).await;
+    let write = app
+        .post_json("/api/calls", &json!({"contactName": "Nobody"}))
+        .await;
     assert_eq!(write.status, 503);
     assert_eq!(write.source_header.as_deref(), Some("unavailable"));
     assert!(write.body["error"].as_str().unwrap().contains("not stored"));
@@ -295,7 +416,12 @@ async fn concurrent_writes_are_all_kept() {
     for i in 0..40 {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            app.post_json("/api/calls", &json!({"id": format!("burst-{i}"), "contactName": "Burst"})).await.status
+            app.post_json(
+                "/api/calls",
+                &json!({"id": format!("burst-{i}"), "contactName": "Burst"}),
+            )
+            .await
+            .status
         }));
     }
     for task in tasks {

@@ -14,14 +14,23 @@ async fn invoke(event_file: &Path, sqlite_path: &Path) -> (u16, Option<String>, 
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001".to_string()),
         ("SQLITE_PATH", sqlite_path.display().to_string()),
     ];
-    let (config, problems) = Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()));
+    let (config, problems) = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    });
     assert!(problems.is_empty(), "{problems:?}");
     let app = call_history::build_app(&config).await;
     let event = std::fs::read_to_string(event_file).expect("event readable");
     let request = lambda_http::request::from_str(&event).expect("a valid API Gateway event");
-    let response = call_history::handle_lambda_request(app.router, request).await.expect("handled");
+    let response = call_history::handle_lambda_request(app.router, request)
+        .await
+        .expect("handled");
     let status = response.status().as_u16();
-    let source = response.headers().get("x-data-source").map(|v| v.to_str().unwrap().to_string());
+    let source = response
+        .headers()
+        .get("x-data-source")
+        .map(|v| v.to_str().unwrap().to_string());
     let body = match response.body() {
         lambda_http::Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
         other => panic!("expected a text body, got {other:?}"),
@@ -33,19 +42,27 @@ async fn invoke(event_file: &Path, sqlite_path: &Path) -> (u16, Option<String>, 
 async fn every_event_gets_its_expected_answer() {
     let events = Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
     let expected: BTreeMap<String, u16> =
-        serde_json::from_str(&std::fs::read_to_string(events.join("expected.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(events.join("expected.json")).unwrap())
+            .unwrap();
     let on_disk = std::fs::read_dir(&events).unwrap().filter(|e| {
         let name = e.as_ref().unwrap().file_name();
         name != "expected.json"
     });
-    assert_eq!(on_disk.count(), expected.len(), "every event file has an expected status");
+    assert_eq!(
+        on_disk.count(),
+        expected.len(),
+        "every event file has an expected status"
+    );
 
     for (file, want) in &expected {
         let dir = tempfile::tempdir().unwrap();
         let (status, source, body) = invoke(&events.join(file), &dir.path().join("crm.db")).await;
         assert_eq!(status, *want, "{file}: {body}");
         if status >= 400 {
-            assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{file}: error in words");
+            assert!(
+                body["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{file}: error in words"
+            );
         }
         let database_backed = !matches!(file.as_str(), "not-found-route.json");
         if database_backed {
@@ -65,7 +82,11 @@ async fn event_bodies_reach_the_handler_intact() {
     let (_, _, got) = invoke(&events.join("calls-get.json"), &dir.path().join("b.db")).await;
     assert_eq!(got["call"]["id"], "00000000-0000-4000-8000-000000000001");
 
-    let (_, _, history) = invoke(&events.join("calls-history-query.json"), &dir.path().join("c.db")).await;
+    let (_, _, history) = invoke(
+        &events.join("calls-history-query.json"),
+        &dir.path().join("c.db"),
+    )
+    .await;
     let calls = history["calls"].as_array().unwrap();
     assert!(!calls.is_empty());
     assert!(calls.iter().all(|c| c["contactName"] == "Ada Lovelace"));

@@ -32,7 +32,10 @@ fn assert_datum(metrics: &[CapturedMetric], name: &str, value: f64, unit: &str) 
     assert_eq!(datum.namespace, NAMESPACE);
     assert_eq!(datum.value, Some(value), "{name}");
     assert_eq!(datum.unit.as_deref(), Some(unit), "{name}");
-    assert_eq!(datum.dimensions, vec![("FunctionName".to_string(), FUNCTION.to_string())]);
+    assert_eq!(
+        datum.dimensions,
+        vec![("FunctionName".to_string(), FUNCTION.to_string())]
+    );
     assert!(datum.timestamp.is_some(), "{name} is timestamped");
 }
 
@@ -40,8 +43,14 @@ fn assert_datum(metrics: &[CapturedMetric], name: &str, value: f64, unit: &str) 
 async fn fallback_and_recovery_are_measured_within_the_request() {
     let redshift = Redshift::start(1000).await;
     let app = app(&redshift, &[]).await;
-    assert_eq!(app.get("/api/calls/history").await.body["source"], "redshift");
-    assert!(redshift.standin.metrics().is_empty(), "no switch, no metric");
+    assert_eq!(
+        app.get("/api/calls/history").await.body["source"],
+        "redshift"
+    );
+    assert!(
+        redshift.standin.metrics().is_empty(),
+        "no switch, no metric"
+    );
 
     redshift.standin.set_fault(Fault::HttpStatus(503));
     assert_eq!(app.get("/api/calls/history").await.body["source"], "sqlite");
@@ -53,19 +62,30 @@ async fn fallback_and_recovery_are_measured_within_the_request() {
 
     redshift.standin.clear_fault();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(app.get("/api/calls/history").await.body["source"], "redshift");
+    assert_eq!(
+        app.get("/api/calls/history").await.body["source"],
+        "redshift"
+    );
     let recovered = redshift.standin.metrics();
     assert_datum(&recovered, "DatabaseSource", 1.0, "None");
     assert_datum(&recovered, "RecoveryEvents", 1.0, "Count");
     let duration = named(&recovered, "FallbackDurationSeconds");
     assert_eq!(duration.len(), 1);
     assert_eq!(duration[0].unit.as_deref(), Some("Seconds"));
-    assert!(duration[0].value.unwrap() >= 1.0, "lasted at least the check interval");
+    assert!(
+        duration[0].value.unwrap() >= 1.0,
+        "lasted at least the check interval"
+    );
 
     let status = app.get("/db/status").await;
     assert_eq!(status.body["fallback"]["fallbacks"], 1);
     assert_eq!(status.body["fallback"]["recoveries"], 1);
-    assert!(status.body["fallback"]["lastDurationSeconds"].as_f64().unwrap() >= 1.0);
+    assert!(
+        status.body["fallback"]["lastDurationSeconds"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -76,11 +96,17 @@ async fn forcing_sqlite_is_measured_apart_from_failures() {
     let forced = redshift.standin.metrics();
     assert_datum(&forced, "DatabaseSource", 0.0, "None");
     assert_datum(&forced, "ForcedFallbackEvents", 1.0, "Count");
-    assert!(named(&forced, "FallbackEvents").is_empty(), "not counted as a failure");
+    assert!(
+        named(&forced, "FallbackEvents").is_empty(),
+        "not counted as a failure"
+    );
 
     let status = app.get("/db/status").await;
     assert_eq!(status.body["fallback"]["active"], true);
-    assert!(status.body["fallback"]["startedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(status.body["fallback"]["startedAt"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
     assert_eq!(status.body["fallback"]["forcedSwitches"], 1);
 
     redshift.standin.clear_metrics();
@@ -91,13 +117,25 @@ async fn forcing_sqlite_is_measured_apart_from_failures() {
 #[tokio::test]
 async fn the_running_duration_is_reported_at_most_once_per_heartbeat() {
     let redshift = Redshift::start(1000).await;
-    let app = app(&redshift, &[("METRICS_HEARTBEAT_SECS", "1"), ("REDSHIFT_CHECK_INTERVAL_SECS", "3600")]).await;
-    redshift.standin.set_fault(Fault::FailStatements("down".into()));
+    let app = app(
+        &redshift,
+        &[
+            ("METRICS_HEARTBEAT_SECS", "1"),
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "3600"),
+        ],
+    )
+    .await;
+    redshift
+        .standin
+        .set_fault(Fault::FailStatements("down".into()));
     app.get("/api/calls/history").await;
     for _ in 0..20 {
         app.get("/api/calls/history").await;
     }
-    assert!(named(&redshift.standin.metrics(), "FallbackElapsedSeconds").is_empty(), "not before a heartbeat is due");
+    assert!(
+        named(&redshift.standin.metrics(), "FallbackElapsedSeconds").is_empty(),
+        "not before a heartbeat is due"
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..20 {
@@ -114,7 +152,9 @@ async fn requests_unharmed_by(cloudwatch_fault: Fault) {
     let redshift = Redshift::start(1000).await;
     let app = app(&redshift, &[]).await;
     redshift.standin.set_cloudwatch_fault(cloudwatch_fault);
-    redshift.standin.set_fault(Fault::FailStatements("down".into()));
+    redshift
+        .standin
+        .set_fault(Fault::FailStatements("down".into()));
     let started = Instant::now();
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.status, 200);
@@ -125,7 +165,9 @@ async fn requests_unharmed_by(cloudwatch_fault: Fault) {
     assert_eq!(retried.body["currentSource"], "redshift");
     // Loose bound, only to show the metrics call did not hang the requests.
     assert!(started.elapsed() < Duration::from_secs(10));
-    let failures = logs().matches("CloudWatch metrics could not be put").count();
+    let failures = logs()
+        .matches("CloudWatch metrics could not be put")
+        .count();
     assert_eq!(failures, 1, "logged once, not once per put");
 }
 

@@ -25,9 +25,18 @@ async fn history_get_and_record_are_served_by_redshift() {
     assert_eq!(created.body["source"], "redshift");
     assert_eq!(created.source_header.as_deref(), Some("redshift"));
     let id = created.body["call"]["id"].as_str().unwrap().to_string();
-    assert_eq!(redshift.copies_of(&id).await, 1, "the row is really in PostgreSQL");
+    assert_eq!(
+        redshift.copies_of(&id).await,
+        1,
+        "the row is really in PostgreSQL"
+    );
 
-    let sparse = app.post_json("/api/calls", &json!({"id": "sparse-1", "contactName": "Only A Name"})).await;
+    let sparse = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "sparse-1", "contactName": "Only A Name"}),
+        )
+        .await;
     assert_eq!(sparse.status, 201);
 
     // Read back: every column decoded, NULLs as null, microseconds kept.
@@ -41,13 +50,25 @@ async fn history_get_and_record_are_served_by_redshift() {
     assert_eq!(app.get("/api/calls/not-there").await.status, 404);
 
     // Idempotent on id even though Redshift enforces no keys.
-    let again = app.post_json("/api/calls", &json!({"id": "sparse-1", "contactName": "Only A Name"})).await;
+    let again = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "sparse-1", "contactName": "Only A Name"}),
+        )
+        .await;
     assert_eq!(again.status, 200);
-    let different = app.post_json("/api/calls", &json!({"id": "sparse-1", "contactName": "Someone Else"})).await;
+    let different = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "sparse-1", "contactName": "Someone Else"}),
+        )
+        .await;
     assert_eq!(different.status, 409);
     assert_eq!(redshift.copies_of("sparse-1").await, 1);
 
-    let history = app.get("/api/calls/history?contact=Zo%C3%AB%20%C3%85ngstr%C3%B6m").await;
+    let history = app
+        .get("/api/calls/history?contact=Zo%C3%AB%20%C3%85ngstr%C3%B6m")
+        .await;
     assert_eq!(history.body["source"], "redshift");
     assert_eq!(history.body["message"], "Using cloud database");
     assert_eq!(history.body["count"], 1);
@@ -70,13 +91,23 @@ async fn history_reads_every_result_page_in_order() {
         assert_eq!(app.post_json("/api/calls", call).await.status, 201);
     }
     let pages_before = redshift.standin.operation_count("GetStatementResult");
-    let history = app.get("/api/calls/history?contact=Pager&limit=50&offset=5").await;
+    let history = app
+        .get("/api/calls/history?contact=Pager&limit=50&offset=5")
+        .await;
     assert_eq!(history.body["source"], "redshift");
-    let ids: Vec<&str> = history.body["calls"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = history.body["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     let expected: Vec<String> = (5..55).map(|i| format!("page-{:03}", 59 - i)).collect();
     assert_eq!(ids, expected);
     // 50 rows at 7 a page.
-    assert_eq!(redshift.standin.operation_count("GetStatementResult") - pages_before, 8);
+    assert_eq!(
+        redshift.standin.operation_count("GetStatementResult") - pages_before,
+        8
+    );
 
     let window = app
         .get("/api/calls/history?contact=Pager&since=2025-01-01T00:10:00Z&until=2025-01-01T00:20:00Z&limit=500")
@@ -90,7 +121,10 @@ async fn history_reads_every_result_page_in_order() {
 async fn fault_round_trip(fault: Fault, reason: &str) {
     let redshift = Redshift::start(1000).await;
     let app = spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "1")]).await;
-    assert_eq!(app.get("/api/calls/history").await.body["source"], "redshift");
+    assert_eq!(
+        app.get("/api/calls/history").await.body["source"],
+        "redshift"
+    );
 
     redshift.standin.set_fault(fault.clone());
     let history = app.get("/api/calls/history").await;
@@ -99,15 +133,26 @@ async fn fault_round_trip(fault: Fault, reason: &str) {
     assert_eq!(history.source_header.as_deref(), Some("sqlite"));
     let status = app.get("/db/status").await;
     assert_eq!(status.body["currentSource"], "sqlite");
-    let message = status.body["databases"]["redshift"]["message"].as_str().unwrap().to_string();
-    assert!(message.contains(reason), "{fault:?}: status says {message:?}");
-    assert!(logs().contains(&format!("⚠️ Redshift unavailable, falling back to local SQLite: {message}")));
+    let message = status.body["databases"]["redshift"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(reason),
+        "{fault:?}: status says {message:?}"
+    );
+    assert!(logs().contains(&format!(
+        "⚠️ Redshift unavailable, falling back to local SQLite: {message}"
+    )));
 
     // Cleared: the first request after the interval probes and returns to Redshift.
     redshift.standin.clear_fault();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let back = app.get("/api/calls/history").await;
-    assert_eq!(back.body["source"], "redshift", "{fault:?}: probe after the interval");
+    assert_eq!(
+        back.body["source"], "redshift",
+        "{fault:?}: probe after the interval"
+    );
     assert!(logs().contains("✅ Redshift connection restored"));
     let status = app.get("/db/status").await;
     assert_eq!(status.body["databases"]["redshift"]["message"], "Connected");
@@ -119,7 +164,10 @@ async fn fault_round_trip(fault: Fault, reason: &str) {
     redshift.standin.clear_fault();
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.body["currentSource"], "redshift");
-    assert_eq!(app.get("/api/calls/history").await.body["source"], "redshift");
+    assert_eq!(
+        app.get("/api/calls/history").await.body["source"],
+        "redshift"
+    );
 }
 
 macro_rules! fault_tests {
@@ -158,19 +206,32 @@ async fn a_hung_redshift_costs_one_deadline_then_nothing_until_the_next_probe() 
     let executions = redshift.executions();
     for _ in 0..5 {
         assert_eq!(app.get("/api/calls/history").await.body["source"], "sqlite");
-        assert_eq!(app.post("/api/calls", r#"{"contactName":"During Hang"}"#).await.status, 201);
+        assert_eq!(
+            app.post("/api/calls", r#"{"contactName":"During Hang"}"#)
+                .await
+                .status,
+            201
+        );
     }
-    assert_eq!(redshift.executions(), executions, "no Redshift call before the next probe");
+    assert_eq!(
+        redshift.executions(),
+        executions,
+        "no Redshift call before the next probe"
+    );
 }
 
 #[tokio::test]
 async fn concurrent_requests_during_a_probe_start_exactly_one() {
     let redshift = Redshift::start(1000).await;
     let app = Arc::new(spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "1")]).await);
-    redshift.standin.set_fault(Fault::FailStatements("down".into()));
+    redshift
+        .standin
+        .set_fault(Fault::FailStatements("down".into()));
     assert_eq!(app.get("/api/calls/history").await.body["source"], "sqlite");
     // Redshift is back, but slow: the probe stays under way while the others arrive.
-    redshift.standin.set_fault(Fault::Slow(Duration::from_millis(600)));
+    redshift
+        .standin
+        .set_fault(Fault::Slow(Duration::from_millis(600)));
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let before = redshift.executions();
@@ -184,8 +245,16 @@ async fn concurrent_requests_during_a_probe_start_exactly_one() {
     for task in tasks {
         sources.push(task.await.unwrap());
     }
-    assert_eq!(sources.iter().filter(|s| *s == "redshift").count(), 1, "{sources:?}");
-    assert_eq!(sources.iter().filter(|s| *s == "sqlite").count(), 9, "{sources:?}");
+    assert_eq!(
+        sources.iter().filter(|s| *s == "redshift").count(),
+        1,
+        "{sources:?}"
+    );
+    assert_eq!(
+        sources.iter().filter(|s| *s == "sqlite").count(),
+        9,
+        "{sources:?}"
+    );
     assert_eq!(redshift.executions() - before, 1, "one probe statement");
 }
 
@@ -196,7 +265,10 @@ async fn guide_walkthrough_ends_on_redshift() {
     let app = spawn_app_on(&redshift, &[]).await;
 
     let forced = app.post("/db/force-sqlite", "").await;
-    assert_eq!(forced.body, json!({"message": "Switched to SQLite backup database", "source": "sqlite"}));
+    assert_eq!(
+        forced.body,
+        json!({"message": "Switched to SQLite backup database", "source": "sqlite"})
+    );
     let status = app.get("/db/status").await;
     assert_eq!(status.body["currentSource"], "sqlite");
     assert_eq!(status.body["sourceEmoji"], "💾");
@@ -211,11 +283,14 @@ async fn guide_walkthrough_ends_on_redshift() {
     assert_eq!(status.body["sourceEmoji"], "☁️");
     assert_eq!(status.body["sourceName"], "Redshift (Cloud Primary)");
     assert_eq!(status.body["message"], "☁️ Connected to Redshift (primary)");
-    assert_eq!(status.body["databases"]["redshift"], json!({
-        "available": true, "message": "Connected", "configured": true, "forced": false,
-        "lastProbeAt": status.body["databases"]["redshift"]["lastProbeAt"].clone(),
-        "nextProbeInSeconds": null, "consecutiveFailures": 0
-    }));
+    assert_eq!(
+        status.body["databases"]["redshift"],
+        json!({
+            "available": true, "message": "Connected", "configured": true, "forced": false,
+            "lastProbeAt": status.body["databases"]["redshift"]["lastProbeAt"].clone(),
+            "nextProbeInSeconds": null, "consecutiveFailures": 0
+        })
+    );
     let health = app.get("/db/healthz").await;
     assert_eq!(health.body["message"], "☁️ Using Redshift (primary)");
     assert_eq!(health.body["databases"]["redshift"]["emoji"], "✅");

@@ -32,7 +32,10 @@ async fn app_with_unreachable_redshift(extra: &[(&str, &str)]) -> common::TestAp
 async fn first_request_falls_back_with_reason_and_log() {
     let app = app_with_unreachable_redshift(&[]).await;
     let before = app.get("/db/status").await;
-    assert_eq!(before.body["currentSource"], "redshift", "optimistic until Redshift fails");
+    assert_eq!(
+        before.body["currentSource"], "redshift",
+        "optimistic until Redshift fails"
+    );
 
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.status, 200);
@@ -43,22 +46,37 @@ async fn first_request_falls_back_with_reason_and_log() {
     let status = app.get("/db/status").await;
     assert_eq!(status.body["currentSource"], "sqlite");
     assert_eq!(status.body["databases"]["redshift"]["available"], false);
-    assert_eq!(status.body["databases"]["redshift"]["message"], "Connection refused");
-    assert_eq!(status.body["message"], "⚠️ Running on local backup - Redshift unavailable");
+    assert_eq!(
+        status.body["databases"]["redshift"]["message"],
+        "Connection refused"
+    );
+    assert_eq!(
+        status.body["message"],
+        "⚠️ Running on local backup - Redshift unavailable"
+    );
     assert_eq!(status.body["fallback"]["active"], true);
     assert_eq!(status.body["fallback"]["fallbacks"], 1);
-    assert!(status.body["databases"]["redshift"]["nextProbeInSeconds"].as_f64().unwrap() > 20.0);
+    assert!(
+        status.body["databases"]["redshift"]["nextProbeInSeconds"]
+            .as_f64()
+            .unwrap()
+            > 20.0
+    );
 
     let log = logs();
     assert!(log.contains("☁️ Executing query on Redshift"));
-    assert!(log.contains("⚠️ Redshift unavailable, falling back to local SQLite: Connection refused"));
+    assert!(
+        log.contains("⚠️ Redshift unavailable, falling back to local SQLite: Connection refused")
+    );
     assert!(log.contains("✅ Found 15 calls from sqlite 💾"));
 }
 
 #[tokio::test]
 async fn writes_during_the_outage_are_kept_and_counted_as_waiting() {
     let app = app_with_unreachable_redshift(&[]).await;
-    let created = app.post("/api/calls", r#"{"contactName":"Offline Olga"}"#).await;
+    let created = app
+        .post("/api/calls", r#"{"contactName":"Offline Olga"}"#)
+        .await;
     assert_eq!(created.status, 201);
     assert_eq!(created.body["source"], "sqlite");
     let status = app.get("/db/status").await;
@@ -77,9 +95,15 @@ async fn retry_reports_the_outcome_and_force_stops_probing() {
     let forced = app.post("/db/force-sqlite", "").await;
     assert_eq!(forced.body["source"], "sqlite");
     let status = app.get("/db/status").await;
-    assert_eq!(status.body["databases"]["redshift"]["message"], "Forced to SQLite");
+    assert_eq!(
+        status.body["databases"]["redshift"]["message"],
+        "Forced to SQLite"
+    );
     assert_eq!(status.body["databases"]["redshift"]["forced"], true);
-    assert!(status.body["databases"]["redshift"]["nextProbeInSeconds"].is_null(), "no probes while forced");
+    assert!(
+        status.body["databases"]["redshift"]["nextProbeInSeconds"].is_null(),
+        "no probes while forced"
+    );
 }
 
 #[tokio::test]
@@ -87,8 +111,14 @@ async fn force_sqlite_from_the_environment() {
     let app = app_with_unreachable_redshift(&[("FORCE_SQLITE", "true")]).await;
     let status = app.get("/db/status").await;
     assert_eq!(status.body["currentSource"], "sqlite");
-    assert_eq!(status.body["databases"]["redshift"]["message"], "Forced to SQLite");
+    assert_eq!(
+        status.body["databases"]["redshift"]["message"],
+        "Forced to SQLite"
+    );
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.body["source"], "sqlite");
-    assert!(!logs().contains("falling back"), "forced mode never tries Redshift");
+    assert!(
+        !logs().contains("falling back"),
+        "forced mode never tries Redshift"
+    );
 }

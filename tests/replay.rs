@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 /// Ids that Redshift holds more than once: must always be empty.
 async fn duplicated_ids(redshift: &Redshift) -> Vec<String> {
     let pg = redshift.postgres().await;
-    let rows = pg.query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[]).await.unwrap();
+    let rows = pg
+        .query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[])
+        .await
+        .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
 }
 
@@ -25,7 +28,9 @@ async fn record(app: &TestApp, body: Value) -> Value {
 }
 
 async fn pending(app: &TestApp) -> u64 {
-    app.get("/db/status").await.body["sync"]["pendingWrites"].as_u64().unwrap()
+    app.get("/db/status").await.body["sync"]["pendingWrites"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -35,7 +40,11 @@ async fn outage_writes_reach_redshift_exactly_once_and_history_includes_them() {
     redshift.standin.set_fault(Fault::RefuseConnections);
     let mut ids = Vec::new();
     for i in 0..12 {
-        let body = record(&app, json!({"contactName": "Outage Otto", "durationSeconds": i})).await;
+        let body = record(
+            &app,
+            json!({"contactName": "Outage Otto", "durationSeconds": i}),
+        )
+        .await;
         assert_eq!(body["source"], "sqlite");
         ids.push(body["call"]["id"].as_str().unwrap().to_string());
     }
@@ -46,7 +55,10 @@ async fn outage_writes_reach_redshift_exactly_once_and_history_includes_them() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let history = app.get("/api/calls/history?contact=Outage%20Otto").await;
     assert_eq!(history.body["source"], "redshift");
-    assert_eq!(history.body["count"], 12, "the first Redshift answer already includes the replayed writes");
+    assert_eq!(
+        history.body["count"], 12,
+        "the first Redshift answer already includes the replayed writes"
+    );
     for id in &ids {
         assert_eq!(redshift.copies_of(id).await, 1, "{id}");
     }
@@ -63,7 +75,11 @@ async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
     app.post("/db/force-sqlite", "").await;
     for i in 0..250 {
         let name = if i == 150 { "Poison Pete" } else { "Batch Bea" };
-        record(&app, json!({"id": format!("batch-{i:03}"), "contactName": name})).await;
+        record(
+            &app,
+            json!({"id": format!("batch-{i:03}"), "contactName": name}),
+        )
+        .await;
     }
     assert_eq!(pending(&app).await, 250);
 
@@ -79,12 +95,17 @@ async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
     .unwrap();
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.body["currentSource"], "sqlite");
-    assert!(retried.body["redshift"]["message"].as_str().unwrap().contains("poisoned row"));
+    assert!(retried.body["redshift"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("poisoned row"));
     let in_redshift = redshift.row_count().await;
     assert_eq!(in_redshift, 100, "the first batch landed");
     assert_eq!(pending(&app).await, 150, "and only it left the journal");
 
-    pg.batch_execute("DROP TRIGGER refuse_poison ON calls").await.unwrap();
+    pg.batch_execute("DROP TRIGGER refuse_poison ON calls")
+        .await
+        .unwrap();
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.body["currentSource"], "redshift");
     assert_eq!(pending(&app).await, 0);
@@ -99,7 +120,14 @@ async fn a_replay_whose_journal_was_not_cleared_is_not_applied_twice() {
     app.post("/db/force-sqlite", "").await;
     let mut calls = Vec::new();
     for i in 0..5 {
-        calls.push(record(&app, json!({"id": format!("died-{i}"), "contactName": "Dying Dora"})).await["call"].clone());
+        calls.push(
+            record(
+                &app,
+                json!({"id": format!("died-{i}"), "contactName": "Dying Dora"}),
+            )
+            .await["call"]
+                .clone(),
+        );
     }
     // As if an earlier replay had reached Redshift and the process died before clearing the
     // journal: Redshift already holds three of them.
@@ -112,7 +140,9 @@ async fn a_replay_whose_journal_was_not_cleared_is_not_applied_twice() {
     assert_eq!(retried.body["currentSource"], "redshift");
     for call in &calls {
         assert_eq!(redshift.copies_of(call["id"].as_str().unwrap()).await, 1);
-        let stored = app.get(&format!("/api/calls/{}", call["id"].as_str().unwrap())).await;
+        let stored = app
+            .get(&format!("/api/calls/{}", call["id"].as_str().unwrap()))
+            .await;
         assert_eq!(stored.body["call"], *call, "exactly the call acknowledged");
     }
 }
@@ -133,7 +163,9 @@ async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_onc
                 id: format!("bulk-{i:05}"),
                 contact_name: format!("Bulk {}", i % 37),
                 account_name: (i % 3 == 0).then(|| "Bulk Co".to_string()),
-                started_at: call_history::store::truncate_to_micros(now - chrono::Duration::seconds(i)),
+                started_at: call_history::store::truncate_to_micros(
+                    now - chrono::Duration::seconds(i),
+                ),
                 duration_seconds: Some(i),
                 outcome: None,
                 notes: Some(format!("note {i}")),
@@ -142,8 +174,19 @@ async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_onc
             sqlite.insert(&call).await.unwrap();
         }
     }
-    let app = spawn_app_on(&redshift, &[("SQLITE_PATH", path.to_str().unwrap()), ("REDSHIFT_TIMEOUT_MS", "10000")]).await;
-    assert_eq!(pending(&app).await, 5_000, "the journal outlives the process");
+    let app = spawn_app_on(
+        &redshift,
+        &[
+            ("SQLITE_PATH", path.to_str().unwrap()),
+            ("REDSHIFT_TIMEOUT_MS", "10000"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        pending(&app).await,
+        5_000,
+        "the journal outlives the process"
+    );
     let statements_before = redshift.executions();
     let mut rounds = 0;
     while pending(&app).await > 0 {
@@ -155,7 +198,10 @@ async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_onc
     assert!(duplicated_ids(&redshift).await.is_empty());
     // Batched: 50 multi-row inserts, plus the probes.
     let statements = redshift.executions() - statements_before;
-    assert!(statements <= 50 + 2 * rounds, "{statements} statements for 5,000 rows");
+    assert!(
+        statements <= 50 + 2 * rounds,
+        "{statements} statements for 5,000 rows"
+    );
 }
 
 #[tokio::test]
@@ -168,23 +214,47 @@ async fn the_same_id_during_the_outage_and_after_recovery() {
     let mut attempts = 0;
     let during = loop {
         // The backup copy is written off the request path; give it a moment.
-        let reply = app.post_json("/api/calls", &json!({"id": "known-1", "contactName": "Known Kim"})).await;
+        let reply = app
+            .post_json(
+                "/api/calls",
+                &json!({"id": "known-1", "contactName": "Known Kim"}),
+            )
+            .await;
         if reply.status == 200 || attempts == 20 {
             break reply;
         }
         attempts += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(during.status, 200, "a retry during the outage is recognised: {}", during.body);
-    let conflict = app.post_json("/api/calls", &json!({"id": "known-1", "contactName": "Other Olaf"})).await;
+    assert_eq!(
+        during.status, 200,
+        "a retry during the outage is recognised: {}",
+        during.body
+    );
+    let conflict = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "known-1", "contactName": "Other Olaf"}),
+        )
+        .await;
     assert_eq!(conflict.status, 409);
 
     record(&app, json!({"id": "outage-1", "contactName": "Olive"})).await;
     app.post("/db/retry-redshift", "").await;
-    let after = app.post_json("/api/calls", &json!({"id": "outage-1", "contactName": "Olive"})).await;
+    let after = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "outage-1", "contactName": "Olive"}),
+        )
+        .await;
     assert_eq!(after.status, 200);
     assert_eq!(after.body["source"], "redshift");
-    let different = app.post_json("/api/calls", &json!({"id": "outage-1", "contactName": "Not Olive"})).await;
+    let different = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "outage-1", "contactName": "Not Olive"}),
+        )
+        .await;
     assert_eq!(different.status, 409);
     assert_eq!(redshift.copies_of("known-1").await, 1);
     assert_eq!(redshift.copies_of("outage-1").await, 1);
@@ -225,8 +295,11 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
     let redshift = Redshift::start(50).await;
     let app = spawn_app_on(&redshift, &[]).await;
     for i in 0..120 {
-        record(&app, json!({"id": format!("snap-{i:03}"), "contactName": "Snap Sam",
-                            "startedAt": format!("2026-05-01T10:{:02}:{:02}Z", i / 60, i % 60)}))
+        record(
+            &app,
+            json!({"id": format!("snap-{i:03}"), "contactName": "Snap Sam",
+                            "startedAt": format!("2026-05-01T10:{:02}:{:02}Z", i / 60, i % 60)}),
+        )
         .await;
     }
     // The real command, as `make snapshot` runs it (asynchronously: the stand-in runs on this
@@ -244,7 +317,10 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_REDSHIFT_DATA", redshift.standin.data_api_url())
+        .env(
+            "AWS_ENDPOINT_URL_REDSHIFT_DATA",
+            redshift.standin.data_api_url(),
+        )
         .output()
         .await
         .expect("snapshot runs");
@@ -258,7 +334,11 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
 
     // A cold start in an outage: a fresh /tmp, the snapshot as shipped data.
     let cold = SqliteStore::open_with_seed(&dir.path().join("cold.db"), true, &seed).unwrap();
-    let query = HistoryQuery { contact: Some("Snap Sam".into()), limit: 500, ..HistoryQuery::default() };
+    let query = HistoryQuery {
+        contact: Some("Snap Sam".into()),
+        limit: 500,
+        ..HistoryQuery::default()
+    };
     let served = cold.history(&query).await.unwrap();
     let in_redshift = app.store.redshift().unwrap().history(&query).await.unwrap();
     assert_eq!(served.len(), 120);

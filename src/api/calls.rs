@@ -45,7 +45,12 @@ pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
     };
     let served = state.store.history(&query).await;
     let calls = served.result.unwrap_or_default();
-    tracing::info!("✅ Found {} calls from {} {}", calls.len(), served.source.as_str(), served.source.emoji());
+    tracing::info!(
+        "✅ Found {} calls from {} {}",
+        calls.len(),
+        served.source.as_str(),
+        served.source.emoji()
+    );
     let body = json!({
         "calls": calls,
         "count": calls.len(),
@@ -61,16 +66,26 @@ pub async fn get_call(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
     let served = state.store.get(&id).await;
     match served.result {
-        Ok(Some(call)) => with_source(served.source, Json(json!({ "call": call, "source": served.source }))),
-        Ok(None) => ApiError::NotFound(format!("No call with id {id:?}.")).with_source(served.source),
+        Ok(Some(call)) => with_source(
+            served.source,
+            Json(json!({ "call": call, "source": served.source })),
+        ),
+        Ok(None) => {
+            ApiError::NotFound(format!("No call with id {id:?}.")).with_source(served.source)
+        }
         // Both databases down: a read answers like an empty one, as the guide says.
         Err(_) => ApiError::NotFound(format!("No call with id {id:?}: no database is available."))
             .with_source(served.source),
     }
 }
 
-pub async fn create_call(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let parsed = body.map_err(body_rejected).and_then(|body| parse_new_call(&body));
+pub async fn create_call(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = body
+        .map_err(body_rejected)
+        .and_then(|body| parse_new_call(&body));
     let call = match parsed {
         Ok(call) => call,
         Err(err) => return err.with_source(state.store.current_source()),
@@ -81,7 +96,13 @@ pub async fn create_call(State(state): State<AppState>, body: Result<Bytes, Byte
     match served.result {
         Ok(InsertOutcome::Inserted) => {
             tracing::info!(id = %call.id, "📝 Recorded call in {} {}", source.as_str(), source.emoji());
-            with_source(source, (StatusCode::CREATED, Json(json!({ "call": call, "source": source }))))
+            with_source(
+                source,
+                (
+                    StatusCode::CREATED,
+                    Json(json!({ "call": call, "source": source })),
+                ),
+            )
         }
         Ok(InsertOutcome::AlreadyExists(existing)) => {
             let mut retried = call.clone();
@@ -89,7 +110,13 @@ pub async fn create_call(State(state): State<AppState>, body: Result<Bytes, Byte
                 retried.started_at = existing.started_at;
             }
             if existing.same_content(&retried) {
-                with_source(source, (StatusCode::OK, Json(json!({ "call": existing, "source": source }))))
+                with_source(
+                    source,
+                    (
+                        StatusCode::OK,
+                        Json(json!({ "call": existing, "source": source })),
+                    ),
+                )
             } else {
                 ApiError::Conflict(format!(
                     "A different call with id {:?} is already recorded; use a new id to record another call.",
@@ -100,8 +127,11 @@ pub async fn create_call(State(state): State<AppState>, body: Result<Bytes, Byte
         }
         Err(err) => {
             tracing::error!(error = %err, "❌ No database could take the write");
-            ApiError::Unavailable("No database is available to record the call; it was not stored. Try again later.".into())
-                .with_source(Source::Unavailable)
+            ApiError::Unavailable(
+                "No database is available to record the call; it was not stored. Try again later."
+                    .into(),
+            )
+            .with_source(Source::Unavailable)
         }
     }
 }
@@ -139,13 +169,17 @@ pub fn parse_history_query(raw: &str) -> Result<HistoryQuery, ApiError> {
     let mut seen = HashSet::new();
     for (key, value) in pairs {
         if !seen.insert(key.clone()) {
-            return Err(ApiError::BadRequest(format!("The query parameter {key:?} is given more than once.")));
+            return Err(ApiError::BadRequest(format!(
+                "The query parameter {key:?} is given more than once."
+            )));
         }
         match key.as_str() {
             "limit" => {
                 query.limit = parse_whole(&key, &value)?;
                 if !(1..=MAX_LIMIT).contains(&query.limit) {
-                    return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}.")));
+                    return Err(ApiError::BadRequest(format!(
+                        "limit must be between 1 and {MAX_LIMIT}."
+                    )));
                 }
             }
             "offset" => query.offset = parse_whole(&key, &value)?,
@@ -169,16 +203,20 @@ pub fn parse_history_query(raw: &str) -> Result<HistoryQuery, ApiError> {
     }
     if let (Some(since), Some(until)) = (query.since, query.until) {
         if since > until {
-            return Err(ApiError::BadRequest("since must not be later than until.".into()));
+            return Err(ApiError::BadRequest(
+                "since must not be later than until.".into(),
+            ));
         }
     }
     Ok(query)
 }
 
 fn parse_whole(name: &str, value: &str) -> Result<u32, ApiError> {
-    value
-        .parse::<u32>()
-        .map_err(|_| ApiError::BadRequest(format!("{name} must be a whole number of 0 or more, not {value:?}.")))
+    value.parse::<u32>().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{name} must be a whole number of 0 or more, not {value:?}."
+        ))
+    })
 }
 
 fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -195,7 +233,9 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
 pub fn validate_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.chars().count() <= MAX_ID_CHARS
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
     if ok {
         Ok(())
     } else {
@@ -209,11 +249,20 @@ pub fn validate_id(id: &str) -> Result<(), ApiError> {
 /// gave `startedAt`, which matters when a retry is compared with what is stored.
 pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("The request body is empty; send a JSON call record.".into()));
+        return Err(ApiError::BadRequest(
+            "The request body is empty; send a JSON call record.".into(),
+        ));
     }
     let new: NewCall = serde_json::from_slice(body).map_err(|err| {
-        let what = if err.is_syntax() || err.is_eof() { "is not valid JSON" } else { "is not a valid call record" };
-        ApiError::BadRequest(format!("The request body {what}: {}.", describe_json_error(&err)))
+        let what = if err.is_syntax() || err.is_eof() {
+            "is not valid JSON"
+        } else {
+            "is not a valid call record"
+        };
+        ApiError::BadRequest(format!(
+            "The request body {what}: {}.",
+            describe_json_error(&err)
+        ))
     })?;
     let id = match new.id {
         Some(id) => {
@@ -226,7 +275,9 @@ pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
         .contact_name
         .ok_or_else(|| ApiError::BadRequest("contactName is required.".into()))?;
     if contact_name.trim().is_empty() {
-        return Err(ApiError::BadRequest("contactName must not be blank.".into()));
+        return Err(ApiError::BadRequest(
+            "contactName must not be blank.".into(),
+        ));
     }
     check_length("contactName", Some(&contact_name), MAX_CONTACT_CHARS)?;
     check_length("accountName", new.account_name.as_ref(), MAX_ACCOUNT_CHARS)?;
@@ -235,7 +286,9 @@ pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
     let duration_seconds = match new.duration_seconds {
         None => None,
         Some(n) => Some(n.as_i64().filter(|d| *d >= 0).ok_or_else(|| {
-            ApiError::BadRequest(format!("durationSeconds must be a whole number of 0 or more, not {n}."))
+            ApiError::BadRequest(format!(
+                "durationSeconds must be a whole number of 0 or more, not {n}."
+            ))
         })?),
     };
     let now = truncate_to_micros(Utc::now());
@@ -259,9 +312,9 @@ pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
 
 fn check_length(name: &str, value: Option<&String>, max: usize) -> Result<(), ApiError> {
     match value {
-        Some(v) if v.chars().count() > max => {
-            Err(ApiError::BadRequest(format!("{name} must be at most {max} characters.")))
-        }
+        Some(v) if v.chars().count() > max => Err(ApiError::BadRequest(format!(
+            "{name} must be at most {max} characters."
+        ))),
         _ => Ok(()),
     }
 }
@@ -282,17 +335,34 @@ mod tests {
     #[test]
     fn history_query_defaults_and_bounds() {
         assert_eq!(parse_history_query("").unwrap(), HistoryQuery::default());
-        let q = parse_history_query("limit=10&offset=5&contact=Ada%20Lovelace&since=2024-01-01T00:00:00Z").unwrap();
-        assert_eq!((q.limit, q.offset, q.contact.as_deref()), (10, 5, Some("Ada Lovelace")));
-        for bad in ["limit=0", "limit=501", "limit=ten", "offset=-1", "since=yesterday", "colour=red", "limit=1&limit=2"] {
+        let q = parse_history_query(
+            "limit=10&offset=5&contact=Ada%20Lovelace&since=2024-01-01T00:00:00Z",
+        )
+        .unwrap();
+        assert_eq!(
+            (q.limit, q.offset, q.contact.as_deref()),
+            (10, 5, Some("Ada Lovelace"))
+        );
+        for bad in [
+            "limit=0",
+            "limit=501",
+            "limit=ten",
+            "offset=-1",
+            "since=yesterday",
+            "colour=red",
+            "limit=1&limit=2",
+        ] {
             assert!(parse_history_query(bad).is_err(), "{bad} should be refused");
         }
-        assert!(parse_history_query("since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z").is_err());
+        assert!(
+            parse_history_query("since=2024-02-01T00:00:00Z&until=2024-01-01T00:00:00Z").is_err()
+        );
     }
 
     #[test]
     fn new_call_is_validated() {
-        let (call, given) = parse_new_call(br#"{"contactName":"Ada","durationSeconds":60}"#).unwrap();
+        let (call, given) =
+            parse_new_call(br#"{"contactName":"Ada","durationSeconds":60}"#).unwrap();
         assert_eq!(call.contact_name, "Ada");
         assert_eq!(call.duration_seconds, Some(60));
         assert!(!given);
@@ -306,7 +376,9 @@ mod tests {
         assert!(refused(r#"{"contactName":"A","durationSeconds":1.5}"#).contains("durationSeconds"));
         assert!(refused(r#"{"contactName": "#).contains("not valid JSON"));
         assert!(refused(r#"{"contactName":"A","startedAt":"noon"}"#).contains("startedAt"));
-        assert!(refused(&format!(r#"{{"contactName":"{}"}}"#, "x".repeat(201))).contains("at most 200"));
+        assert!(
+            refused(&format!(r#"{{"contactName":"{}"}}"#, "x".repeat(201))).contains("at most 200")
+        );
         assert!(refused(r#"{"contactName":"A","id":"has space"}"#).contains("call id"));
         assert!(refused("").contains("empty"));
         assert!(refused("[1,2]").contains("not a valid call record"));

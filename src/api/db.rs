@@ -36,7 +36,9 @@ fn healthz_message(source: Source) -> &'static str {
 }
 
 fn secs(d: Option<std::time::Duration>) -> Value {
-    d.map_or(Value::Null, |d| json!((d.as_secs_f64() * 10.0).round() / 10.0))
+    d.map_or(Value::Null, |d| {
+        json!((d.as_secs_f64() * 10.0).round() / 10.0)
+    })
 }
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
@@ -100,7 +102,11 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         },
         "message": healthz_message(s.source),
     });
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     with_source(s.source, status, body)
 }
 
@@ -149,19 +155,22 @@ impl AdminPolicy {
     }
 
     pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let expected = match self {
-            AdminPolicy::Open => return Ok(()),
-            AdminPolicy::Closed => {
-                return Err(ApiError::Forbidden(
-                    "Admin endpoints are disabled: set ADMIN_TOKEN on the function to enable them.".into(),
-                ))
-            }
-            AdminPolicy::Token(token) => token,
-        };
+        let expected =
+            match self {
+                AdminPolicy::Open => return Ok(()),
+                AdminPolicy::Closed => return Err(ApiError::Forbidden(
+                    "Admin endpoints are disabled: set ADMIN_TOKEN on the function to enable them."
+                        .into(),
+                )),
+                AdminPolicy::Token(token) => token,
+            };
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         match given {
             None => Err(ApiError::Unauthorized(
@@ -195,9 +204,20 @@ mod tests {
     fn admin_policy_follows_token_and_place() {
         let token = AdminPolicy::new(Some("s3cret-token-123".into()), true);
         assert!(token.authorize(&bearer("s3cret-token-123")).is_ok());
-        assert!(matches!(token.authorize(&bearer("wrong")), Err(ApiError::Forbidden(_))));
-        assert!(matches!(token.authorize(&HeaderMap::new()), Err(ApiError::Unauthorized(_))));
-        assert!(AdminPolicy::new(None, false).authorize(&HeaderMap::new()).is_ok());
-        assert!(matches!(AdminPolicy::new(None, true).authorize(&bearer("x")), Err(ApiError::Forbidden(_))));
+        assert!(matches!(
+            token.authorize(&bearer("wrong")),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            token.authorize(&HeaderMap::new()),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(AdminPolicy::new(None, false)
+            .authorize(&HeaderMap::new())
+            .is_ok());
+        assert!(matches!(
+            AdminPolicy::new(None, true).authorize(&bearer("x")),
+            Err(ApiError::Forbidden(_))
+        ));
     }
 }

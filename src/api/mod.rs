@@ -37,7 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/calls/{id}", get(calls::get_call))
         .route("/api/calls", post(calls::create_call))
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(state.clone(), data_source_header));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            data_source_header,
+        ));
     database_backed
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -55,14 +58,20 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// Every response of a database-backed endpoint says which database served it. Handlers put the
 /// [`Source`] they used into the response; otherwise (an early error) the current one is given.
-async fn data_source_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn data_source_header(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let source = response
         .extensions()
         .get::<Source>()
         .copied()
         .unwrap_or_else(|| state.store.current_source());
-    response.headers_mut().insert("x-data-source", HeaderValue::from_static(source.as_str()));
+    response
+        .headers_mut()
+        .insert("x-data-source", HeaderValue::from_static(source.as_str()));
     response
 }
 
@@ -74,9 +83,10 @@ async fn json_charset(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == b"application/json");
     if is_json {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
     }
     response
 }

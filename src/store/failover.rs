@@ -28,7 +28,11 @@ pub enum Mode {
     /// Redshift is not configured: SQLite is primary and nothing is probed.
     NotConfigured,
     OnRedshift,
-    OnSqlite { since: Instant, since_wall: DateTime<Utc>, forced: bool },
+    OnSqlite {
+        since: Instant,
+        since_wall: DateTime<Utc>,
+        forced: bool,
+    },
 }
 
 /// The warm environment's knowledge of Redshift's health.
@@ -52,7 +56,11 @@ impl HealthState {
     fn new(configured: bool, forced: bool) -> Self {
         let mode = match (configured, forced) {
             (false, _) => Mode::NotConfigured,
-            (true, true) => Mode::OnSqlite { since: Instant::now(), since_wall: Utc::now(), forced: true },
+            (true, true) => Mode::OnSqlite {
+                since: Instant::now(),
+                since_wall: Utc::now(),
+                forced: true,
+            },
             (true, false) => Mode::OnRedshift,
         };
         let redshift_message = match mode {
@@ -77,7 +85,8 @@ impl HealthState {
 
     /// True when the interval since the last failure has passed and Redshift may be tried.
     fn probe_due(&self, now: Instant) -> bool {
-        matches!(self.mode, Mode::OnSqlite { forced: false, .. }) && self.next_probe_at.is_none_or(|at| now >= at)
+        matches!(self.mode, Mode::OnSqlite { forced: false, .. })
+            && self.next_probe_at.is_none_or(|at| now >= at)
     }
 }
 
@@ -248,18 +257,24 @@ impl FailoverStore {
 
     fn lock_health(&self) -> MutexGuard<'_, HealthState> {
         // The state is plain data updated in single steps; a panic elsewhere cannot leave it torn.
-        self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn route(&self) -> Route<'_> {
-        let Some(redshift) = &self.redshift else { return Route::Sqlite };
+        let Some(redshift) = &self.redshift else {
+            return Route::Sqlite;
+        };
         let health = self.lock_health();
         match health.mode {
             Mode::OnRedshift => Route::Redshift(redshift),
-            Mode::OnSqlite { .. } if health.probe_due(Instant::now()) => match self.probe_lock.try_lock() {
-                Ok(guard) => Route::Probe(redshift, guard),
-                Err(_) => Route::Sqlite,
-            },
+            Mode::OnSqlite { .. } if health.probe_due(Instant::now()) => {
+                match self.probe_lock.try_lock() {
+                    Ok(guard) => Route::Probe(redshift, guard),
+                    Err(_) => Route::Sqlite,
+                }
+            }
             _ => Route::Sqlite,
         }
     }
@@ -286,7 +301,11 @@ impl FailoverStore {
     }
 
     /// Replays waiting writes first, so that what Redshift answers includes them.
-    async fn run_on_redshift(&self, redshift: &RedshiftStore, op: &Op<'_>) -> Result<Output, StoreError> {
+    async fn run_on_redshift(
+        &self,
+        redshift: &RedshiftStore,
+        op: &Op<'_>,
+    ) -> Result<Output, StoreError> {
         tracing::info!("☁️ Executing query on Redshift");
         if self.pending.load(Ordering::Relaxed) > 0 {
             self.replay(redshift).await?;
@@ -303,27 +322,42 @@ impl FailoverStore {
             _ => Vec::new(),
         };
         self.refresh_backup(seen);
-        Served { source: Source::Redshift, result: Ok(output) }
+        Served {
+            source: Source::Redshift,
+            result: Ok(output),
+        }
     }
 
     async fn serve_from_sqlite(&self, op: &Op<'_>) -> Served<Output> {
         let sqlite = match &self.sqlite {
             Ok(sqlite) => sqlite,
             Err(reason) => {
-                return Served { source: Source::Unavailable, result: Err(StoreError::Sqlite(reason.clone())) }
+                return Served {
+                    source: Source::Unavailable,
+                    result: Err(StoreError::Sqlite(reason.clone())),
+                }
             }
         };
         tracing::info!("💾 Executing query on local SQLite");
         match op.run(sqlite).await {
             Ok(output) => {
-                if op.is_write() && self.redshift.is_some() && matches!(output, Output::Inserted(InsertOutcome::Inserted)) {
+                if op.is_write()
+                    && self.redshift.is_some()
+                    && matches!(output, Output::Inserted(InsertOutcome::Inserted))
+                {
                     self.pending.fetch_add(1, Ordering::Relaxed);
                 }
-                Served { source: Source::Sqlite, result: Ok(output) }
+                Served {
+                    source: Source::Sqlite,
+                    result: Ok(output),
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, "❌ Local SQLite failed too");
-                Served { source: Source::Unavailable, result: Err(err) }
+                Served {
+                    source: Source::Unavailable,
+                    result: Err(err),
+                }
             }
         }
     }
@@ -351,9 +385,13 @@ impl FailoverStore {
     /// off anywhere resumes later without loss or duplicates.
     pub async fn replay(&self, redshift: &RedshiftStore) -> Result<ReplayReport, StoreError> {
         let mut report = ReplayReport::default();
-        let Ok(sqlite) = &self.sqlite else { return Ok(report) };
+        let Ok(sqlite) = &self.sqlite else {
+            return Ok(report);
+        };
         // One replay at a time; a request that finds one running goes on without waiting.
-        let Ok(_guard) = self.replay_lock.try_lock() else { return Ok(report) };
+        let Ok(_guard) = self.replay_lock.try_lock() else {
+            return Ok(report);
+        };
         let started = Instant::now();
         let outcome = async {
             while started.elapsed() < redshift.deadline() {
@@ -372,7 +410,8 @@ impl FailoverStore {
         }
         .await;
         // Whatever happened, the journal is the truth about what still waits.
-        self.pending.store(sqlite.pending_count().await.unwrap_or(0), Ordering::Relaxed);
+        self.pending
+            .store(sqlite.pending_count().await.unwrap_or(0), Ordering::Relaxed);
         if report.replayed > 0 {
             self.lock_health().last_replay_at = Some(Utc::now());
             tracing::info!(
@@ -393,7 +432,11 @@ impl FailoverStore {
             health.consecutive_failures += 1;
             health.next_probe_at = Some(Instant::now() + self.settings.check_interval);
             if health.mode == Mode::OnRedshift {
-                health.mode = Mode::OnSqlite { since: Instant::now(), since_wall: Utc::now(), forced: false };
+                health.mode = Mode::OnSqlite {
+                    since: Instant::now(),
+                    since_wall: Utc::now(),
+                    forced: false,
+                };
                 health.fallbacks += 1;
                 health.last_heartbeat_at = Some(Instant::now());
                 true
@@ -425,30 +468,44 @@ impl FailoverStore {
             health.redshift_message = "Connected".to_string();
             health.consecutive_failures = 0;
             health.next_probe_at = None;
-            let Mode::OnSqlite { since, .. } = health.mode else { return };
+            let Mode::OnSqlite { since, .. } = health.mode else {
+                return;
+            };
             health.mode = Mode::OnRedshift;
             health.recoveries += 1;
             let duration = since.elapsed();
             health.last_fallback_duration = Some(duration);
             duration
         };
-        tracing::info!(fallback_seconds = fallback.as_secs_f64(), "✅ Redshift connection restored");
-        self.metrics.record(SwitchEvent::Recovered { fallback }).await;
+        tracing::info!(
+            fallback_seconds = fallback.as_secs_f64(),
+            "✅ Redshift connection restored"
+        );
+        self.metrics
+            .record(SwitchEvent::Recovered { fallback })
+            .await;
     }
 
     /// While on SQLite with Redshift configured, reports the running duration, rate-limited.
     async fn heartbeat_if_due(&self) {
         let elapsed = {
             let mut health = self.lock_health();
-            let Mode::OnSqlite { since, .. } = health.mode else { return };
+            let Mode::OnSqlite { since, .. } = health.mode else {
+                return;
+            };
             let now = Instant::now();
-            if health.last_heartbeat_at.is_some_and(|at| now.duration_since(at) < self.settings.heartbeat_every) {
+            if health
+                .last_heartbeat_at
+                .is_some_and(|at| now.duration_since(at) < self.settings.heartbeat_every)
+            {
                 return;
             }
             health.last_heartbeat_at = Some(now);
             since.elapsed()
         };
-        self.metrics.record(SwitchEvent::StillOnSqlite { elapsed }).await;
+        self.metrics
+            .record(SwitchEvent::StillOnSqlite { elapsed })
+            .await;
     }
 
     /// `/db/force-sqlite`: serve from SQLite in this environment until `/db/retry-redshift`.
@@ -457,13 +514,23 @@ impl FailoverStore {
             let mut health = self.lock_health();
             match health.mode {
                 Mode::NotConfigured => false,
-                Mode::OnSqlite { since, since_wall, .. } => {
-                    health.mode = Mode::OnSqlite { since, since_wall, forced: true };
+                Mode::OnSqlite {
+                    since, since_wall, ..
+                } => {
+                    health.mode = Mode::OnSqlite {
+                        since,
+                        since_wall,
+                        forced: true,
+                    };
                     health.redshift_message = "Forced to SQLite".to_string();
                     false
                 }
                 Mode::OnRedshift => {
-                    health.mode = Mode::OnSqlite { since: Instant::now(), since_wall: Utc::now(), forced: true };
+                    health.mode = Mode::OnSqlite {
+                        since: Instant::now(),
+                        since_wall: Utc::now(),
+                        forced: true,
+                    };
                     health.redshift_message = "Forced to SQLite".to_string();
                     health.forced_switches += 1;
                     health.last_heartbeat_at = Some(Instant::now());
@@ -480,12 +547,21 @@ impl FailoverStore {
     /// `/db/retry-redshift`: leaves forced mode and probes Redshift now (waiting for a probe
     /// already under way rather than running two at once). Returns the source afterwards.
     pub async fn retry_redshift(&self) -> Source {
-        let Some(redshift) = &self.redshift else { return self.current_source() };
+        let Some(redshift) = &self.redshift else {
+            return self.current_source();
+        };
         let _guard = self.probe_lock.lock().await;
         {
             let mut health = self.lock_health();
-            if let Mode::OnSqlite { since, since_wall, .. } = health.mode {
-                health.mode = Mode::OnSqlite { since, since_wall, forced: false };
+            if let Mode::OnSqlite {
+                since, since_wall, ..
+            } = health.mode
+            {
+                health.mode = Mode::OnSqlite {
+                    since,
+                    since_wall,
+                    forced: false,
+                };
             }
         }
         tracing::info!("🔄 Retrying Redshift connection");
@@ -520,7 +596,11 @@ impl FailoverStore {
         let health = self.lock_health();
         let now = Instant::now();
         let (fallback_started_at, fallback_duration, forced) = match health.mode {
-            Mode::OnSqlite { since, since_wall, forced } => (Some(since_wall), Some(since.elapsed()), forced),
+            Mode::OnSqlite {
+                since,
+                since_wall,
+                forced,
+            } => (Some(since_wall), Some(since.elapsed()), forced),
             _ => (None, None, false),
         };
         let source = match health.mode {
@@ -541,9 +621,11 @@ impl FailoverStore {
             last_fallback_duration: health.last_fallback_duration,
             last_probe_at: health.last_probe_at,
             next_probe_in: match health.mode {
-                Mode::OnSqlite { forced: false, .. } => {
-                    Some(health.next_probe_at.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
-                }
+                Mode::OnSqlite { forced: false, .. } => Some(
+                    health
+                        .next_probe_at
+                        .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+                ),
                 _ => None,
             },
             consecutive_failures: health.consecutive_failures,
@@ -558,7 +640,12 @@ impl FailoverStore {
 
 fn unwrap_output<T>(served: Served<Output>, pick: impl FnOnce(Output) -> Option<T>) -> Served<T> {
     let result = served.result.and_then(|output| {
-        pick(output).ok_or_else(|| StoreError::Decode("operation returned another kind of answer".to_string()))
+        pick(output).ok_or_else(|| {
+            StoreError::Decode("operation returned another kind of answer".to_string())
+        })
     });
-    Served { source: served.source, result }
+    Served {
+        source: served.source,
+        result,
+    }
 }

@@ -81,7 +81,13 @@ pub struct HistoryQuery {
 
 impl Default for HistoryQuery {
     fn default() -> Self {
-        HistoryQuery { limit: 50, offset: 0, since: None, until: None, contact: None }
+        HistoryQuery {
+            limit: 50,
+            offset: 0,
+            since: None,
+            until: None,
+            contact: None,
+        }
     }
 }
 
@@ -120,9 +126,13 @@ pub enum StoreError {
 /// The operations every database offers. Implementations answer or fail; choosing between
 /// them is the failover adapter's business.
 pub trait CallStore: Send + Sync {
-    fn history(&self, query: &HistoryQuery) -> impl Future<Output = Result<Vec<Call>, StoreError>> + Send;
+    fn history(
+        &self,
+        query: &HistoryQuery,
+    ) -> impl Future<Output = Result<Vec<Call>, StoreError>> + Send;
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<Call>, StoreError>> + Send;
-    fn insert(&self, call: &Call) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+    fn insert(&self, call: &Call)
+        -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
 }
 
 /// Both databases keep microseconds; truncating on the way in makes a call read back equal to

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_redshiftdata::config::http::HttpResponse;
 use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementOutput;
-use aws_sdk_redshiftdata::config::http::HttpResponse;
 use aws_sdk_redshiftdata::types::{Field, SqlParameter};
 use aws_sdk_redshiftdata::Client;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -44,7 +44,10 @@ pub struct Statement {
 
 impl Statement {
     fn new(sql: impl Into<String>) -> Self {
-        Statement { sql: sql.into(), params: Vec::new() }
+        Statement {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
     }
 
     fn bind(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -79,7 +82,11 @@ pub struct StatementResult {
 
 impl RedshiftStore {
     pub fn new(client: Client, config: RedshiftConfig, deadline: Duration) -> Self {
-        RedshiftStore { client, config, deadline }
+        RedshiftStore {
+            client,
+            config,
+            deadline,
+        }
     }
 
     pub fn deadline(&self) -> Duration {
@@ -88,7 +95,9 @@ impl RedshiftStore {
 
     /// A cheap statement that proves Redshift answers and the table is there.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.run(Statement::new("SELECT 1 FROM calls LIMIT 1")).await.map(|_| ())
+        self.run(Statement::new("SELECT 1 FROM calls LIMIT 1"))
+            .await
+            .map(|_| ())
     }
 
     /// Creates the `calls` table when it does not exist.
@@ -105,16 +114,24 @@ impl RedshiftStore {
         }
     }
 
-    async fn run_unbounded(&self, statement: &Statement, started: Instant) -> Result<StatementResult, StoreError> {
+    async fn run_unbounded(
+        &self,
+        statement: &Statement,
+        started: Instant,
+    ) -> Result<StatementResult, StoreError> {
         let submitted = self.execute(statement, started).await?;
         let id = submitted
             .id()
-            .ok_or_else(|| StoreError::Decode("ExecuteStatement returned no statement id".to_string()))?
+            .ok_or_else(|| {
+                StoreError::Decode("ExecuteStatement returned no statement id".to_string())
+            })?
             .to_string();
         let (status, has_result_set, rows_affected) = match submitted.status() {
-            Some(status) if is_terminal(status.as_str()) => {
-                (status.as_str().to_string(), submitted.has_result_set().unwrap_or(false), -1)
-            }
+            Some(status) if is_terminal(status.as_str()) => (
+                status.as_str().to_string(),
+                submitted.has_result_set().unwrap_or(false),
+                -1,
+            ),
             _ => self.wait_until_done(&id, started).await?,
         };
         match status.as_str() {
@@ -128,19 +145,33 @@ impl RedshiftStore {
                 -1 => self.rows_affected(&id).await?,
                 known => known,
             };
-            return Ok(StatementResult { records: Vec::new(), rows_affected });
+            return Ok(StatementResult {
+                records: Vec::new(),
+                rows_affected,
+            });
         }
         let records = self.fetch_all_pages(&id).await?;
-        Ok(StatementResult { rows_affected: records.len() as i64, records })
+        Ok(StatementResult {
+            rows_affected: records.len() as i64,
+            records,
+        })
     }
 
     /// Server-side wait, in whole seconds, that still fits in what is left of the deadline.
     fn server_wait(&self, started: Instant) -> Option<i32> {
-        let left = self.deadline.saturating_sub(started.elapsed()).as_secs().min(MAX_SERVER_WAIT_SECS);
+        let left = self
+            .deadline
+            .saturating_sub(started.elapsed())
+            .as_secs()
+            .min(MAX_SERVER_WAIT_SECS);
         (left > 0).then_some(left as i32)
     }
 
-    async fn execute(&self, statement: &Statement, started: Instant) -> Result<ExecuteStatementOutput, StoreError> {
+    async fn execute(
+        &self,
+        statement: &Statement,
+        started: Instant,
+    ) -> Result<ExecuteStatementOutput, StoreError> {
         let mut request = self
             .client
             .execute_statement()
@@ -161,7 +192,11 @@ impl RedshiftStore {
     }
 
     /// Polls DescribeStatement until the statement ends: fast at first, then backing off.
-    async fn wait_until_done(&self, id: &str, started: Instant) -> Result<(String, bool, i64), StoreError> {
+    async fn wait_until_done(
+        &self,
+        id: &str,
+        started: Instant,
+    ) -> Result<(String, bool, i64), StoreError> {
         let mut delay = FIRST_POLL_DELAY;
         loop {
             let described = self
@@ -172,9 +207,16 @@ impl RedshiftStore {
                 .send()
                 .await
                 .map_err(classify)?;
-            let status = described.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+            let status = described
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
             if is_terminal(&status) {
-                return Ok((status, described.has_result_set().unwrap_or(false), described.result_rows()));
+                return Ok((
+                    status,
+                    described.has_result_set().unwrap_or(false),
+                    described.result_rows(),
+                ));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_POLL_DELAY);
@@ -182,7 +224,13 @@ impl RedshiftStore {
     }
 
     async fn rows_affected(&self, id: &str) -> Result<i64, StoreError> {
-        let described = self.client.describe_statement().id(id).send().await.map_err(classify)?;
+        let described = self
+            .client
+            .describe_statement()
+            .id(id)
+            .send()
+            .await
+            .map_err(classify)?;
         Ok(described.result_rows())
     }
 
@@ -216,7 +264,11 @@ impl RedshiftStore {
 
     async fn select_calls(&self, statement: Statement) -> Result<Vec<Call>, StoreError> {
         let result = self.run(statement).await?;
-        result.records.iter().map(|record| call_from_record(record)).collect()
+        result
+            .records
+            .iter()
+            .map(|record| call_from_record(record))
+            .collect()
     }
 
     /// Inserts `calls` that are not there yet, in one multi-row statement. Returns how many rows
@@ -267,8 +319,8 @@ impl CallStore for RedshiftStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Call>, StoreError> {
-        let statement =
-            Statement::new(format!("SELECT {COLUMNS} FROM calls WHERE id = :id")).bind("id", id.to_string());
+        let statement = Statement::new(format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))
+            .bind("id", id.to_string());
         Ok(self.select_calls(statement).await?.into_iter().next())
     }
 
@@ -305,11 +357,23 @@ fn values_row(i: usize, call: &Call, statement: &mut Statement) -> String {
         bind_text("id", Some(call.id.clone()), None),
         bind_text("contact_name", Some(call.contact_name.clone()), None),
         bind_text("account_name", call.account_name.clone(), None),
-        bind_text("started_at", Some(to_redshift_time(&call.started_at)), Some("TIMESTAMP")),
-        bind_text("duration_seconds", call.duration_seconds.map(|d| d.to_string()), Some("BIGINT")),
+        bind_text(
+            "started_at",
+            Some(to_redshift_time(&call.started_at)),
+            Some("TIMESTAMP"),
+        ),
+        bind_text(
+            "duration_seconds",
+            call.duration_seconds.map(|d| d.to_string()),
+            Some("BIGINT"),
+        ),
         bind_text("outcome", call.outcome.clone(), None),
         bind_text("notes", call.notes.clone(), None),
-        bind_text("created_at", Some(to_redshift_time(&call.created_at)), Some("TIMESTAMP")),
+        bind_text(
+            "created_at",
+            Some(to_redshift_time(&call.created_at)),
+            Some("TIMESTAMP"),
+        ),
     ];
     format!("SELECT {}", parts.join(", "))
 }
@@ -333,7 +397,10 @@ fn parse_redshift_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
 
 fn call_from_record(record: &[Field]) -> Result<Call, StoreError> {
     if record.len() != 8 {
-        return Err(StoreError::Decode(format!("expected 8 columns, got {}", record.len())));
+        return Err(StoreError::Decode(format!(
+            "expected 8 columns, got {}",
+            record.len()
+        )));
     }
     Ok(Call {
         id: required_text(&record[0], "id")?,
@@ -351,7 +418,9 @@ fn optional_text(field: &Field, column: &str) -> Result<Option<String>, StoreErr
     match field {
         Field::IsNull(true) => Ok(None),
         Field::StringValue(s) => Ok(Some(s.clone())),
-        other => Err(StoreError::Decode(format!("{column}: expected text, got {other:?}"))),
+        other => Err(StoreError::Decode(format!(
+            "{column}: expected text, got {other:?}"
+        ))),
     }
 }
 
@@ -368,7 +437,9 @@ fn optional_long(field: &Field, column: &str) -> Result<Option<i64>, StoreError>
             .parse()
             .map(Some)
             .map_err(|_| StoreError::Decode(format!("{column}: not an integer: {s:?}"))),
-        other => Err(StoreError::Decode(format!("{column}: expected an integer, got {other:?}"))),
+        other => Err(StoreError::Decode(format!(
+            "{column}: expected an integer, got {other:?}"
+        ))),
     }
 }
 
@@ -388,7 +459,9 @@ where
                 StoreError::Connection("could not reach the Data API".to_string())
             }
         }
-        SdkError::ResponseError(_) => StoreError::Decode("unreadable Data API response".to_string()),
+        SdkError::ResponseError(_) => {
+            StoreError::Decode("unreadable Data API response".to_string())
+        }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("UnknownError");
             let status = service.raw().status().as_u16();

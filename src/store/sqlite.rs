@@ -41,7 +41,9 @@ impl Pool {
             }
         }
         // A panic while holding a connection leaves it usable: SQLite rolls back on its own.
-        self.connections[0].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connections[0]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -54,8 +56,14 @@ impl SqliteStore {
 
     /// As [`SqliteStore::open`], with other sample data for a new database (a snapshot of
     /// Redshift, say) than the one compiled in.
-    pub fn open_with_seed(path: &Path, journal_writes: bool, seed: &str) -> Result<SqliteStore, StoreError> {
-        let first = match open_connection(path).and_then(|conn| prepare_schema(&conn, seed).map(|_| conn)) {
+    pub fn open_with_seed(
+        path: &Path,
+        journal_writes: bool,
+        seed: &str,
+    ) -> Result<SqliteStore, StoreError> {
+        let first = match open_connection(path)
+            .and_then(|conn| prepare_schema(&conn, seed).map(|_| conn))
+        {
             Ok(conn) => conn,
             Err(err) if path.exists() => {
                 let aside = path.with_extension("unreadable");
@@ -72,7 +80,10 @@ impl SqliteStore {
             connections.push(Mutex::new(open_connection(path)?));
         }
         Ok(SqliteStore {
-            pool: Arc::new(Pool { path: path.to_path_buf(), connections }),
+            pool: Arc::new(Pool {
+                path: path.to_path_buf(),
+                connections,
+            }),
             journal_writes,
         })
     }
@@ -98,15 +109,23 @@ impl SqliteStore {
 
     /// A cheap query that proves the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.with_connection(|conn| conn.query_row("SELECT 1 FROM calls LIMIT 1", [], |_| Ok(())).optional().map(|_| ()))
-            .await
+        self.with_connection(|conn| {
+            conn.query_row("SELECT 1 FROM calls LIMIT 1", [], |_| Ok(()))
+                .optional()
+                .map(|_| ())
+        })
+        .await
     }
 
     /// How many writes wait to be replayed to Redshift.
     pub async fn pending_count(&self) -> Result<u64, StoreError> {
-        self.with_connection(|conn| conn.query_row("SELECT COUNT(*) FROM pending_sync", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|n| n.max(0) as u64)
+        self.with_connection(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM pending_sync", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|n| n.max(0) as u64)
     }
 
     /// The oldest journaled writes, at most `limit`, in the order they were made.
@@ -209,8 +228,10 @@ impl CallStore for SqliteStore {
     async fn get(&self, id: &str) -> Result<Option<Call>, StoreError> {
         let id = id.to_string();
         self.with_connection(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))?;
-            stmt.query_row(named_params! { ":id": id }, call_from_row).optional()
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))?;
+            stmt.query_row(named_params! { ":id": id }, call_from_row)
+                .optional()
         })
         .await
     }
@@ -246,12 +267,17 @@ impl CallStore for SqliteStore {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| StoreError::Sqlite(e.to_string()))?;
     // WAL lets readers and the writer proceed together; FULL sync because an acknowledged
     // write must survive the process.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-        .map_err(|e| StoreError::Sqlite(e.to_string()))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(|e| StoreError::Sqlite(e.to_string()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| StoreError::Sqlite(e.to_string()))?;
     Ok(conn)
@@ -273,7 +299,10 @@ fn prepare_schema(conn: &Connection, seed: &str) -> Result<(), StoreError> {
     run().map_err(|e| StoreError::Sqlite(e.to_string()))
 }
 
-fn execute_insert(stmt: &mut rusqlite::CachedStatement<'_>, call: &Call) -> rusqlite::Result<usize> {
+fn execute_insert(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    call: &Call,
+) -> rusqlite::Result<usize> {
     stmt.execute(named_params! {
         ":id": call.id,
         ":contact_name": call.contact_name,
@@ -287,7 +316,11 @@ fn execute_insert(stmt: &mut rusqlite::CachedStatement<'_>, call: &Call) -> rusq
 }
 
 fn qualified_columns(alias: &str) -> String {
-    COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Fixed-width text, so that SQLite's text ordering is time ordering.
@@ -298,7 +331,13 @@ pub fn to_db_time(t: &DateTime<Utc>) -> String {
 fn from_db_time(index: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
 }
 
 fn call_from_row(row: &Row<'_>) -> rusqlite::Result<Call> {

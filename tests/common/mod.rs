@@ -32,11 +32,26 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        read(self.client.get(self.url(path)).send().await.expect("request sent")).await
+        read(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        read(self.client.post(self.url(path)).body(body.to_string()).send().await.expect("request sent")).await
+        read(
+            self.client
+                .post(self.url(path))
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
@@ -50,12 +65,23 @@ impl TestApp {
 
 pub async fn read(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let source_header = header("x-data-source");
     let content_type = header("content-type");
     let text = response.text().await.expect("body read");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply { status, source_header, content_type, body }
+    Reply {
+        status,
+        source_header,
+        content_type,
+        body,
+    }
 }
 
 /// Serialises the part of app construction that reads process-wide AWS variables, so that tests
@@ -67,13 +93,19 @@ static SDK_ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub async fn spawn_app_with(vars: &[(&str, &str)], aws_env: &[(&str, &str)]) -> TestApp {
     capture_logs();
     let dir = tempfile::tempdir().expect("temporary folder");
-    let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let sqlite_path = map
         .entry("SQLITE_PATH".to_string())
         .or_insert_with(|| dir.path().join("local_crm.db").display().to_string())
         .clone();
     let (config, problems) = Config::from_lookup(|name| map.get(name).cloned());
-    assert!(problems.is_empty() || map.contains_key("EXPECT_PROBLEMS"), "configuration problems: {problems:?}");
+    assert!(
+        problems.is_empty() || map.contains_key("EXPECT_PROBLEMS"),
+        "configuration problems: {problems:?}"
+    );
     let app = {
         let _env = SDK_ENV.lock().await;
         for (name, value) in aws_env {
@@ -81,12 +113,22 @@ pub async fn spawn_app_with(vars: &[(&str, &str)], aws_env: &[(&str, &str)]) -> 
         }
         call_history::build_app(&config).await
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
-        axum::serve(listener, app.router).await.expect("server runs");
+        axum::serve(listener, app.router)
+            .await
+            .expect("server runs");
     });
-    TestApp { address, store: app.store, client: reqwest::Client::new(), sqlite_path: sqlite_path.into(), _dir: dir }
+    TestApp {
+        address,
+        store: app.store,
+        client: reqwest::Client::new(),
+        sqlite_path: sqlite_path.into(),
+        _dir: dir,
+    }
 }
 
 pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
@@ -94,8 +136,11 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
 }
 
 /// Fake credentials and a region: the real SDK signs requests, nothing checks them.
-pub const FAKE_AWS: [(&str, &str); 3] =
-    [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
+pub const FAKE_AWS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+];
 
 // ---- log capture -------------------------------------------------------------------------
 
@@ -104,7 +149,10 @@ struct LogBuffer(Arc<Mutex<Vec<u8>>>);
 
 impl Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
         std::io::stdout().write_all(buf)?;
         Ok(buf.len())
     }
@@ -150,18 +198,25 @@ impl Redshift {
         let admin = std::env::var("DATABASE_URL").expect(
             "DATABASE_URL is not set: run `make test`, or `export \"$(scripts/pg-test-cluster.sh start)\"` first",
         );
-        let database_url = create_scratch_database(&admin).await.expect("scratch database");
+        let database_url = create_scratch_database(&admin)
+            .await
+            .expect("scratch database");
         let mut options = Options::new(database_url.clone());
         options.page_size = page_size;
         let standin = StandIn::start(options).await.expect("stand-in starts");
-        Redshift { standin, database_url }
+        Redshift {
+            standin,
+            database_url,
+        }
     }
 
     /// A direct connection to the PostgreSQL database behind the stand-in, to check what
     /// Redshift really holds.
     pub async fn postgres(&self) -> tokio_postgres::Client {
         let (client, connection) =
-            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("postgres");
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("postgres");
         tokio::spawn(connection);
         client
     }
@@ -169,12 +224,18 @@ impl Redshift {
     /// How many rows with this id Redshift holds.
     pub async fn copies_of(&self, id: &str) -> i64 {
         let pg = self.postgres().await;
-        pg.query_one("SELECT COUNT(*) FROM calls WHERE id = $1", &[&id]).await.expect("count").get(0)
+        pg.query_one("SELECT COUNT(*) FROM calls WHERE id = $1", &[&id])
+            .await
+            .expect("count")
+            .get(0)
     }
 
     pub async fn row_count(&self) -> i64 {
         let pg = self.postgres().await;
-        pg.query_one("SELECT COUNT(*) FROM calls", &[]).await.expect("count").get(0)
+        pg.query_one("SELECT COUNT(*) FROM calls", &[])
+            .await
+            .expect("count")
+            .get(0)
     }
 
     pub fn executions(&self) -> usize {
@@ -200,6 +261,11 @@ pub async fn spawn_app_on(redshift: &Redshift, extra: &[(&str, &str)]) -> TestAp
     aws.push(("AWS_ENDPOINT_URL_REDSHIFT_DATA", data_api.as_str()));
     aws.push(("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch.as_str()));
     let app = spawn_app_with(&vars, &aws).await;
-    app.store.redshift().expect("configured").apply_schema().await.expect("schema applied");
+    app.store
+        .redshift()
+        .expect("configured")
+        .apply_schema()
+        .await
+        .expect("schema applied");
     app
 }
