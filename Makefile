@@ -4,13 +4,21 @@ EVENT ?= calls-history
 PORT ?= 8000
 LAMBDA_BINARY := target/lambda/call-history/bootstrap
 
-.PHONY: run watch test build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
+.PHONY: run run-redshift-local watch test build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 run: ## Serve on localhost:$(PORT) (SQLite unless REDSHIFT_* is set)
 	PORT=$(PORT) cargo run --bin call-history
+
+# The service against `make redshift-local` (running in another terminal).
+LOCAL_REDSHIFT := REDSHIFT_CLUSTER_ID=local-cluster REDSHIFT_DATABASE=dev REDSHIFT_DB_USER=dev \
+	AWS_ENDPOINT_URL_REDSHIFT_DATA=http://127.0.0.1:9000 AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:9001 \
+	AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
+run-redshift-local: ## Serve on localhost:$(PORT) against `make redshift-local`
+	$(LOCAL_REDSHIFT) cargo run --bin call-history -- migrate
+	$(LOCAL_REDSHIFT) PORT=$(PORT) cargo run --bin call-history
 
 watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch)
 	cargo lambda watch --bin call-history
@@ -44,6 +52,9 @@ redshift-local: ## The Redshift Data API and CloudWatch stand-in on PostgreSQL (
 
 migrate: ## Create the calls table in Redshift (uses the REDSHIFT_* configuration)
 	cargo run --bin call-history -- migrate
+
+snapshot: ## Rebuild sql/sqlite/seed.sql from Redshift (newest 10,000 calls); rebuild to ship it
+	cargo run --bin call-history -- snapshot sql/sqlite/seed.sql
 
 clean: ## Remove build output and the local database
 	cargo clean
