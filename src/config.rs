@@ -14,6 +14,8 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_REDSHIFT_TIMEOUT: Duration = Duration::from_millis(5_000);
 /// While on SQLite, the running fallback duration is reported at most this often.
 pub const DEFAULT_METRICS_HEARTBEAT: Duration = Duration::from_secs(60);
+/// API Gateway ends an integration after 30 s (29 s for REST APIs).
+const API_GATEWAY_LIMIT: Duration = Duration::from_secs(29);
 pub const DEFAULT_METRICS_NAMESPACE: &str = "CallHistory";
 
 /// Where the Redshift Data API sends statements.
@@ -120,6 +122,13 @@ impl Config {
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_REDSHIFT_TIMEOUT);
+        if redshift_timeout >= API_GATEWAY_LIMIT {
+            problems.push(ConfigProblem(format!(
+                "REDSHIFT_TIMEOUT_MS is {} ms: a hung Redshift would then outlast API Gateway's 30 s limit; \
+                 keep it well under that",
+                redshift_timeout.as_millis()
+            )));
+        }
         let metrics_heartbeat = read_number(&get, "METRICS_HEARTBEAT_SECS", &mut problems)
             .filter(|s| *s > 0)
             .map(Duration::from_secs)

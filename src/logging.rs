@@ -13,13 +13,24 @@ const QUIET_DEPENDENCIES: &str =
 pub fn init(in_lambda: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
-        EnvFilter::new(format!("{},{QUIET_DEPENDENCIES}", level_directive(level.as_deref())))
+        EnvFilter::new(format!(
+            "{},{QUIET_DEPENDENCIES}",
+            level_directive(level.as_deref())
+        ))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = if in_lambda {
-        builder.json().with_current_span(false).with_ansi(false).try_init()
+        builder
+            .json()
+            .with_current_span(false)
+            .with_ansi(false)
+            .try_init()
     } else {
-        builder.with_ansi(std::io::stdout().is_terminal()).try_init()
+        builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
     };
     // Already initialised (tests build several apps in one process): keep the first.
     let _ = result;

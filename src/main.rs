@@ -1,6 +1,11 @@
 //! Start-up only: configuration, logging, then Lambda or the local server.
 
 use call_history::config::Config;
+
+/// mimalloc: fewer cycles per request than the system allocator for the many small, short-lived
+/// allocations of JSON responses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use call_history::{build_app, logging};
 
 #[tokio::main]

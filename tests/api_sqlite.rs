@@ -251,6 +251,13 @@ async fn unknown_ids_routes_and_methods() {
         .unwrap()
         .contains("No call with id"));
 
+    let garbled = app.get("/api/calls/%FF%FE").await;
+    assert_eq!(garbled.status, 400);
+    assert!(garbled.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("not valid text"));
+
     let route = app.get("/nope").await;
     assert_eq!(route.status, 404);
     assert_eq!(route.body["error"], "No route for /nope.");
@@ -391,6 +398,12 @@ async fn with_no_database_reads_are_empty_and_writes_refused() {
         history.body,
         json!({"calls": [], "count": 0, "source": "unavailable", "message": "No database available"})
     );
+
+    let one = app
+        .get("/api/calls/00000000-0000-4000-8000-000000000001")
+        .await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body, json!({"call": null, "source": "unavailable"}));
 
     let write = app
         .post_json("/api/calls", &json!({"contactName": "Nobody"}))

@@ -73,15 +73,21 @@ async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
     let redshift = Redshift::start(1000).await;
     let app = spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "3600")]).await;
     app.post("/db/force-sqlite", "").await;
-    for i in 0..250 {
-        let name = if i == 150 { "Poison Pete" } else { "Batch Bea" };
+    let batch = call_history::store::failover::REPLAY_BATCH;
+    let total = 2 * batch + 50;
+    for i in 0..total {
+        let name = if i == batch + batch / 2 {
+            "Poison Pete"
+        } else {
+            "Batch Bea"
+        };
         record(
             &app,
             json!({"id": format!("batch-{i:03}"), "contactName": name}),
         )
         .await;
     }
-    assert_eq!(pending(&app).await, 250);
+    assert_eq!(pending(&app).await, total as u64);
 
     // Redshift refuses one row of the second batch: that statement fails as a whole.
     let pg = redshift.postgres().await;
@@ -100,8 +106,12 @@ async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
         .unwrap()
         .contains("poisoned row"));
     let in_redshift = redshift.row_count().await;
-    assert_eq!(in_redshift, 100, "the first batch landed");
-    assert_eq!(pending(&app).await, 150, "and only it left the journal");
+    assert_eq!(in_redshift, batch as i64, "the first batch landed");
+    assert_eq!(
+        pending(&app).await,
+        (total - batch) as u64,
+        "and only it left the journal"
+    );
 
     pg.batch_execute("DROP TRIGGER refuse_poison ON calls")
         .await
@@ -109,7 +119,7 @@ async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.body["currentSource"], "redshift");
     assert_eq!(pending(&app).await, 0);
-    assert_eq!(redshift.row_count().await, 250);
+    assert_eq!(redshift.row_count().await, total as i64);
     assert!(duplicated_ids(&redshift).await.is_empty());
 }
 
@@ -196,10 +206,11 @@ async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_onc
     }
     assert_eq!(redshift.row_count().await, 5_000);
     assert!(duplicated_ids(&redshift).await.is_empty());
-    // Batched: 50 multi-row inserts, plus the probes.
+    // Batched: one multi-row insert per batch, plus the probes.
     let statements = redshift.executions() - statements_before;
+    let batches = 5_000 / call_history::store::failover::REPLAY_BATCH;
     assert!(
-        statements <= 50 + 2 * rounds,
+        statements <= batches + 2 * rounds,
         "{statements} statements for 5,000 rows"
     );
 }

@@ -20,7 +20,7 @@ use super::{Call, CallStore, HistoryQuery, InsertOutcome, Source, StoreError};
 use crate::metrics::{Metrics, SwitchEvent};
 
 /// Rows per replay statement: one multi-row insert each.
-pub const REPLAY_BATCH: usize = 100;
+pub const REPLAY_BATCH: usize = 200;
 
 /// Which database serves, and since when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,10 +152,6 @@ impl Op<'_> {
             Op::Get(id) => Output::Call(store.get(id).await?),
             Op::Insert(call) => Output::Inserted(store.insert(call).await?),
         })
-    }
-
-    fn is_write(&self) -> bool {
-        matches!(self, Op::Insert(_))
     }
 }
 
@@ -341,8 +337,8 @@ impl FailoverStore {
         tracing::info!("💾 Executing query on local SQLite");
         match op.run(sqlite).await {
             Ok(output) => {
-                if op.is_write()
-                    && self.redshift.is_some()
+                // A journaled write: it waits for replay.
+                if self.redshift.is_some()
                     && matches!(output, Output::Inserted(InsertOutcome::Inserted))
                 {
                     self.pending.fetch_add(1, Ordering::Relaxed);

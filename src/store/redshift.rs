@@ -157,14 +157,15 @@ impl RedshiftStore {
         })
     }
 
-    /// Server-side wait, in whole seconds, that still fits in what is left of the deadline.
+    /// Server-side wait, in whole seconds, for what is left of the deadline (rounded up: the
+    /// wait ends as soon as the statement does, and the deadline itself is enforced here).
     fn server_wait(&self, started: Instant) -> Option<i32> {
-        let left = self
-            .deadline
-            .saturating_sub(started.elapsed())
-            .as_secs()
-            .min(MAX_SERVER_WAIT_SECS);
-        (left > 0).then_some(left as i32)
+        let left = self.deadline.saturating_sub(started.elapsed());
+        let secs = left
+            .as_millis()
+            .div_ceil(1000)
+            .min(u128::from(MAX_SERVER_WAIT_SECS));
+        (secs > 0).then_some(secs as i32)
     }
 
     async fn execute(
@@ -337,39 +338,45 @@ impl CallStore for RedshiftStore {
 }
 
 /// One `SELECT <values>` of a multi-row insert; absent values are SQL NULLs (the Data API has
-/// no null parameter), everything else is a bound parameter.
+/// no null parameter), everything else is a bound parameter. Only the first row names its
+/// columns, and only non-text values are cast, to keep large batches small.
 fn values_row(i: usize, call: &Call, statement: &mut Statement) -> String {
-    let mut bind_text = |column: &str, value: Option<String>, cast: Option<&str>| -> String {
-        let Some(value) = value else {
-            return match cast {
-                Some(ty) => format!("CAST(NULL AS {ty}) AS {column}"),
-                None => format!("CAST(NULL AS VARCHAR(65535)) AS {column}"),
-            };
+    let mut value = |column: &str, value: Option<String>, cast: Option<&str>| -> String {
+        let expression = match value {
+            Some(value) => {
+                let name = format!("{column}_{i}");
+                statement.params.push((name.clone(), value));
+                format!(":{name}")
+            }
+            None => "NULL".to_string(),
         };
-        let name = format!("{column}_{i}");
-        statement.params.push((name.clone(), value));
-        match cast {
-            Some(ty) => format!("CAST(:{name} AS {ty}) AS {column}"),
-            None => format!("CAST(:{name} AS VARCHAR(65535)) AS {column}"),
+        let expression = match cast {
+            Some(ty) => format!("CAST({expression} AS {ty})"),
+            None => expression,
+        };
+        if i == 0 {
+            format!("{expression} AS {column}")
+        } else {
+            expression
         }
     };
     let parts = [
-        bind_text("id", Some(call.id.clone()), None),
-        bind_text("contact_name", Some(call.contact_name.clone()), None),
-        bind_text("account_name", call.account_name.clone(), None),
-        bind_text(
+        value("id", Some(call.id.clone()), None),
+        value("contact_name", Some(call.contact_name.clone()), None),
+        value("account_name", call.account_name.clone(), None),
+        value(
             "started_at",
             Some(to_redshift_time(&call.started_at)),
             Some("TIMESTAMP"),
         ),
-        bind_text(
+        value(
             "duration_seconds",
             call.duration_seconds.map(|d| d.to_string()),
             Some("BIGINT"),
         ),
-        bind_text("outcome", call.outcome.clone(), None),
-        bind_text("notes", call.notes.clone(), None),
-        bind_text(
+        value("outcome", call.outcome.clone(), None),
+        value("notes", call.notes.clone(), None),
+        value(
             "created_at",
             Some(to_redshift_time(&call.created_at)),
             Some("TIMESTAMP"),

@@ -33,12 +33,17 @@ struct Pool {
 }
 
 impl Pool {
+    /// A connection nobody is using, if there is one.
+    fn try_acquire(&self) -> Option<MutexGuard<'_, Connection>> {
+        self.connections
+            .iter()
+            .find_map(|conn| conn.try_lock().ok())
+    }
+
     /// Takes a free connection, or waits for the first one.
     fn acquire(&self) -> MutexGuard<'_, Connection> {
-        for conn in &self.connections {
-            if let Ok(guard) = conn.try_lock() {
-                return guard;
-            }
+        if let Some(guard) = self.try_acquire() {
+            return guard;
         }
         // A panic while holding a connection leaves it usable: SQLite rolls back on its own.
         self.connections[0]
@@ -92,7 +97,32 @@ impl SqliteStore {
         &self.pool.path
     }
 
-    /// Runs `f` with a connection on the blocking pool.
+    /// Runs a read at once when a connection is free: reads take tens of microseconds and, in WAL
+    /// mode, never wait for a writer, so handing them to the blocking pool would cost more than
+    /// the query. With every connection busy, the read waits on the blocking pool instead.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        match self.try_read_inline(f) {
+            Ok(result) => result,
+            Err(f) => self.with_connection(f).await,
+        }
+    }
+
+    /// Gives `f` back when no connection is free.
+    fn try_read_inline<T, F>(&self, f: F) -> Result<Result<T, StoreError>, F>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    {
+        match self.pool.try_acquire() {
+            Some(mut conn) => Ok(f(&mut conn).map_err(|e| StoreError::Sqlite(e.to_string()))),
+            None => Err(f),
+        }
+    }
+
+    /// Runs `f` with a connection on the blocking pool: writes, which wait for the disk.
     async fn with_connection<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -109,7 +139,7 @@ impl SqliteStore {
 
     /// A cheap query that proves the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.with_connection(|conn| {
+        self.read(|conn| {
             conn.query_row("SELECT 1 FROM calls LIMIT 1", [], |_| Ok(()))
                 .optional()
                 .map(|_| ())
@@ -119,7 +149,7 @@ impl SqliteStore {
 
     /// How many writes wait to be replayed to Redshift.
     pub async fn pending_count(&self) -> Result<u64, StoreError> {
-        self.with_connection(|conn| {
+        self.read(|conn| {
             conn.query_row("SELECT COUNT(*) FROM pending_sync", [], |r| {
                 r.get::<_, i64>(0)
             })
@@ -135,7 +165,7 @@ impl SqliteStore {
              ORDER BY p.queued_at, p.id LIMIT :limit",
             cols = qualified_columns("c")
         );
-        self.with_connection(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(named_params! { ":limit": limit as i64 }, call_from_row)?;
             rows.collect()
@@ -192,7 +222,7 @@ impl SqliteStore {
 impl CallStore for SqliteStore {
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<Call>, StoreError> {
         let query = query.clone();
-        self.with_connection(move |conn| {
+        self.read(move |conn| {
             let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE 1 = 1");
             // Fixed fragments only; every value is a bound parameter.
             if query.contact.is_some() {
@@ -227,7 +257,7 @@ impl CallStore for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<Call>, StoreError> {
         let id = id.to_string();
-        self.with_connection(move |conn| {
+        self.read(move |conn| {
             let mut stmt =
                 conn.prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))?;
             stmt.query_row(named_params! { ":id": id }, call_from_row)
