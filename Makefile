@@ -20,14 +20,16 @@ run-redshift-local: ## Serve on localhost:$(PORT) against `make redshift-local`
 	$(LOCAL_REDSHIFT) cargo run --bin call-history -- migrate
 	$(LOCAL_REDSHIFT) PORT=$(PORT) cargo run --bin call-history
 
-watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch)
-	cargo lambda watch --bin call-history
+# Inside the Lambda emulator the admin endpoints need a token; the sample events carry this one.
+ADMIN_TOKEN ?= example-admin-token
+watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch, port 9000)
+	ADMIN_TOKEN=$(ADMIN_TOKEN) cargo lambda watch --bin call-history
 
 test: ## Every test; starts a throwaway PostgreSQL for the Redshift stand-in
 	scripts/test.sh
 
-build: cargo-lambda ## Release Lambda artifact: target/lambda/call-history/bootstrap
-	cargo lambda build --release --bin call-history $(if $(shell command -v zig),,--compiler cargo)
+build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/bootstrap
+	cargo lambda build --release --bin call-history
 	@ls -l $(LAMBDA_BINARY)
 
 invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
@@ -59,6 +61,11 @@ snapshot: ## Rebuild sql/sqlite/seed.sql from Redshift (newest 10,000 calls); re
 clean: ## Remove build output and the local database
 	cargo clean
 	rm -f local_crm.db local_crm.db-wal local_crm.db-shm
+
+# cargo-lambda links with zig so the binary runs on Lambda's older glibc (Amazon Linux 2023).
+.PHONY: zig
+zig:
+	@command -v zig >/dev/null || python3 -c "import ziglang" 2>/dev/null || pip install ziglang
 
 .PHONY: cargo-lambda
 cargo-lambda:

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{Method, Request};
 use call_history::config::Config;
 use call_history::store::{Call, CallStore, HistoryQuery};
 use redshift_data_local::{create_scratch_database, Fault, Options, StandIn};
@@ -81,12 +81,14 @@ fn seed_sqlite(path: &Path, n: usize) {
     tx.commit().expect("commit");
 }
 
-async fn request(router: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
-    let response = router
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
+/// One request through the router, with its parsed JSON answer.
+async fn request(router: &axum::Router, method: Method, uri: &str) -> (u16, serde_json::Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -291,7 +293,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
 
     on.standin.set_fault(Fault::Hang);
     let started = Instant::now();
-    let (_, body) = request(&on.router, HISTORY).await;
+    let (_, body) = request(&on.router, Method::GET, HISTORY).await;
     let first = started.elapsed();
     assert_eq!(body["source"], "sqlite");
     report.row(
@@ -309,7 +311,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     on.standin.clear_fault();
     let cleared = Instant::now();
     loop {
-        let (_, body) = request(&on.router, HISTORY).await;
+        let (_, body) = request(&on.router, Method::GET, HISTORY).await;
         if body["source"] == "redshift" {
             break;
         }
@@ -322,10 +324,10 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     );
 
     on.standin.set_fault(Fault::FailStatements("bench".into()));
-    request(&on.router, HISTORY).await;
+    request(&on.router, Method::GET, HISTORY).await;
     on.standin.clear_fault();
     let retry = Instant::now();
-    let (_, body) = request_post(&on.router, "/db/retry-redshift").await;
+    let (_, body) = request(&on.router, Method::POST, "/db/retry-redshift").await;
     assert_eq!(body["currentSource"], "redshift");
     report.row(
         "POST /db/retry-redshift → back on Redshift",
@@ -334,26 +336,10 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     );
 }
 
-async fn request_post(router: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
-    let response = router
-        .clone()
-        .oneshot(Request::post(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 async fn replay_throughput(report: &mut Report, admin_url: &str) {
     report.section("Replay of writes taken during an outage (5,000 rows)");
     let on = app_on_standin(admin_url, &[("REDSHIFT_TIMEOUT_MS", "20000")]).await;
-    request_post(&on.router, "/db/force-sqlite").await;
+    request(&on.router, Method::POST, "/db/force-sqlite").await;
     let sqlite = on.store.sqlite().expect("sqlite");
     let now = chrono::Utc::now();
     for i in 0..5_000 {

@@ -24,6 +24,7 @@ pub fn init(in_lambda: bool) {
     let result = if in_lambda {
         builder
             .json()
+            .flatten_event(true)
             .with_current_span(false)
             .with_ansi(false)
             .try_init()

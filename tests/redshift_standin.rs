@@ -223,7 +223,11 @@ async fn a_hung_redshift_costs_one_deadline_then_nothing_until_the_next_probe() 
 #[tokio::test]
 async fn concurrent_requests_during_a_probe_start_exactly_one() {
     let redshift = Redshift::start(1000).await;
-    let app = Arc::new(spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "1")]).await);
+    let settings = [
+        ("REDSHIFT_CHECK_INTERVAL_SECS", "1"),
+        ("REDSHIFT_TIMEOUT_MS", "8000"),
+    ];
+    let app = Arc::new(spawn_app_on(&redshift, &settings).await);
     redshift
         .standin
         .set_fault(Fault::FailStatements("down".into()));
@@ -231,7 +235,7 @@ async fn concurrent_requests_during_a_probe_start_exactly_one() {
     // Redshift is back, but slow: the probe stays under way while the others arrive.
     redshift
         .standin
-        .set_fault(Fault::Slow(Duration::from_millis(600)));
+        .set_fault(Fault::Slow(Duration::from_millis(1500)));
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let before = redshift.executions();
