@@ -7,14 +7,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::AppState;
+use super::{with_source, AppState};
 use crate::store::{truncate_to_micros, Call, HistoryQuery, InsertOutcome, Source};
 
 pub const MAX_LIMIT: u32 = 500;
@@ -166,12 +166,6 @@ fn body_rejected(rejection: BytesRejection) -> ApiError {
     } else {
         ApiError::BadRequest("The request body could not be read.".into())
     }
-}
-
-fn with_source(source: Source, response: impl IntoResponse) -> Response {
-    let mut response = response.into_response();
-    response.extensions_mut().insert(source);
-    response
 }
 
 pub fn history_message(source: Source) -> &'static str {

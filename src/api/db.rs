@@ -2,12 +2,12 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::AppState;
+use super::{with_source, AppState};
 use crate::store::failover::HealthSnapshot;
 use crate::store::{format_timestamp, Source};
 
@@ -45,12 +45,6 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     t.map_or(Value::Null, |t| json!(format_timestamp(&t)))
 }
 
-fn with_source(source: Source, status: StatusCode, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    response.extensions_mut().insert(source);
-    response
-}
-
 pub async fn status(State(state): State<AppState>) -> Response {
     let s = state.store.snapshot().await;
     let body = json!({
@@ -74,7 +68,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
         "fallback": fallback_block(&s),
         "sync": { "pendingWrites": s.pending_sync, "lastReplayAt": time(s.last_replay_at) },
     });
-    with_source(s.source, StatusCode::OK, body)
+    with_source(s.source, Json(body))
 }
 
 fn fallback_block(s: &HealthSnapshot) -> Value {
@@ -107,7 +101,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    with_source(s.source, status, body)
+    with_source(s.source, (status, Json(body)))
 }
 
 pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -117,7 +111,7 @@ pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> 
     state.store.force_sqlite().await;
     let source = state.store.current_source();
     let body = json!({ "message": "Switched to SQLite backup database", "source": source });
-    with_source(source, StatusCode::OK, body)
+    with_source(source, Json(body))
 }
 
 pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -131,7 +125,7 @@ pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -
         "currentSource": source,
         "redshift": { "available": s.redshift_available, "message": s.redshift_message },
     });
-    with_source(source, StatusCode::OK, body)
+    with_source(source, Json(body))
 }
 
 /// Who may use the admin endpoints.

@@ -44,9 +44,7 @@ impl ApiError {
 
     /// The error with the source that was asked, for database-backed endpoints.
     pub fn with_source(self, source: Source) -> Response {
-        let mut response = self.into_response();
-        response.extensions_mut().insert(source);
-        response
+        super::with_source(source, self)
     }
 }
 

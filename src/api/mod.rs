@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -46,6 +46,14 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(json_charset))
         .with_state(state)
+}
+
+/// Marks a response with the database that served it; [`data_source_header`] turns the mark
+/// into the `X-Data-Source` header.
+pub fn with_source(source: Source, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(source);
+    response
 }
 
 async fn not_found(uri: Uri) -> ApiError {
