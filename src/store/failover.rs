@@ -24,7 +24,7 @@ pub const REPLAY_BATCH: usize = 200;
 
 /// Which database serves, and since when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+enum Mode {
     /// Redshift is not configured: SQLite is primary and nothing is probed.
     NotConfigured,
     OnRedshift,
@@ -37,19 +37,19 @@ pub enum Mode {
 
 /// The warm environment's knowledge of Redshift's health.
 #[derive(Debug)]
-pub struct HealthState {
-    pub mode: Mode,
+struct HealthState {
+    mode: Mode,
     /// `Connected`, `Forced to SQLite`, or the last failure's reason.
-    pub redshift_message: String,
-    pub next_probe_at: Option<Instant>,
-    pub last_probe_at: Option<DateTime<Utc>>,
-    pub consecutive_failures: u32,
-    pub fallbacks: u64,
-    pub forced_switches: u64,
-    pub recoveries: u64,
-    pub last_fallback_duration: Option<Duration>,
-    pub last_replay_at: Option<DateTime<Utc>>,
-    pub last_heartbeat_at: Option<Instant>,
+    redshift_message: String,
+    next_probe_at: Option<Instant>,
+    last_probe_at: Option<DateTime<Utc>>,
+    consecutive_failures: u32,
+    fallbacks: u64,
+    forced_switches: u64,
+    recoveries: u64,
+    last_fallback_duration: Option<Duration>,
+    last_replay_at: Option<DateTime<Utc>>,
+    last_heartbeat_at: Option<Instant>,
 }
 
 impl HealthState {
@@ -80,6 +80,33 @@ impl HealthState {
             last_fallback_duration: None,
             last_replay_at: None,
             last_heartbeat_at: None,
+        }
+    }
+
+    /// Serves from SQLite from now on, forced or not. A fallback already under way keeps its
+    /// start; a new one starts the heartbeat clock. True when this left Redshift.
+    fn move_to_sqlite(&mut self, forced: bool) -> bool {
+        match self.mode {
+            Mode::NotConfigured => false,
+            Mode::OnSqlite {
+                since, since_wall, ..
+            } => {
+                self.mode = Mode::OnSqlite {
+                    since,
+                    since_wall,
+                    forced,
+                };
+                false
+            }
+            Mode::OnRedshift => {
+                self.mode = Mode::OnSqlite {
+                    since: Instant::now(),
+                    since_wall: Utc::now(),
+                    forced,
+                };
+                self.last_heartbeat_at = Some(Instant::now());
+                true
+            }
         }
     }
 
@@ -121,8 +148,6 @@ pub struct ReplayReport {
     /// Of those, how many Redshift already had (an earlier, interrupted replay, or the same id
     /// written there before); Redshift's copy is kept.
     pub already_there: u64,
-    /// Data API statements used.
-    pub statements: u64,
 }
 
 /// What a request got, and from where.
@@ -279,7 +304,7 @@ impl FailoverStore {
         match self.route() {
             Route::Redshift(redshift) => match self.run_on_redshift(redshift, &op).await {
                 Ok(output) => return self.served_by_redshift(&op, output),
-                Err(err) => self.fall_back(&err).await,
+                Err(err) => self.redshift_failed(&err, false).await,
             },
             Route::Probe(redshift, _guard) => {
                 tracing::info!("🔄 Checking whether Redshift is back");
@@ -288,7 +313,7 @@ impl FailoverStore {
                         self.recovered().await;
                         return self.served_by_redshift(&op, output);
                     }
-                    Err(err) => self.probe_failed(&err).await,
+                    Err(err) => self.redshift_failed(&err, true).await,
                 }
             }
             Route::Sqlite => self.heartbeat_if_due().await,
@@ -303,10 +328,15 @@ impl FailoverStore {
         op: &Op<'_>,
     ) -> Result<Output, StoreError> {
         tracing::info!("☁️ Executing query on Redshift");
+        self.replay_if_pending(redshift).await?;
+        op.run(redshift).await
+    }
+
+    async fn replay_if_pending(&self, redshift: &RedshiftStore) -> Result<(), StoreError> {
         if self.pending.load(Ordering::Relaxed) > 0 {
             self.replay(redshift).await?;
         }
-        op.run(redshift).await
+        Ok(())
     }
 
     fn served_by_redshift(&self, op: &Op<'_>, output: Output) -> Served<Output> {
@@ -398,7 +428,6 @@ impl FailoverStore {
                 let added = redshift.insert_missing(&batch).await?;
                 let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
                 sqlite.mark_synced(ids).await?;
-                report.statements += 1;
                 report.replayed += batch.len() as u64;
                 report.already_there += batch.len() as u64 - added.max(0) as u64;
             }
@@ -420,41 +449,29 @@ impl FailoverStore {
         outcome.map(|()| report)
     }
 
-    async fn fall_back(&self, err: &StoreError) {
+    /// Redshift failed a request (or the probe, when `probe`): the request goes to SQLite, the
+    /// next probe waits an interval, and a switch away from Redshift is measured.
+    async fn redshift_failed(&self, err: &StoreError, probe: bool) {
         tracing::warn!("⚠️ Redshift unavailable, falling back to local SQLite: {err}");
         let switched = {
             let mut health = self.lock_health();
             health.redshift_message = err.to_string();
             health.consecutive_failures += 1;
             health.next_probe_at = Some(Instant::now() + self.settings.check_interval);
-            if health.mode == Mode::OnRedshift {
-                health.mode = Mode::OnSqlite {
-                    since: Instant::now(),
-                    since_wall: Utc::now(),
-                    forced: false,
-                };
-                health.fallbacks += 1;
-                health.last_heartbeat_at = Some(Instant::now());
-                true
-            } else {
-                false
+            if probe {
+                health.last_probe_at = Some(Utc::now());
             }
+            let switched = health.mode == Mode::OnRedshift && health.move_to_sqlite(false);
+            if switched {
+                health.fallbacks += 1;
+            }
+            switched
         };
         if switched {
             self.metrics.record(SwitchEvent::FellBack).await;
+        } else {
+            self.heartbeat_if_due().await;
         }
-    }
-
-    async fn probe_failed(&self, err: &StoreError) {
-        tracing::warn!("⚠️ Redshift unavailable, falling back to local SQLite: {err}");
-        {
-            let mut health = self.lock_health();
-            health.redshift_message = err.to_string();
-            health.consecutive_failures += 1;
-            health.last_probe_at = Some(Utc::now());
-            health.next_probe_at = Some(Instant::now() + self.settings.check_interval);
-        }
-        self.heartbeat_if_due().await;
     }
 
     async fn recovered(&self) {
@@ -508,31 +525,14 @@ impl FailoverStore {
     pub async fn force_sqlite(&self) {
         let switched = {
             let mut health = self.lock_health();
-            match health.mode {
-                Mode::NotConfigured => false,
-                Mode::OnSqlite {
-                    since, since_wall, ..
-                } => {
-                    health.mode = Mode::OnSqlite {
-                        since,
-                        since_wall,
-                        forced: true,
-                    };
-                    health.redshift_message = "Forced to SQLite".to_string();
-                    false
-                }
-                Mode::OnRedshift => {
-                    health.mode = Mode::OnSqlite {
-                        since: Instant::now(),
-                        since_wall: Utc::now(),
-                        forced: true,
-                    };
-                    health.redshift_message = "Forced to SQLite".to_string();
-                    health.forced_switches += 1;
-                    health.last_heartbeat_at = Some(Instant::now());
-                    true
-                }
+            let switched = health.move_to_sqlite(true);
+            if switched {
+                health.forced_switches += 1;
             }
+            if health.mode != Mode::NotConfigured {
+                health.redshift_message = "Forced to SQLite".to_string();
+            }
+            switched
         };
         tracing::warn!("💾 Forced to local SQLite until /db/retry-redshift");
         if switched {
@@ -549,34 +549,18 @@ impl FailoverStore {
         let _guard = self.probe_lock.lock().await;
         {
             let mut health = self.lock_health();
-            if let Mode::OnSqlite {
-                since, since_wall, ..
-            } = health.mode
-            {
-                health.mode = Mode::OnSqlite {
-                    since,
-                    since_wall,
-                    forced: false,
-                };
+            if matches!(health.mode, Mode::OnSqlite { .. }) {
+                health.move_to_sqlite(false);
             }
         }
         tracing::info!("🔄 Retrying Redshift connection");
         let probe = async {
-            if self.pending.load(Ordering::Relaxed) > 0 {
-                self.replay(redshift).await?;
-            }
+            self.replay_if_pending(redshift).await?;
             redshift.probe().await
         };
         match probe.await {
             Ok(()) => self.recovered().await,
-            Err(err) => {
-                let on_redshift = self.lock_health().mode == Mode::OnRedshift;
-                if on_redshift {
-                    self.fall_back(&err).await;
-                } else {
-                    self.probe_failed(&err).await;
-                }
-            }
+            Err(err) => self.redshift_failed(&err, true).await,
         }
         self.current_source()
     }

@@ -8,7 +8,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use redshift_data_local::{CapturedMetric, Fault, StatisticValues};
 
-use crate::common::{Env, cloudwatch_client, short_timeout};
+use crate::common::{Env, cloudwatch_client, put_one, short_timeout};
 
 fn dimension(name: &str, value: &str) -> Dimension {
     Dimension::builder().name(name).value(value).build()
@@ -141,18 +141,7 @@ async fn cloudwatch_faults() {
         b.timeout_config(short_timeout(Duration::from_millis(400)))
     })
     .await;
-    let put = || {
-        client
-            .put_metric_data()
-            .namespace("CallHistory")
-            .metric_data(
-                MetricDatum::builder()
-                    .metric_name("DatabaseSource")
-                    .value(1.0)
-                    .build(),
-            )
-            .send()
-    };
+    let put = || put_one(&client, "DatabaseSource", 1.0);
 
     env.standin.set_cloudwatch_fault(Fault::HttpStatus(500));
     let error = put().await.expect_err("500");

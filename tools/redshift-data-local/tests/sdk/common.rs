@@ -5,6 +5,10 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudwatch::config::http::HttpResponse;
+use aws_sdk_cloudwatch::error::SdkError;
+use aws_sdk_cloudwatch::operation::put_metric_data::{PutMetricDataError, PutMetricDataOutput};
+use aws_sdk_cloudwatch::types::MetricDatum;
 use aws_sdk_redshiftdata::Client;
 use aws_sdk_redshiftdata::config::Credentials;
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
@@ -213,6 +217,24 @@ pub async fn cloudwatch_client(
     aws_sdk_cloudwatch::Client::from_conf(
         customize(aws_sdk_cloudwatch::config::Builder::from(&config)).build(),
     )
+}
+
+/// Puts one datum with only a name and a value: for the tests about delivery, not shape.
+pub async fn put_one(
+    client: &aws_sdk_cloudwatch::Client,
+    name: &str,
+    value: f64,
+) -> Result<PutMetricDataOutput, SdkError<PutMetricDataError, HttpResponse>> {
+    let datum = MetricDatum::builder()
+        .metric_name(name)
+        .value(value)
+        .build();
+    client
+        .put_metric_data()
+        .namespace("CallHistory")
+        .metric_data(datum)
+        .send()
+        .await
 }
 
 /// A short operation timeout, for the tests of hangs.

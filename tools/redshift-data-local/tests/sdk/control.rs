@@ -2,12 +2,11 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use aws_sdk_cloudwatch::types::MetricDatum;
 use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_redshiftdata::types::StatusString;
 use serde_json::{Value, json};
 
-use crate::common::{Env, cloudwatch_client, execute};
+use crate::common::{Env, cloudwatch_client, execute, put_one};
 
 struct Control {
     http: reqwest::Client,
@@ -146,18 +145,7 @@ async fn captured_metrics_and_cloudwatch_faults_over_http() {
     let env = Env::start().await;
     let control = Control::start(&env).await;
     let client = cloudwatch_client(&env.standin.cloudwatch_url(), |b| b).await;
-    let put = || {
-        client
-            .put_metric_data()
-            .namespace("CallHistory")
-            .metric_data(
-                MetricDatum::builder()
-                    .metric_name("FallbackEvents")
-                    .value(1.0)
-                    .build(),
-            )
-            .send()
-    };
+    let put = || put_one(&client, "FallbackEvents", 1.0);
 
     control
         .post(
