@@ -355,19 +355,19 @@ async fn replay_throughput(report: &mut Report, admin_url: &str) {
         };
         sqlite.insert(&call).await.expect("journaled");
     }
-    let statements_before = on.standin.operation_count("ExecuteStatement");
+    let submitted = || {
+        on.standin.operation_count("ExecuteStatement")
+            + on.standin.operation_count("BatchExecuteStatement")
+    };
+    let statements_before = submitted();
     let started = Instant::now();
     let mut replayed = 0;
     while replayed < 5_000 {
-        let report = on
-            .store
-            .replay(on.store.redshift().expect("configured"))
-            .await
-            .expect("replay");
+        let report = on.store.replay().await.expect("replay");
         replayed += report.replayed;
     }
     let elapsed = started.elapsed();
-    let statements = on.standin.operation_count("ExecuteStatement") - statements_before;
+    let statements = submitted() - statements_before;
     report.row(
         "rows per second",
         format!("{:.0}", 5_000.0 / elapsed.as_secs_f64()),

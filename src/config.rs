@@ -5,6 +5,7 @@
 //! can build configurations without touching the process environment.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,8 +15,13 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_REDSHIFT_TIMEOUT: Duration = Duration::from_millis(5_000);
 /// While on SQLite, the running fallback duration is reported at most this often.
 pub const DEFAULT_METRICS_HEARTBEAT: Duration = Duration::from_secs(60);
-/// API Gateway ends an integration after 30 s (29 s for REST APIs).
-const API_GATEWAY_LIMIT: Duration = Duration::from_secs(29);
+/// Probes at least once a day: a longer interval is a mistake, not a setting.
+const CHECK_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
+/// API Gateway ends an integration after 30 s (29 s for REST APIs); a request may take the
+/// deadline plus a little, so the deadline stays well below that.
+pub const REDSHIFT_TIMEOUT_MS: RangeInclusive<u64> = 100..=25_000;
+const HEARTBEAT_SECS: RangeInclusive<u64> = 1..=3_600;
+const PORTS: RangeInclusive<u64> = 1..=65_535;
 pub const DEFAULT_METRICS_NAMESPACE: &str = "CallHistory";
 
 /// Where the Redshift Data API sends statements.
@@ -115,25 +121,31 @@ impl Config {
 
         let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
         let redshift = read_redshift(&get, &mut problems);
-        let check_interval = read_number(&get, "REDSHIFT_CHECK_INTERVAL_SECS", &mut problems)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_CHECK_INTERVAL);
-        let redshift_timeout = read_number(&get, "REDSHIFT_TIMEOUT_MS", &mut problems)
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_REDSHIFT_TIMEOUT);
-        if redshift_timeout >= API_GATEWAY_LIMIT {
-            problems.push(ConfigProblem(format!(
-                "REDSHIFT_TIMEOUT_MS is {} ms: a hung Redshift would then outlast API Gateway's 30 s limit; \
-                 keep it well under that",
-                redshift_timeout.as_millis()
-            )));
-        }
-        let metrics_heartbeat = read_number(&get, "METRICS_HEARTBEAT_SECS", &mut problems)
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_METRICS_HEARTBEAT);
-        let port = read_number(&get, "PORT", &mut problems)
+        let check_interval = read_number(
+            &get,
+            "REDSHIFT_CHECK_INTERVAL_SECS",
+            CHECK_INTERVAL_SECS,
+            &mut problems,
+        )
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_CHECK_INTERVAL);
+        let redshift_timeout = read_number(
+            &get,
+            "REDSHIFT_TIMEOUT_MS",
+            REDSHIFT_TIMEOUT_MS,
+            &mut problems,
+        )
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_REDSHIFT_TIMEOUT);
+        let metrics_heartbeat = read_number(
+            &get,
+            "METRICS_HEARTBEAT_SECS",
+            HEARTBEAT_SECS,
+            &mut problems,
+        )
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_METRICS_HEARTBEAT);
+        let port = read_number(&get, "PORT", PORTS, &mut problems)
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(8000);
         let force_sqlite = match get("FORCE_SQLITE").map(|v| v.to_ascii_lowercase()) {
@@ -174,17 +186,21 @@ impl Config {
     }
 }
 
+/// A whole number within `range`; anything else is reported and the default used.
 fn read_number(
     get: &impl Fn(&str) -> Option<String>,
     name: &str,
+    range: RangeInclusive<u64>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<u64> {
     let raw = get(name)?;
     match raw.parse::<u64>() {
-        Ok(n) => Some(n),
-        Err(_) => {
+        Ok(n) if range.contains(&n) => Some(n),
+        _ => {
             problems.push(ConfigProblem(format!(
-                "{name} must be a whole number, not {raw:?}; using the default"
+                "{name} must be a whole number from {} to {}, not {raw:?}; using the default",
+                range.start(),
+                range.end()
             )));
             None
         }
@@ -387,6 +403,28 @@ mod tests {
         assert!(problems[0]
             .0
             .contains("REDSHIFT_CHECK_INTERVAL_SECS must be a whole number"));
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_reported_and_defaulted() {
+        for (name, value) in [
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "0"),
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "18446744073709551615"),
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "99999999999999999999999"),
+            ("REDSHIFT_TIMEOUT_MS", "0"),
+            ("REDSHIFT_TIMEOUT_MS", "30000"),
+            ("METRICS_HEARTBEAT_SECS", "0"),
+            ("PORT", "70000"),
+        ] {
+            let (config, problems) = load(&[(name, value)]);
+            assert_eq!(problems.len(), 1, "{name}={value}");
+            assert!(problems[0].0.starts_with(name), "{}", problems[0].0);
+            assert!(problems[0].0.contains("from "), "{}", problems[0].0);
+            assert_eq!(config.check_interval, DEFAULT_CHECK_INTERVAL);
+            assert_eq!(config.redshift_timeout, DEFAULT_REDSHIFT_TIMEOUT);
+            assert_eq!(config.metrics_heartbeat, DEFAULT_METRICS_HEARTBEAT);
+            assert_eq!(config.port, 8000);
+        }
     }
 
     #[test]

@@ -25,9 +25,9 @@ use api::db::AdminPolicy;
 use api::AppState;
 use config::{Config, RedshiftConfig};
 use metrics::Metrics;
+use store::backup::Backup;
 use store::failover::{FailoverSettings, FailoverStore};
 use store::redshift::RedshiftStore;
-use store::sqlite::SqliteStore;
 
 /// The running service: its router and the store behind it.
 pub struct App {
@@ -38,10 +38,7 @@ pub struct App {
 /// Builds the whole service from its configuration. Never fails: whatever cannot be set up is
 /// logged and the service serves with what it has.
 pub async fn build_app(config: &Config) -> App {
-    let sqlite = SqliteStore::open(&config.sqlite_path, config.redshift.is_some()).map_err(|err| {
-        tracing::error!(path = %config.sqlite_path.display(), error = %err, "❌ Local SQLite could not be opened");
-        err.to_string()
-    });
+    let backup = Backup::open(&config.sqlite_path, config.redshift.is_some());
     let (redshift, metrics) = match &config.redshift {
         Some(redshift_config) => {
             let sdk = load_sdk_config(redshift_config).await;
@@ -60,7 +57,7 @@ pub async fn build_app(config: &Config) -> App {
         force_sqlite: config.force_sqlite,
         heartbeat_every: config.metrics_heartbeat,
     };
-    let store = Arc::new(FailoverStore::new(redshift, sqlite, settings, Arc::new(metrics)).await);
+    let store = Arc::new(FailoverStore::new(redshift, backup, settings, Arc::new(metrics)).await);
     let state = AppState {
         store: Arc::clone(&store),
         admin: AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
@@ -104,11 +101,12 @@ async fn load_sdk_config(redshift: &RedshiftConfig) -> SdkConfig {
 }
 
 fn redshift_store(sdk: &SdkConfig, redshift: &RedshiftConfig, deadline: Duration) -> RedshiftStore {
+    // Backstops only: every call also runs under the request's own deadline.
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(deadline.min(Duration::from_secs(3)))
         .operation_timeout(deadline)
         .build();
-    // A few quick retries for throttling and transient errors; the overall deadline still holds.
+    // A few quick retries for throttling and transient errors, within the request's deadline.
     let retries = RetryConfig::standard()
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(50))

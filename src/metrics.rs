@@ -1,11 +1,14 @@
 //! CloudWatch metrics on every switch between databases.
 //!
 //! Lambda freezes the process once a response is returned, so metrics are put before the
-//! response, under a short timeout and with no retries: a slow or failing CloudWatch never fails
-//! a request or delays it by more than [`PUT_TIMEOUT`]. Failures are logged once until a put
-//! succeeds again, so an outage of CloudWatch does not flood the logs.
+//! response, with no retries: a request waits for the put at most [`PUT_TIMEOUT`], and less when
+//! its own time is nearly spent (a request that already waited out a hung Redshift keeps within
+//! its deadline). A put that is still under way then finishes in the background (in Lambda, when
+//! the environment next thaws). A slow or failing CloudWatch never fails a request. Failures are
+//! logged once until a put succeeds again, so an outage of CloudWatch does not flood the logs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
@@ -28,22 +31,28 @@ pub mod names {
     pub const FALLBACK_DURATION: &str = "FallbackDurationSeconds";
     /// While on SQLite, at most once a minute: how long the fallback has lasted so far.
     pub const FALLBACK_ELAPSED: &str = "FallbackElapsedSeconds";
+    /// Journaled writes that Redshift refused at replay and that were set aside (kept in the
+    /// local backup with their reason), one per write.
+    pub const REJECTED_WRITES: &str = "RejectedWrites";
 }
 
-/// A change of serving database, or a heartbeat while on the backup.
+/// What the metrics report: a change of serving database, a heartbeat while on the backup, or
+/// writes the replay had to set aside.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SwitchEvent {
     FellBack,
     Forced,
     Recovered { fallback: Duration },
     StillOnSqlite { elapsed: Duration },
+    WritesSetAside { count: u64 },
 }
 
 pub struct Metrics {
     client: Option<Client>,
     namespace: String,
     function_name: String,
-    failure_logged: AtomicBool,
+    /// Shared with puts that finish in the background.
+    failure_logged: Arc<AtomicBool>,
 }
 
 impl Metrics {
@@ -53,7 +62,7 @@ impl Metrics {
             client,
             namespace,
             function_name,
-            failure_logged: AtomicBool::new(false),
+            failure_logged: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -61,28 +70,35 @@ impl Metrics {
         Metrics::new(None, String::new(), String::new())
     }
 
-    /// Puts the metrics of `event`. Never fails; waits at most [`PUT_TIMEOUT`].
-    pub async fn record(&self, event: SwitchEvent) {
+    /// Puts the metrics of `event`. Never fails; waits at most `wait` (and never more than
+    /// [`PUT_TIMEOUT`]); a put not done by then finishes in the background.
+    pub async fn record(&self, event: SwitchEvent, wait: Duration) {
         let Some(client) = &self.client else { return };
-        let data = self.data_for(event);
         let put = client
             .put_metric_data()
             .namespace(&self.namespace)
-            .set_metric_data(Some(data))
+            .set_metric_data(Some(self.data_for(event)))
             .send();
-        let outcome = match tokio::time::timeout(PUT_TIMEOUT, put).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(aws_sdk_cloudwatch::error::DisplayErrorContext(err).to_string()),
-            Err(_) => Err(format!("no answer within {} ms", PUT_TIMEOUT.as_millis())),
-        };
-        match outcome {
-            Ok(()) => self.failure_logged.store(false, Ordering::Relaxed),
-            Err(reason) => {
-                if !self.failure_logged.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(reason = %reason, "CloudWatch metrics could not be put; requests are unaffected");
+        let failure_logged = Arc::clone(&self.failure_logged);
+        let task = tokio::spawn(async move {
+            let outcome = match tokio::time::timeout(PUT_TIMEOUT, put).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => {
+                    Err(aws_sdk_cloudwatch::error::DisplayErrorContext(err).to_string())
+                }
+                Err(_) => Err(format!("no answer within {} ms", PUT_TIMEOUT.as_millis())),
+            };
+            match outcome {
+                Ok(()) => failure_logged.store(false, Ordering::Relaxed),
+                Err(reason) => {
+                    if !failure_logged.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(reason = %reason, "CloudWatch metrics could not be put; requests are unaffected");
+                    }
                 }
             }
-        }
+        });
+        // Dropping the handle detaches the task: it goes on after this request has answered.
+        let _ = tokio::time::timeout(wait.min(PUT_TIMEOUT), task).await;
     }
 
     fn data_for(&self, event: SwitchEvent) -> Vec<MetricDatum> {
@@ -108,6 +124,9 @@ impl Metrics {
                     StandardUnit::Seconds,
                 ),
             ],
+            SwitchEvent::WritesSetAside { count } => {
+                vec![self.datum(names::REJECTED_WRITES, count as f64, StandardUnit::Count)]
+            }
         }
     }
 

@@ -278,12 +278,22 @@ async fn guide_walkthrough_without_redshift() {
     let app = spawn_app(&[]).await;
     let forced = app.post("/db/force-sqlite", "").await;
     assert_eq!(forced.status, 200);
+    assert_eq!(forced.body["message"], "Switched to SQLite backup database");
+    assert_eq!(forced.body["source"], "sqlite");
+    // The answer, the log and the status tell one story: nothing was forced.
     assert_eq!(
-        forced.body,
-        json!({"message": "Switched to SQLite backup database", "source": "sqlite"})
+        forced.body["note"],
+        "Redshift is not configured; already serving from SQLite"
     );
+    assert!(logs().contains("💾 Redshift is not configured; already serving from SQLite"));
     let status = app.get("/db/status").await;
     assert_eq!(status.body["currentSource"], "sqlite");
+    assert_eq!(
+        status.body["databases"]["redshift"]["message"],
+        "Not configured"
+    );
+    assert_eq!(status.body["databases"]["redshift"]["forced"], false);
+    assert_eq!(status.body["fallback"]["forcedSwitches"], 0);
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.body["source"], "sqlite");
 

@@ -22,3 +22,11 @@ CREATE TABLE IF NOT EXISTS pending_sync (
     id        TEXT PRIMARY KEY NOT NULL REFERENCES calls (id),
     queued_at TEXT NOT NULL
 );
+
+-- Journaled writes that Redshift refused at replay (a value it will not store), set aside so that
+-- the rest of the journal replays. The call itself stays in `calls`; the reason is kept here.
+CREATE TABLE IF NOT EXISTS rejected_sync (
+    id          TEXT PRIMARY KEY NOT NULL,
+    reason      TEXT NOT NULL,
+    rejected_at TEXT NOT NULL
+);

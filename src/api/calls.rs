@@ -9,20 +9,56 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
 use super::{with_source, AppState};
-use crate::store::{truncate_to_micros, Call, HistoryQuery, InsertOutcome, Source};
+use crate::store::{truncate_to_micros, Call, HistoryQuery, InsertOutcome, Source, StoreError};
 
 pub const MAX_LIMIT: u32 = 500;
-const MAX_CONTACT_CHARS: usize = 200;
-const MAX_ACCOUNT_CHARS: usize = 200;
-const MAX_OUTCOME_CHARS: usize = 100;
-const MAX_NOTES_CHARS: usize = 10_000;
 const MAX_ID_CHARS: usize = 64;
+
+/// A text field of a call: what the API takes, and the Redshift column that must hold it.
+/// Redshift counts VARCHAR widths in bytes and a character takes up to four in UTF-8, so the
+/// character limits are chosen to fit the columns; the byte check says so in the code too.
+pub struct TextField {
+    pub name: &'static str,
+    pub max_chars: usize,
+    /// The column in `sql/redshift/schema.sql`, and its width in bytes.
+    pub column: &'static str,
+    pub column_bytes: usize,
+}
+
+pub const CONTACT_NAME: TextField = TextField {
+    name: "contactName",
+    max_chars: 200,
+    column: "contact_name",
+    column_bytes: 800,
+};
+pub const ACCOUNT_NAME: TextField = TextField {
+    name: "accountName",
+    max_chars: 200,
+    column: "account_name",
+    column_bytes: 800,
+};
+pub const OUTCOME: TextField = TextField {
+    name: "outcome",
+    max_chars: 100,
+    column: "outcome",
+    column_bytes: 400,
+};
+pub const NOTES: TextField = TextField {
+    name: "notes",
+    max_chars: 10_000,
+    column: "notes",
+    column_bytes: 65_535,
+};
+
+/// The instants both databases hold exactly: years 1 to 9999, in UTC.
+const FIRST_INSTANT: &str = "0001-01-01T00:00:00Z";
+const LAST_INSTANT: &str = "9999-12-31T23:59:59.999999Z";
 
 /// The body of `POST /api/calls`. Unknown fields are refused rather than silently dropped.
 #[derive(Debug, Deserialize)]
@@ -53,8 +89,12 @@ pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         Err(err) => return err.with_source(state.store.current_source()),
     };
     let served = state.store.history(&query).await;
-    // Both databases down: an empty answer, as the guide says; the source tells why.
-    let calls = served.result.unwrap_or_default();
+    let calls = match served.result {
+        Ok(calls) => calls,
+        Err(err) if err.is_refusal() => return refused("query", &err).with_source(served.source),
+        // Both databases down: an empty answer, as the guide says; the source tells why.
+        Err(_) => Vec::new(),
+    };
     tracing::info!(
         "✅ Found {} calls from {} {}",
         calls.len(),
@@ -93,6 +133,7 @@ pub async fn get_call(
         Ok(None) => {
             ApiError::NotFound(format!("No call with id {id:?}.")).with_source(served.source)
         }
+        Err(err) if err.is_refusal() => refused("query", &err).with_source(served.source),
         // Both databases down: reads answer empty, as the history does.
         Err(_) => with_source(
             served.source,
@@ -146,6 +187,12 @@ pub async fn create_call(
                 .with_source(source)
             }
         }
+        Ok(InsertOutcome::IdTaken) => ApiError::Conflict(format!(
+            "The id {:?} is already taken; use a new id to record another call.",
+            call.id
+        ))
+        .with_source(source),
+        Err(err) if err.is_refusal() => refused("call", &err).with_source(source),
         Err(err) => {
             tracing::error!(error = %err, "❌ No database could take the write");
             ApiError::Unavailable(
@@ -155,6 +202,17 @@ pub async fn create_call(
             .with_source(Source::Unavailable)
         }
     }
+}
+
+/// Redshift works and will not take this request's values: the client's to fix, and nothing
+/// was changed.
+fn refused(what: &str, err: &StoreError) -> ApiError {
+    let why = err
+        .refusal()
+        .map_or("a value is not valid for its column", |r| r.explanation());
+    ApiError::BadRequest(format!(
+        "Redshift refused this {what}: {why}. Nothing was changed."
+    ))
 }
 
 fn body_rejected(rejection: BytesRejection) -> ApiError {
@@ -201,12 +259,12 @@ pub fn parse_history_query(raw: &str) -> Result<HistoryQuery, ApiError> {
             "since" => query.since = Some(parse_time("since", &value)?),
             "until" => query.until = Some(parse_time("until", &value)?),
             "contact" => {
-                let chars = value.chars().count();
-                if chars == 0 || chars > MAX_CONTACT_CHARS {
-                    return Err(ApiError::BadRequest(format!(
-                        "contact must be 1 to {MAX_CONTACT_CHARS} characters."
-                    )));
+                if value.is_empty() {
+                    return Err(ApiError::BadRequest(
+                        "contact must not be empty; leave it out to list every contact.".into(),
+                    ));
                 }
+                check_text("contact", &value, &CONTACT_NAME)?;
                 query.contact = Some(value);
             }
             other => {
@@ -234,14 +292,22 @@ fn parse_whole(name: &str, value: &str) -> Result<u32, ApiError> {
     })
 }
 
+/// An RFC 3339 timestamp, in UTC, within the years both databases hold (after converting to
+/// UTC: `0001-01-01T00:00:00+00:01` is in year 0).
 fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(value)
+    let t = DateTime::parse_from_rfc3339(value)
         .map(|t| truncate_to_micros(t.with_timezone(&Utc)))
         .map_err(|_| {
             ApiError::BadRequest(format!(
                 "{name} must be an RFC 3339 timestamp such as 2024-05-01T10:00:00Z, not {value:?}."
             ))
-        })
+        })?;
+    if !(1..=9999).contains(&t.year()) {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be between {FIRST_INSTANT} and {LAST_INSTANT} in UTC; {value:?} is not."
+        )));
+    }
+    Ok(t)
 }
 
 /// Client ids go into URLs and logs: keep them short and plain.
@@ -294,10 +360,16 @@ pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
             "contactName must not be blank.".into(),
         ));
     }
-    check_length("contactName", Some(&contact_name), MAX_CONTACT_CHARS)?;
-    check_length("accountName", new.account_name.as_ref(), MAX_ACCOUNT_CHARS)?;
-    check_length("outcome", new.outcome.as_ref(), MAX_OUTCOME_CHARS)?;
-    check_length("notes", new.notes.as_ref(), MAX_NOTES_CHARS)?;
+    check_text(CONTACT_NAME.name, &contact_name, &CONTACT_NAME)?;
+    for (value, field) in [
+        (&new.account_name, &ACCOUNT_NAME),
+        (&new.outcome, &OUTCOME),
+        (&new.notes, &NOTES),
+    ] {
+        if let Some(value) = value {
+            check_text(field.name, value, field)?;
+        }
+    }
     let duration_seconds = match new.duration_seconds {
         None => None,
         Some(n) => Some(n.as_i64().filter(|d| *d >= 0).ok_or_else(|| {
@@ -325,13 +397,21 @@ pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
     Ok((call, started_at_given))
 }
 
-fn check_length(name: &str, value: Option<&String>, max: usize) -> Result<(), ApiError> {
-    match value {
-        Some(v) if v.chars().count() > max => Err(ApiError::BadRequest(format!(
-            "{name} must be at most {max} characters."
-        ))),
-        _ => Ok(()),
+/// Text both databases store exactly: no NUL (Redshift and PostgreSQL refuse it), within the
+/// field's characters and its column's bytes. An empty string is fine and stays empty.
+fn check_text(name: &str, value: &str, field: &TextField) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must not contain the NUL character (\\u0000)."
+        )));
     }
+    if value.chars().count() > field.max_chars || value.len() > field.column_bytes {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be at most {} characters.",
+            field.max_chars
+        )));
+    }
+    Ok(())
 }
 
 /// serde's message without the line and column noise for one-line bodies.
@@ -397,5 +477,71 @@ mod tests {
         assert!(refused(r#"{"contactName":"A","id":"has space"}"#).contains("call id"));
         assert!(refused("").contains("empty"));
         assert!(refused("[1,2]").contains("not a valid call record"));
+    }
+
+    #[test]
+    fn values_outside_what_both_databases_hold_are_refused() {
+        let refused = |body: &str| parse_new_call(body.as_bytes()).unwrap_err().to_string();
+        for started in [
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-23:59",
+        ] {
+            let body = format!(r#"{{"contactName":"Ada","startedAt":"{started}"}}"#);
+            assert!(
+                refused(&body).contains("between 0001-01-01T00:00:00Z"),
+                "{started}"
+            );
+            assert!(
+                parse_history_query(&format!("since={}", started.replace('+', "%2B"))).is_err()
+            );
+        }
+        assert!(refused(r#"{"contactName":"A\u0000da"}"#)
+            .contains("contactName must not contain the NUL"));
+        for field in ["accountName", "outcome", "notes"] {
+            let body = format!(r#"{{"contactName":"Ada","{field}":"a\u0000b"}}"#);
+            assert!(
+                refused(&body).contains(&format!("{field} must not contain the NUL")),
+                "{field}"
+            );
+        }
+        assert!(parse_history_query("contact=%00").is_err());
+        assert!(parse_history_query("contact=").is_err());
+
+        // The edges themselves are taken, and empty optional strings stay empty strings.
+        let (call, _) = parse_new_call(
+            br#"{"contactName":"Ada","accountName":"","outcome":"","notes":"","startedAt":"0001-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(call.account_name.as_deref(), Some(""));
+        assert_eq!(call.notes.as_deref(), Some(""));
+        assert_eq!(call.started_at.year(), 1);
+        let (call, _) =
+            parse_new_call(br#"{"contactName":"Ada","startedAt":"9999-12-31T23:59:59.999999Z"}"#)
+                .unwrap();
+        assert_eq!(call.started_at.year(), 9999);
+    }
+
+    #[test]
+    fn text_limits_fit_the_redshift_columns() {
+        let schema = crate::store::redshift::SCHEMA;
+        for field in [CONTACT_NAME, ACCOUNT_NAME, OUTCOME, NOTES] {
+            let declared = format!("{:<17}VARCHAR({})", field.column, field.column_bytes);
+            assert!(
+                schema.contains(&declared),
+                "{declared} in the Redshift schema"
+            );
+            assert!(
+                field.max_chars * 4 <= field.column_bytes,
+                "{}: {} characters of up to 4 bytes fit {} bytes",
+                field.name,
+                field.max_chars,
+                field.column_bytes
+            );
+        }
+        // Four-byte characters at the limit are taken.
+        let notes = "\u{1F4DE}".repeat(NOTES.max_chars);
+        let body = serde_json::json!({"contactName": "Ada", "notes": notes}).to_string();
+        assert!(parse_new_call(body.as_bytes()).is_ok());
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::{with_source, AppState};
-use crate::store::failover::HealthSnapshot;
+use crate::store::failover::{ForceOutcome, HealthSnapshot};
 use crate::store::{format_timestamp, Source};
 
 fn source_name(source: Source) -> &'static str {
@@ -66,7 +66,11 @@ pub async fn status(State(state): State<AppState>) -> Response {
         },
         "message": status_message(s.source),
         "fallback": fallback_block(&s),
-        "sync": { "pendingWrites": s.pending_sync, "lastReplayAt": time(s.last_replay_at) },
+        "sync": {
+            "pendingWrites": s.pending_sync,
+            "rejectedWrites": s.rejected_sync,
+            "lastReplayAt": time(s.last_replay_at),
+        },
     });
     with_source(s.source, Json(body))
 }
@@ -108,10 +112,26 @@ pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> 
     if let Err(err) = state.admin.authorize(&headers) {
         return err.with_source(state.store.current_source());
     }
-    state.store.force_sqlite().await;
+    let outcome = state.store.force_sqlite().await;
     let source = state.store.current_source();
-    let body = json!({ "message": "Switched to SQLite backup database", "source": source });
+    // The guide's message, always; the note says what it meant here.
+    let mut body = json!({ "message": "Switched to SQLite backup database", "source": source });
+    if let Some(note) = force_note(outcome) {
+        body["note"] = json!(note);
+    }
     with_source(source, Json(body))
+}
+
+fn force_note(outcome: ForceOutcome) -> Option<&'static str> {
+    match outcome {
+        ForceOutcome::Switched => None,
+        ForceOutcome::AlreadyOnSqlite => {
+            Some("Already on SQLite; it now stays there until /db/retry-redshift")
+        }
+        ForceOutcome::NotConfigured => {
+            Some("Redshift is not configured; already serving from SQLite")
+        }
+    }
 }
 
 pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -> Response {

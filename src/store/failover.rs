@@ -5,22 +5,34 @@
 //! has passed, the first request to arrive tries Redshift (the probe) while any request that
 //! arrives meanwhile is answered from SQLite; a `try_lock` guarantees one probe at a time.
 //!
-//! Writes that SQLite takes while Redshift is configured are journaled, and replayed to
-//! Redshift, idempotently on `id`, before Redshift serves again.
+//! The rules that decide who answers, each in one place:
+//! - [`FailoverStore::route`]: Redshift when healthy, a probe when one is due, else SQLite.
+//! - [`FailoverStore::attempt`]: while writes wait in the journal, Redshift does not answer: the
+//!   request replays them instead and is answered from SQLite, which holds every acknowledged
+//!   write. So no read from Redshift can miss a write this environment acknowledged.
+//! - A refusal (Redshift rejects the request's values) answers the client and switches nothing;
+//!   any other failure is an outage: the same request is answered from SQLite and the switch is
+//!   logged and measured ([`FailoverStore::redshift_failed`]).
+//! - One deadline per request ([`RequestBudget`]): Redshift work, then at most
+//!   [`ANSWER_MARGIN`] more for metrics and the SQLite answer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::redshift::RedshiftStore;
+use super::backup::Backup;
+use super::deadline::Deadline;
+use super::journal::{Journal, ReplayReport};
+use super::redshift::{RedshiftSession, RedshiftStore};
 use super::sqlite::SqliteStore;
 use super::{Call, CallStore, HistoryQuery, InsertOutcome, Source, StoreError};
-use crate::metrics::{Metrics, SwitchEvent};
+use crate::metrics::{Metrics, SwitchEvent, PUT_TIMEOUT};
 
-/// Rows per replay statement: one multi-row insert each.
-pub const REPLAY_BATCH: usize = 200;
+/// What a request may spend beyond `REDSHIFT_TIMEOUT_MS`: putting metrics and answering.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+/// Kept free of metrics waits at the end of a request's budget, for the answer itself.
+const ANSWER_RESERVE: Duration = Duration::from_millis(30);
 
 /// Which database serves, and since when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +51,7 @@ enum Mode {
 #[derive(Debug)]
 struct HealthState {
     mode: Mode,
-    /// `Connected`, `Forced to SQLite`, or the last failure's reason.
+    /// `Connected`, `Forced to SQLite`, `Replaying writes`, or the last failure's class.
     redshift_message: String,
     next_probe_at: Option<Instant>,
     last_probe_at: Option<DateTime<Utc>>,
@@ -48,7 +60,6 @@ struct HealthState {
     forced_switches: u64,
     recoveries: u64,
     last_fallback_duration: Option<Duration>,
-    last_replay_at: Option<DateTime<Utc>>,
     last_heartbeat_at: Option<Instant>,
 }
 
@@ -78,7 +89,6 @@ impl HealthState {
             forced_switches: 0,
             recoveries: 0,
             last_fallback_duration: None,
-            last_replay_at: None,
             last_heartbeat_at: None,
         }
     }
@@ -137,24 +147,26 @@ pub struct HealthSnapshot {
     pub forced_switches: u64,
     pub recoveries: u64,
     pub pending_sync: u64,
+    pub rejected_sync: u64,
     pub last_replay_at: Option<DateTime<Utc>>,
 }
 
-/// What one replay did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReplayReport {
-    /// Journaled writes now in Redshift and out of the journal.
-    pub replayed: u64,
-    /// Of those, how many Redshift already had (an earlier, interrupted replay, or the same id
-    /// written there before); Redshift's copy is kept.
-    pub already_there: u64,
-}
-
-/// What a request got, and from where.
+/// What a request got, and from where. A refusal comes with the source that refused it.
 #[derive(Debug)]
 pub struct Served<T> {
     pub source: Source,
     pub result: Result<T, StoreError>,
+}
+
+/// What `/db/force-sqlite` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForceOutcome {
+    /// Left Redshift for SQLite.
+    Switched,
+    /// Already on SQLite (after a failure or an earlier force); now it stays there.
+    AlreadyOnSqlite,
+    /// Redshift is not configured: SQLite is the only database anyway.
+    NotConfigured,
 }
 
 /// One request's work, run against whichever database serves.
@@ -188,6 +200,40 @@ enum Route<'a> {
     Sqlite,
 }
 
+/// What trying Redshift for a request came to.
+enum Attempt {
+    /// Redshift answered: with the result, or with a refusal of the request's values.
+    Answered(Result<Output, StoreError>),
+    /// Writes waited in the journal: this request replayed them (or found a replay running)
+    /// and is answered from SQLite.
+    Replayed,
+    /// An outage.
+    Failed(StoreError),
+}
+
+/// A request's time: Redshift work until the deadline, then [`ANSWER_MARGIN`] for the rest.
+struct RequestBudget {
+    redshift: Deadline,
+    end: Instant,
+}
+
+impl RequestBudget {
+    fn start(redshift_timeout: Duration) -> Self {
+        RequestBudget {
+            redshift: Deadline::after(redshift_timeout),
+            end: Instant::now() + redshift_timeout + ANSWER_MARGIN,
+        }
+    }
+
+    /// How long a metrics put may hold the request.
+    fn metrics_wait(&self) -> Duration {
+        self.end
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(ANSWER_RESERVE)
+            .min(PUT_TIMEOUT)
+    }
+}
+
 /// How the adapter behaves, from the configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct FailoverSettings {
@@ -201,46 +247,44 @@ pub struct FailoverSettings {
 
 pub struct FailoverStore {
     redshift: Option<RedshiftStore>,
-    sqlite: Result<SqliteStore, String>,
+    backup: Backup,
+    journal: Journal,
     health: Mutex<HealthState>,
     probe_lock: tokio::sync::Mutex<()>,
-    replay_lock: tokio::sync::Mutex<()>,
-    /// Journaled writes not yet replayed; kept in memory so the Redshift path need not ask SQLite.
-    pending: AtomicU64,
     settings: FailoverSettings,
     metrics: Arc<Metrics>,
 }
 
 impl FailoverStore {
-    /// `sqlite` is the opened backup or the reason it could not be opened.
     pub async fn new(
         redshift: Option<RedshiftStore>,
-        sqlite: Result<SqliteStore, String>,
+        backup: Backup,
         settings: FailoverSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let pending = match &sqlite {
-            Ok(store) => store.pending_count().await.unwrap_or(0),
-            Err(_) => 0,
-        };
+        let journal = Journal::load(backup.store().ok().as_ref(), Arc::clone(&metrics)).await;
         FailoverStore {
             health: Mutex::new(HealthState::new(redshift.is_some(), settings.force_sqlite)),
             redshift,
-            sqlite,
+            backup,
+            journal,
             probe_lock: tokio::sync::Mutex::new(()),
-            replay_lock: tokio::sync::Mutex::new(()),
-            pending: AtomicU64::new(pending),
             settings,
             metrics,
         }
     }
 
-    pub fn sqlite(&self) -> Option<&SqliteStore> {
-        self.sqlite.as_ref().ok()
+    /// The backup's store, when it is open.
+    pub fn sqlite(&self) -> Option<SqliteStore> {
+        self.backup.store().ok()
     }
 
     pub fn redshift(&self) -> Option<&RedshiftStore> {
         self.redshift.as_ref()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     pub async fn history(&self, query: &HistoryQuery) -> Served<Vec<Call>> {
@@ -271,7 +315,7 @@ impl FailoverStore {
     pub fn current_source(&self) -> Source {
         match self.lock_health().mode {
             Mode::OnRedshift => Source::Redshift,
-            _ if self.sqlite.is_ok() => Source::Sqlite,
+            _ if self.backup.store().is_ok() => Source::Sqlite,
             _ => Source::Unavailable,
         }
     }
@@ -301,77 +345,138 @@ impl FailoverStore {
     }
 
     async fn serve(&self, op: Op<'_>) -> Served<Output> {
+        let Some(redshift) = &self.redshift else {
+            return self.serve_from_sqlite(&op).await;
+        };
+        let budget = RequestBudget::start(redshift.timeout());
         match self.route() {
-            Route::Redshift(redshift) => match self.run_on_redshift(redshift, &op).await {
-                Ok(output) => return self.served_by_redshift(&op, output),
-                Err(err) => self.redshift_failed(&err, false).await,
+            Route::Redshift(redshift) => match self.attempt(redshift, &op, &budget).await {
+                Attempt::Answered(result) => return self.answered_by_redshift(&op, result).await,
+                Attempt::Replayed => {}
+                Attempt::Failed(err) => self.redshift_failed(&err, false, &budget).await,
             },
             Route::Probe(redshift, _guard) => {
                 tracing::info!("🔄 Checking whether Redshift is back");
-                match self.run_on_redshift(redshift, &op).await {
-                    Ok(output) => {
-                        self.recovered().await;
-                        return self.served_by_redshift(&op, output);
+                match self.attempt(redshift, &op, &budget).await {
+                    Attempt::Answered(result) => {
+                        // Even a refusal proves Redshift answers.
+                        self.recovered(&budget).await;
+                        return self.answered_by_redshift(&op, result).await;
                     }
-                    Err(err) => self.redshift_failed(&err, true).await,
+                    Attempt::Replayed => self.replayed_while_probing(&budget).await,
+                    Attempt::Failed(err) => self.redshift_failed(&err, true, &budget).await,
                 }
             }
-            Route::Sqlite => self.heartbeat_if_due().await,
+            Route::Sqlite => self.heartbeat_if_due(&budget).await,
         }
         self.serve_from_sqlite(&op).await
     }
 
-    /// Replays waiting writes first, so that what Redshift answers includes them.
-    async fn run_on_redshift(
+    /// Tries the request on Redshift, unless writes wait: then it replays them instead.
+    async fn attempt(
         &self,
         redshift: &RedshiftStore,
         op: &Op<'_>,
-    ) -> Result<Output, StoreError> {
-        tracing::info!("☁️ Executing query on Redshift");
-        self.replay_if_pending(redshift).await?;
-        op.run(redshift).await
-    }
-
-    async fn replay_if_pending(&self, redshift: &RedshiftStore) -> Result<(), StoreError> {
-        if self.pending.load(Ordering::Relaxed) > 0 {
-            self.replay(redshift).await?;
+        budget: &RequestBudget,
+    ) -> Attempt {
+        let session = redshift.within(budget.redshift);
+        if self.journal.pending() > 0 {
+            return match self.replay_with(session).await {
+                Ok(_) => Attempt::Replayed,
+                Err(err) => Attempt::Failed(err),
+            };
         }
-        Ok(())
+        tracing::info!("☁️ Executing query on Redshift");
+        match op.run(&session).await {
+            Ok(output) => Attempt::Answered(Ok(output)),
+            Err(err) if err.is_refusal() => {
+                tracing::warn!(reason = %err, detail = %err.detail, "Redshift refused the request; nothing was changed");
+                Attempt::Answered(Err(err))
+            }
+            Err(err) => Attempt::Failed(err),
+        }
     }
 
-    fn served_by_redshift(&self, op: &Op<'_>, output: Output) -> Served<Output> {
-        let seen = match (&output, op) {
-            (Output::Calls(calls), _) => calls.clone(),
-            (Output::Call(Some(call)), _) => vec![call.clone()],
-            (Output::Inserted(InsertOutcome::AlreadyExists(call)), _) => vec![call.clone()],
-            (Output::Inserted(InsertOutcome::Inserted), Op::Insert(call)) => vec![(*call).clone()],
-            _ => Vec::new(),
+    /// Replays the journal within `session`'s deadline.
+    async fn replay_with(&self, session: RedshiftSession<'_>) -> Result<ReplayReport, StoreError> {
+        // Without the backup the journal cannot be read; its writes wait for it to return.
+        let Ok(sqlite) = self.backup.store() else {
+            return Ok(ReplayReport::default());
         };
-        self.refresh_backup(seen);
+        self.journal.replay(&sqlite, session).await
+    }
+
+    /// Replays journaled writes to Redshift now, under a fresh deadline (tools and tests).
+    pub async fn replay(&self) -> Result<ReplayReport, StoreError> {
+        match &self.redshift {
+            Some(redshift) => self.replay_with(redshift.session()).await,
+            None => Ok(ReplayReport::default()),
+        }
+    }
+
+    async fn answered_by_redshift(
+        &self,
+        op: &Op<'_>,
+        result: Result<Output, StoreError>,
+    ) -> Served<Output> {
+        if let Ok(output) = &result {
+            self.keep_in_backup(op, output).await;
+        }
         Served {
             source: Source::Redshift,
-            result: Ok(output),
+            result,
+        }
+    }
+
+    /// Copies what Redshift served or took into the backup, so that a later fallback in this
+    /// environment answers with what it last saw. A write Redshift took is copied before it is
+    /// acknowledged (a later fallback must still find it); what Redshift merely served is
+    /// copied off the request path. Losing a copy loses nothing that Redshift does not hold.
+    async fn keep_in_backup(&self, op: &Op<'_>, output: &Output) {
+        let Ok(sqlite) = self.backup.store() else {
+            return;
+        };
+        let (calls, wait) = match (output, op) {
+            (Output::Inserted(InsertOutcome::Inserted), Op::Insert(call)) => {
+                (vec![(*call).clone()], true)
+            }
+            (Output::Inserted(InsertOutcome::AlreadyExists(call)), _) => (vec![call.clone()], true),
+            (Output::Calls(calls), _) => (calls.clone(), false),
+            (Output::Call(Some(call)), _) => (vec![call.clone()], false),
+            _ => return,
+        };
+        if calls.is_empty() {
+            return;
+        }
+        let refresh = async move {
+            if let Err(err) = sqlite.refresh(calls).await {
+                tracing::warn!(error = %err.detail, "could not copy Redshift's answer into the local backup");
+            }
+        };
+        if wait {
+            refresh.await;
+        } else {
+            tokio::spawn(refresh);
         }
     }
 
     async fn serve_from_sqlite(&self, op: &Op<'_>) -> Served<Output> {
-        let sqlite = match &self.sqlite {
+        let sqlite = match self.backup.store() {
             Ok(sqlite) => sqlite,
-            Err(reason) => {
+            Err(err) => {
                 return Served {
                     source: Source::Unavailable,
-                    result: Err(StoreError::Sqlite(reason.clone())),
+                    result: Err(err),
                 }
             }
         };
         tracing::info!("💾 Executing query on local SQLite");
-        match op.run(sqlite).await {
+        match op.run(&sqlite).await {
             Ok(output) => {
-                // A journaled write: it waits for replay.
                 if self.redshift.is_some()
                     && matches!(output, Output::Inserted(InsertOutcome::Inserted))
                 {
-                    self.pending.fetch_add(1, Ordering::Relaxed);
+                    self.journal.journaled();
                 }
                 Served {
                     source: Source::Sqlite,
@@ -379,7 +484,8 @@ impl FailoverStore {
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, "❌ Local SQLite failed too");
+                tracing::error!(error = %err.detail, "❌ Local SQLite failed too: {err}");
+                self.backup.query_failed(&err);
                 Served {
                     source: Source::Unavailable,
                     result: Err(err),
@@ -388,71 +494,10 @@ impl FailoverStore {
         }
     }
 
-    /// Copies what Redshift served or took into the backup, off the request path: a later
-    /// fallback in this environment then answers with what it last saw. Losing a refresh loses
-    /// nothing that Redshift does not hold.
-    fn refresh_backup(&self, calls: Vec<Call>) {
-        let Ok(sqlite) = &self.sqlite else { return };
-        if calls.is_empty() {
-            return;
-        }
-        let sqlite = sqlite.clone();
-        tokio::spawn(async move {
-            if let Err(err) = sqlite.refresh(calls).await {
-                tracing::warn!(error = %err, "could not refresh the local backup");
-            }
-        });
-    }
-
-    /// Replays journaled writes in batches until none wait, Redshift fails, or the time budget
-    /// of one Redshift operation is spent (the rest waits for the next request, so a large
-    /// backlog never holds one request past API Gateway's limit). Each batch is one idempotent
-    /// multi-row insert, removed from the journal only once Redshift has it, so a replay cut
-    /// off anywhere resumes later without loss or duplicates.
-    pub async fn replay(&self, redshift: &RedshiftStore) -> Result<ReplayReport, StoreError> {
-        let mut report = ReplayReport::default();
-        let Ok(sqlite) = &self.sqlite else {
-            return Ok(report);
-        };
-        // One replay at a time; a request that finds one running goes on without waiting.
-        let Ok(_guard) = self.replay_lock.try_lock() else {
-            return Ok(report);
-        };
-        let started = Instant::now();
-        let outcome = async {
-            while started.elapsed() < redshift.deadline() {
-                let batch = sqlite.pending_batch(REPLAY_BATCH).await?;
-                if batch.is_empty() {
-                    break;
-                }
-                let added = redshift.insert_missing(&batch).await?;
-                let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
-                sqlite.mark_synced(ids).await?;
-                report.replayed += batch.len() as u64;
-                report.already_there += batch.len() as u64 - added.max(0) as u64;
-            }
-            Ok(())
-        }
-        .await;
-        // Whatever happened, the journal is the truth about what still waits.
-        self.pending
-            .store(sqlite.pending_count().await.unwrap_or(0), Ordering::Relaxed);
-        if report.replayed > 0 {
-            self.lock_health().last_replay_at = Some(Utc::now());
-            tracing::info!(
-                rows = report.replayed,
-                already_in_redshift = report.already_there,
-                still_waiting = self.pending.load(Ordering::Relaxed),
-                "🔁 Replayed writes from the local backup to Redshift"
-            );
-        }
-        outcome.map(|()| report)
-    }
-
     /// Redshift failed a request (or the probe, when `probe`): the request goes to SQLite, the
     /// next probe waits an interval, and a switch away from Redshift is measured.
-    async fn redshift_failed(&self, err: &StoreError, probe: bool) {
-        tracing::warn!("⚠️ Redshift unavailable, falling back to local SQLite: {err}");
+    async fn redshift_failed(&self, err: &StoreError, probe: bool, budget: &RequestBudget) {
+        tracing::warn!(detail = %err.detail, "⚠️ Redshift unavailable, falling back to local SQLite: {err}");
         let switched = {
             let mut health = self.lock_health();
             health.redshift_message = err.to_string();
@@ -468,22 +513,50 @@ impl FailoverStore {
             switched
         };
         if switched {
-            self.metrics.record(SwitchEvent::FellBack).await;
+            self.metrics
+                .record(SwitchEvent::FellBack, budget.metrics_wait())
+                .await;
         } else {
-            self.heartbeat_if_due().await;
+            self.heartbeat_if_due(budget).await;
         }
     }
 
-    async fn recovered(&self) {
+    /// A probe found Redshift answering and replayed waiting writes. With the journal empty,
+    /// Redshift serves again from the next request on; otherwise the next request goes on
+    /// replaying at once, without waiting an interval.
+    async fn replayed_while_probing(&self, budget: &RequestBudget) {
+        if self.journal.pending() == 0 {
+            self.recovered(budget).await;
+            return;
+        }
+        let mut health = self.lock_health();
+        health.last_probe_at = Some(Utc::now());
+        health.consecutive_failures = 0;
+        health.next_probe_at = None;
+        if matches!(health.mode, Mode::OnSqlite { forced: false, .. }) {
+            health.redshift_message = "Replaying writes".to_string();
+        }
+    }
+
+    async fn recovered(&self, budget: &RequestBudget) {
         let fallback = {
             let mut health = self.lock_health();
             health.last_probe_at = Some(Utc::now());
-            health.redshift_message = "Connected".to_string();
             health.consecutive_failures = 0;
             health.next_probe_at = None;
-            let Mode::OnSqlite { since, .. } = health.mode else {
+            // A `/db/force-sqlite` that arrived while the probe ran wins: forced stays forced.
+            let Mode::OnSqlite {
+                since,
+                forced: false,
+                ..
+            } = health.mode
+            else {
+                if health.mode == Mode::OnRedshift {
+                    health.redshift_message = "Connected".to_string();
+                }
                 return;
             };
+            health.redshift_message = "Connected".to_string();
             health.mode = Mode::OnRedshift;
             health.recoveries += 1;
             let duration = since.elapsed();
@@ -495,12 +568,12 @@ impl FailoverStore {
             "✅ Redshift connection restored"
         );
         self.metrics
-            .record(SwitchEvent::Recovered { fallback })
+            .record(SwitchEvent::Recovered { fallback }, budget.metrics_wait())
             .await;
     }
 
     /// While on SQLite with Redshift configured, reports the running duration, rate-limited.
-    async fn heartbeat_if_due(&self) {
+    async fn heartbeat_if_due(&self, budget: &RequestBudget) {
         let elapsed = {
             let mut health = self.lock_health();
             let Mode::OnSqlite { since, .. } = health.mode else {
@@ -517,31 +590,44 @@ impl FailoverStore {
             since.elapsed()
         };
         self.metrics
-            .record(SwitchEvent::StillOnSqlite { elapsed })
+            .record(
+                SwitchEvent::StillOnSqlite { elapsed },
+                budget.metrics_wait(),
+            )
             .await;
     }
 
     /// `/db/force-sqlite`: serve from SQLite in this environment until `/db/retry-redshift`.
-    pub async fn force_sqlite(&self) {
-        let switched = {
+    pub async fn force_sqlite(&self) -> ForceOutcome {
+        let outcome = {
             let mut health = self.lock_health();
-            let switched = health.move_to_sqlite(true);
-            if switched {
-                health.forced_switches += 1;
-            }
-            if health.mode != Mode::NotConfigured {
+            if health.mode == Mode::NotConfigured {
+                ForceOutcome::NotConfigured
+            } else {
                 health.redshift_message = "Forced to SQLite".to_string();
+                if health.move_to_sqlite(true) {
+                    health.forced_switches += 1;
+                    ForceOutcome::Switched
+                } else {
+                    ForceOutcome::AlreadyOnSqlite
+                }
             }
-            switched
         };
-        tracing::warn!("💾 Forced to local SQLite until /db/retry-redshift");
-        if switched {
-            self.metrics.record(SwitchEvent::Forced).await;
+        match outcome {
+            ForceOutcome::NotConfigured => {
+                tracing::info!("💾 Redshift is not configured; already serving from SQLite")
+            }
+            _ => tracing::warn!("💾 Forced to local SQLite until /db/retry-redshift"),
         }
+        if outcome == ForceOutcome::Switched {
+            self.metrics.record(SwitchEvent::Forced, PUT_TIMEOUT).await;
+        }
+        outcome
     }
 
-    /// `/db/retry-redshift`: leaves forced mode and probes Redshift now (waiting for a probe
-    /// already under way rather than running two at once). Returns the source afterwards.
+    /// `/db/retry-redshift`: leaves forced mode and tries Redshift now (waiting for a probe
+    /// already under way rather than running two at once): replays waiting writes, or, with
+    /// none waiting, runs a probe statement. Returns the source afterwards.
     pub async fn retry_redshift(&self) -> Source {
         let Some(redshift) = &self.redshift else {
             return self.current_source();
@@ -554,24 +640,31 @@ impl FailoverStore {
             }
         }
         tracing::info!("🔄 Retrying Redshift connection");
-        let probe = async {
-            self.replay_if_pending(redshift).await?;
-            redshift.probe().await
+        let budget = RequestBudget::start(redshift.timeout());
+        let session = redshift.within(budget.redshift);
+        let outcome = if self.journal.pending() > 0 {
+            self.replay_with(session).await.map(Some)
+        } else {
+            session.probe().await.map(|()| None)
         };
-        match probe.await {
-            Ok(()) => self.recovered().await,
-            Err(err) => self.redshift_failed(&err, true).await,
+        match outcome {
+            Ok(None) => self.recovered(&budget).await,
+            Ok(Some(_)) => self.replayed_while_probing(&budget).await,
+            Err(err) => self.redshift_failed(&err, true, &budget).await,
         }
         self.current_source()
     }
 
     pub async fn snapshot(&self) -> HealthSnapshot {
-        let (sqlite_available, sqlite_message) = match &self.sqlite {
+        let (sqlite_available, sqlite_message) = match self.backup.store() {
             Ok(sqlite) => match sqlite.ping().await {
                 Ok(()) => (true, "Connected".to_string()),
-                Err(err) => (false, err.to_string()),
+                Err(err) => {
+                    self.backup.query_failed(&err);
+                    (false, err.to_string())
+                }
             },
-            Err(reason) => (false, reason.clone()),
+            Err(err) => (false, err.to_string()),
         };
         let health = self.lock_health();
         let now = Instant::now();
@@ -612,17 +705,16 @@ impl FailoverStore {
             fallbacks: health.fallbacks,
             forced_switches: health.forced_switches,
             recoveries: health.recoveries,
-            pending_sync: self.pending.load(Ordering::Relaxed),
-            last_replay_at: health.last_replay_at,
+            pending_sync: self.journal.pending(),
+            rejected_sync: self.journal.rejected(),
+            last_replay_at: self.journal.last_replay_at(),
         }
     }
 }
 
 fn unwrap_output<T>(served: Served<Output>, pick: impl FnOnce(Output) -> Option<T>) -> Served<T> {
     let result = served.result.and_then(|output| {
-        pick(output).ok_or_else(|| {
-            StoreError::Decode("operation returned another kind of answer".to_string())
-        })
+        pick(output).ok_or_else(|| StoreError::decode("operation returned another kind of answer"))
     });
     Served {
         source: served.source,

@@ -3,10 +3,20 @@
 //! - [`sqlite::SqliteStore`]: the local backup, a file in `/tmp` shipped with the function.
 //! - [`redshift::RedshiftStore`]: the primary, through the Redshift Data API.
 //! - [`failover::FailoverStore`]: owns the health state and decides which one serves.
+//! - [`journal::Journal`]: writes taken by the backup while Redshift could not, and their replay.
+//! - [`backup::Backup`]: the backup file, reopened when it could not be opened or broke.
+//! - [`error`]: why a database failed, and whether that is an outage or a refusal.
+//! - [`deadline::Deadline`]: the one time budget of a request's Redshift work.
 
+pub mod backup;
+pub mod deadline;
+pub mod error;
 pub mod failover;
+pub mod journal;
 pub mod redshift;
 pub mod sqlite;
+
+pub use error::{ErrorKind, StoreError};
 
 use std::future::Future;
 
@@ -97,30 +107,8 @@ pub enum InsertOutcome {
     Inserted,
     /// A call with this id was already stored; it is returned as it is.
     AlreadyExists(Call),
-}
-
-/// Why a database could not answer. Messages are short, credential-free reasons that may be
-/// shown in `/db/status`.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum StoreError {
-    #[error("Connection timeout")]
-    Timeout,
-    #[error("Connection refused")]
-    ConnectionRefused,
-    #[error("Connection failed: {0}")]
-    Connection(String),
-    #[error("Throttled")]
-    Throttled,
-    #[error("Service error: {0}")]
-    Service(String),
-    #[error("Statement failed: {0}")]
-    StatementFailed(String),
-    #[error("Statement aborted")]
-    StatementAborted,
-    #[error("Undecodable result: {0}")]
-    Decode(String),
-    #[error("SQLite error: {0}")]
-    Sqlite(String),
+    /// The id is taken by a stored row that cannot be read back; another id must be used.
+    IdTaken,
 }
 
 /// The operations every database offers. Implementations answer or fail; choosing between

@@ -1,20 +1,28 @@
 //! The primary database, Amazon Redshift, through the Redshift Data API.
 //!
 //! The Data API is asynchronous: a statement is submitted, runs, and its result is fetched
-//! separately. `WaitTimeSeconds` on ExecuteStatement makes the service hold the answer until the
-//! statement finishes, so a quick query costs two round trips (execute, get result). Endpoints
-//! that ignore it are handled by a DescribeStatement poll that starts fast and backs off.
-//! Every operation runs under one overall deadline, so a hung Redshift costs a bounded time.
+//! separately. `WaitTimeSeconds` makes the service hold the answer until the statement finishes,
+//! so a quick query costs two round trips (execute, get result); with less than a second left, a
+//! DescribeStatement poll that starts fast and backs off takes over. Everything one request does
+//! runs under one [`Deadline`]; a statement abandoned at the deadline is cancelled, so that it
+//! neither runs on nor counts against the cluster's limit of active statements.
+//!
+//! Redshift enforces no primary key. Every insert therefore runs as one transaction of
+//! `LOCK calls` and `INSERT ... SELECT ... WHERE NOT EXISTS`: the lock (Redshift's documented way
+//! to serialise writers) makes the check and the insert atomic, so no interleaving of requests,
+//! replays or retries can store an id twice.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_redshiftdata::config::http::HttpResponse;
 use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementOutput;
+use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
 use aws_sdk_redshiftdata::types::{Field, SqlParameter};
 use aws_sdk_redshiftdata::Client;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
+use super::deadline::Deadline;
+use super::error::{ErrorKind, Refusal};
 use super::{Call, CallStore, HistoryQuery, InsertOutcome, StoreError};
 use crate::config::{RedshiftAuth, RedshiftConfig, RedshiftTarget};
 
@@ -22,8 +30,8 @@ use crate::config::{RedshiftAuth, RedshiftConfig, RedshiftTarget};
 pub const SCHEMA: &str = include_str!("../../sql/redshift/schema.sql");
 const COLUMNS: &str =
     "id, contact_name, account_name, started_at, duration_seconds, outcome, notes, created_at";
-/// The Data API holds an answer for at most this long.
-const MAX_SERVER_WAIT_SECS: u64 = 30;
+/// Serialises writers: see the module documentation.
+const LOCK_CALLS: &str = "LOCK calls";
 const FIRST_POLL_DELAY: Duration = Duration::from_millis(10);
 const MAX_POLL_DELAY: Duration = Duration::from_millis(500);
 
@@ -31,28 +39,42 @@ const MAX_POLL_DELAY: Duration = Duration::from_millis(500);
 pub struct RedshiftStore {
     client: Client,
     config: RedshiftConfig,
-    deadline: Duration,
+    timeout: Duration,
 }
 
-/// A SQL statement with its `:name` parameters. Values are sent as strings (the Data API's
-/// only parameter type) and converted by Redshift, with explicit casts in the SQL where needed.
+/// The store bound to one request's deadline: every call it makes shares that deadline.
+#[derive(Clone, Copy)]
+pub struct RedshiftSession<'a> {
+    store: &'a RedshiftStore,
+    deadline: Deadline,
+}
+
+/// SQL with its `:name` parameters. Values travel as strings (the Data API's only parameter
+/// type) and Redshift converts them, with explicit casts in the SQL where needed. The Data API
+/// refuses an empty value, so an empty string is written as the constant `''` instead.
 #[derive(Clone, Debug, Default)]
 pub struct Statement {
-    pub sql: String,
+    /// One statement, or several run as one transaction (BatchExecuteStatement).
+    pub sqls: Vec<String>,
     pub params: Vec<(String, String)>,
 }
 
 impl Statement {
     fn new(sql: impl Into<String>) -> Self {
         Statement {
-            sql: sql.into(),
+            sqls: vec![sql.into()],
             params: Vec::new(),
         }
     }
 
-    fn bind(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.params.push((name.to_string(), value.into()));
-        self
+    /// The placeholder for `value` under `name`: `:name`, or `''` for an empty string.
+    fn placeholder(&mut self, name: String, value: String) -> String {
+        if value.is_empty() {
+            return "''".to_string();
+        }
+        let placeholder = format!(":{name}");
+        self.params.push((name, value));
+        placeholder
     }
 
     fn parameters(&self) -> Result<Option<Vec<SqlParameter>>, StoreError> {
@@ -66,30 +88,108 @@ impl Statement {
                     .name(name)
                     .value(value)
                     .build()
-                    .map_err(|e| StoreError::Service(e.to_string()))
+                    .map_err(|e| {
+                        StoreError::new(ErrorKind::Refused(Refusal::Validation), e.to_string())
+                    })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
 }
 
-/// The rows of a finished statement, or how many rows it changed.
+/// The rows of a finished statement, or how many rows its last statement changed.
 #[derive(Debug, Default)]
 pub struct StatementResult {
     pub records: Vec<Vec<Field>>,
     pub rows_affected: i64,
 }
 
+/// What ExecuteStatement or BatchExecuteStatement answered.
+struct Submitted {
+    id: String,
+    /// Present when the server-side wait was asked for.
+    status: Option<String>,
+    has_result_set: bool,
+}
+
+impl Submitted {
+    fn new(id: Option<&str>, status: Option<&str>, has_result_set: Option<bool>) -> Option<Self> {
+        Some(Submitted {
+            id: id?.to_string(),
+            status: status.map(str::to_string),
+            has_result_set: has_result_set.unwrap_or(false),
+        })
+    }
+}
+
+/// What DescribeStatement (or a waited submission) told about a statement that ended.
+struct Ended {
+    status: String,
+    has_result_set: bool,
+    /// Rows changed by the (last) statement, when known.
+    rows: Option<i64>,
+    error: Option<String>,
+}
+
 impl RedshiftStore {
-    pub fn new(client: Client, config: RedshiftConfig, deadline: Duration) -> Self {
+    /// `timeout` is the deadline of one request's Redshift work (`REDSHIFT_TIMEOUT_MS`).
+    pub fn new(client: Client, config: RedshiftConfig, timeout: Duration) -> Self {
         RedshiftStore {
             client,
             config,
+            timeout,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The store bound to `deadline`.
+    pub fn within(&self, deadline: Deadline) -> RedshiftSession<'_> {
+        RedshiftSession {
+            store: self,
             deadline,
         }
     }
 
-    pub fn deadline(&self) -> Duration {
+    /// The store bound to a fresh deadline of its configured length.
+    pub fn session(&self) -> RedshiftSession<'_> {
+        self.within(Deadline::after(self.timeout))
+    }
+
+    /// Creates the `calls` table when it does not exist.
+    pub async fn apply_schema(&self) -> Result<(), StoreError> {
+        self.session().run(Statement::new(SCHEMA)).await.map(|_| ())
+    }
+
+    /// As [`RedshiftSession::insert_missing`], under a fresh deadline.
+    pub async fn insert_missing(&self, calls: &[Call]) -> Result<i64, StoreError> {
+        self.session().insert_missing(calls).await
+    }
+
+    fn cancel_in_background(&self, id: &str) {
+        let client = self.client.clone();
+        let id = id.to_string();
+        // Not awaited: the request that abandoned the statement has no time left. Lambda may
+        // freeze the environment first; the cancel then goes out when it thaws.
+        tokio::spawn(async move {
+            let cancel = client.cancel_statement().id(&id).send();
+            match tokio::time::timeout(Duration::from_secs(5), cancel).await {
+                Ok(Ok(_)) => {
+                    tracing::info!(statement = %id, "Cancelled a Redshift statement abandoned at the deadline")
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(statement = %id, error = %classify(err).detail, "Cancel not applied (the statement may have ended)")
+                }
+                Err(_) => tracing::debug!(statement = %id, "Cancel got no answer"),
+            }
+        });
+    }
+}
+
+impl RedshiftSession<'_> {
+    pub fn deadline(&self) -> Deadline {
         self.deadline
     }
 
@@ -100,147 +200,130 @@ impl RedshiftStore {
             .map(|_| ())
     }
 
-    /// Creates the `calls` table when it does not exist.
-    pub async fn apply_schema(&self) -> Result<(), StoreError> {
-        self.run(Statement::new(SCHEMA)).await.map(|_| ())
-    }
-
-    /// Runs one statement under the overall deadline.
+    /// Runs one statement (or one transaction of several) under the session's deadline.
     pub async fn run(&self, statement: Statement) -> Result<StatementResult, StoreError> {
-        let started = Instant::now();
-        match tokio::time::timeout(self.deadline, self.run_unbounded(&statement, started)).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout),
-        }
+        let submitted = self.deadline.run(self.submit(&statement)).await?;
+        let ended = match self.deadline.run(self.wait_until_done(&submitted)).await {
+            Ok(ended) => ended,
+            Err(err) => {
+                if err.is_timeout() {
+                    self.store.cancel_in_background(&submitted.id);
+                }
+                return Err(err);
+            }
+        };
+        self.deadline.run(self.collect(&submitted.id, ended)).await
     }
 
-    async fn run_unbounded(
-        &self,
-        statement: &Statement,
-        started: Instant,
-    ) -> Result<StatementResult, StoreError> {
-        let submitted = self.execute(statement, started).await?;
-        let id = submitted
-            .id()
-            .ok_or_else(|| {
-                StoreError::Decode("ExecuteStatement returned no statement id".to_string())
-            })?
-            .to_string();
-        let (status, has_result_set, rows_affected) = match submitted.status() {
-            Some(status) if is_terminal(status.as_str()) => (
-                status.as_str().to_string(),
-                submitted.has_result_set().unwrap_or(false),
-                -1,
-            ),
-            _ => self.wait_until_done(&id, started).await?,
-        };
-        match status.as_str() {
-            "FINISHED" => {}
-            "ABORTED" => return Err(StoreError::StatementAborted),
-            _ => return Err(StoreError::StatementFailed(self.failure_reason(&id).await)),
+    /// Submits the statement (ExecuteStatement, or BatchExecuteStatement for a transaction),
+    /// with a server-side wait when a second or more is left.
+    async fn submit(&self, statement: &Statement) -> Result<Submitted, StoreError> {
+        let store = self.store;
+        let parameters = statement.parameters()?;
+        let wait = self.deadline.server_wait_secs();
+        // Both requests take the same target and credentials members.
+        macro_rules! target_and_auth {
+            ($request:expr) => {{
+                let request = match &store.config.target {
+                    RedshiftTarget::Cluster(id) => $request.cluster_identifier(id),
+                    RedshiftTarget::Workgroup(name) => $request.workgroup_name(name),
+                };
+                match &store.config.auth {
+                    RedshiftAuth::SecretArn(arn) => request.secret_arn(arn),
+                    RedshiftAuth::DbUser(user) => request.db_user(user),
+                    RedshiftAuth::Iam => request,
+                }
+            }};
         }
-        if !has_result_set {
-            // ExecuteStatement's answer does not say how many rows changed; DescribeStatement does.
-            let rows_affected = match rows_affected {
-                -1 => self.rows_affected(&id).await?,
-                known => known,
-            };
-            return Ok(StatementResult {
-                records: Vec::new(),
-                rows_affected,
+        let submitted = match statement.sqls.as_slice() {
+            [sql] => {
+                let request = store
+                    .client
+                    .execute_statement()
+                    .sql(sql)
+                    .database(&store.config.database)
+                    .set_parameters(parameters)
+                    .set_wait_time_seconds(wait);
+                let out = target_and_auth!(request).send().await.map_err(classify)?;
+                Submitted::new(
+                    out.id(),
+                    out.status().map(|s| s.as_str()),
+                    out.has_result_set(),
+                )
+            }
+            sqls => {
+                let request = store
+                    .client
+                    .batch_execute_statement()
+                    .set_sqls(Some(sqls.to_vec()))
+                    .database(&store.config.database)
+                    .set_parameters(parameters)
+                    .set_wait_time_seconds(wait);
+                let out = target_and_auth!(request).send().await.map_err(classify)?;
+                Submitted::new(
+                    out.id(),
+                    out.status().map(|s| s.as_str()),
+                    out.has_result_set(),
+                )
+            }
+        };
+        submitted.ok_or_else(|| StoreError::decode("the Data API returned no statement id"))
+    }
+
+    /// Follows the statement until it ends. A query the server-side wait saw finish goes
+    /// straight to its result; anything else asks DescribeStatement (for the row count or the
+    /// error), with a server-side wait when a second or more is left, else a poll that starts
+    /// fast and backs off.
+    async fn wait_until_done(&self, submitted: &Submitted) -> Result<Ended, StoreError> {
+        if submitted.status.as_deref() == Some("FINISHED") && submitted.has_result_set {
+            return Ok(Ended {
+                status: "FINISHED".to_string(),
+                has_result_set: true,
+                rows: None,
+                error: None,
             });
         }
-        let records = self.fetch_all_pages(&id).await?;
-        Ok(StatementResult {
-            rows_affected: records.len() as i64,
-            records,
-        })
-    }
-
-    /// Server-side wait, in whole seconds, for what is left of the deadline (rounded up: the
-    /// wait ends as soon as the statement does, and the deadline itself is enforced here).
-    fn server_wait(&self, started: Instant) -> Option<i32> {
-        let left = self.deadline.saturating_sub(started.elapsed());
-        let secs = left
-            .as_millis()
-            .div_ceil(1000)
-            .min(u128::from(MAX_SERVER_WAIT_SECS));
-        (secs > 0).then_some(secs as i32)
-    }
-
-    async fn execute(
-        &self,
-        statement: &Statement,
-        started: Instant,
-    ) -> Result<ExecuteStatementOutput, StoreError> {
-        let mut request = self
-            .client
-            .execute_statement()
-            .sql(&statement.sql)
-            .database(&self.config.database)
-            .set_parameters(statement.parameters()?)
-            .set_wait_time_seconds(self.server_wait(started));
-        request = match &self.config.target {
-            RedshiftTarget::Cluster(id) => request.cluster_identifier(id),
-            RedshiftTarget::Workgroup(name) => request.workgroup_name(name),
-        };
-        request = match &self.config.auth {
-            RedshiftAuth::SecretArn(arn) => request.secret_arn(arn),
-            RedshiftAuth::DbUser(user) => request.db_user(user),
-            RedshiftAuth::Iam => request,
-        };
-        request.send().await.map_err(classify)
-    }
-
-    /// Polls DescribeStatement until the statement ends: fast at first, then backing off.
-    async fn wait_until_done(
-        &self,
-        id: &str,
-        started: Instant,
-    ) -> Result<(String, bool, i64), StoreError> {
         let mut delay = FIRST_POLL_DELAY;
         loop {
             let described = self
+                .store
                 .client
                 .describe_statement()
-                .id(id)
-                .set_wait_time_seconds(self.server_wait(started))
+                .id(&submitted.id)
+                .set_wait_time_seconds(self.deadline.server_wait_secs())
                 .send()
                 .await
                 .map_err(classify)?;
-            let status = described
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            if is_terminal(&status) {
-                return Ok((
-                    status,
-                    described.has_result_set().unwrap_or(false),
-                    described.result_rows(),
-                ));
+            if let Some(ended) = ended(&described) {
+                return Ok(ended);
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_POLL_DELAY);
         }
     }
 
-    async fn rows_affected(&self, id: &str) -> Result<i64, StoreError> {
-        let described = self
-            .client
-            .describe_statement()
-            .id(id)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(described.result_rows())
-    }
-
-    /// The statement's own error text, for the status page and the log.
-    async fn failure_reason(&self, id: &str) -> String {
-        match self.client.describe_statement().id(id).send().await {
-            Ok(described) => described.error().unwrap_or("statement failed").to_string(),
-            Err(err) => classify(err).to_string(),
+    async fn collect(&self, id: &str, ended: Ended) -> Result<StatementResult, StoreError> {
+        match ended.status.as_str() {
+            "FINISHED" => {}
+            "ABORTED" => {
+                return Err(StoreError::new(
+                    ErrorKind::StatementAborted,
+                    "statement aborted",
+                ))
+            }
+            _ => return Err(statement_failed(ended.error.unwrap_or_default())),
         }
+        if !ended.has_result_set {
+            return Ok(StatementResult {
+                records: Vec::new(),
+                rows_affected: ended.rows.unwrap_or(0),
+            });
+        }
+        let records = self.fetch_all_pages(id).await?;
+        Ok(StatementResult {
+            rows_affected: records.len() as i64,
+            records,
+        })
     }
 
     async fn fetch_all_pages(&self, id: &str) -> Result<Vec<Vec<Field>>, StoreError> {
@@ -248,6 +331,7 @@ impl RedshiftStore {
         let mut next_token: Option<String> = None;
         loop {
             let page = self
+                .store
                 .client
                 .get_statement_result()
                 .id(id)
@@ -265,49 +349,57 @@ impl RedshiftStore {
 
     async fn select_calls(&self, statement: Statement) -> Result<Vec<Call>, StoreError> {
         let result = self.run(statement).await?;
-        result
-            .records
-            .iter()
-            .map(|record| call_from_record(record))
-            .collect()
+        let mut calls = Vec::with_capacity(result.records.len());
+        for record in &result.records {
+            let call = call_from_record(record)?;
+            // Redshift enforces no key: should another writer ever have stored an id twice,
+            // a reader still sees it once.
+            if !calls.iter().any(|c: &Call| c.id == call.id) {
+                calls.push(call);
+            }
+        }
+        Ok(calls)
     }
 
-    /// Inserts `calls` that are not there yet, in one multi-row statement. Returns how many rows
-    /// Redshift added. Idempotent on `id`: Redshift enforces no keys, so the statement checks.
+    /// Inserts `calls` that are not there yet, in one transaction. Returns how many rows
+    /// Redshift added.
     pub async fn insert_missing(&self, calls: &[Call]) -> Result<i64, StoreError> {
         if calls.is_empty() {
             return Ok(0);
         }
         let mut statement = Statement::default();
-        let mut rows = Vec::with_capacity(calls.len());
-        for (i, call) in calls.iter().enumerate() {
-            rows.push(values_row(i, call, &mut statement));
-        }
-        statement.sql = format!(
-            "INSERT INTO calls ({COLUMNS}) SELECT v.* FROM ({rows}) AS v \
-             WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.id = v.id)",
-            rows = rows.join(" UNION ALL ")
-        );
-        let result = self.run(statement).await?;
-        Ok(result.rows_affected)
+        let rows: Vec<String> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| values_row(i, call, &mut statement))
+            .collect();
+        statement.sqls = vec![
+            LOCK_CALLS.to_string(),
+            format!(
+                "INSERT INTO calls ({COLUMNS}) SELECT v.* FROM ({rows}) AS v \
+                 WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.id = v.id)",
+                rows = rows.join(" UNION ALL ")
+            ),
+        ];
+        Ok(self.run(statement).await?.rows_affected)
     }
 }
 
-impl CallStore for RedshiftStore {
+impl CallStore for RedshiftSession<'_> {
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<Call>, StoreError> {
         let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE 1 = 1");
         let mut statement = Statement::default();
         if let Some(contact) = &query.contact {
-            sql.push_str(" AND contact_name = :contact");
-            statement = statement.bind("contact", contact.clone());
+            let p = statement.placeholder("contact".into(), contact.clone());
+            sql.push_str(&format!(" AND contact_name = {p}"));
         }
         if let Some(since) = &query.since {
-            sql.push_str(" AND started_at >= CAST(:since AS TIMESTAMP)");
-            statement = statement.bind("since", to_redshift_time(since));
+            let p = statement.placeholder("since".into(), to_redshift_time(since));
+            sql.push_str(&format!(" AND started_at >= CAST({p} AS TIMESTAMP)"));
         }
         if let Some(until) = &query.until {
-            sql.push_str(" AND started_at < CAST(:until AS TIMESTAMP)");
-            statement = statement.bind("until", to_redshift_time(until));
+            let p = statement.placeholder("until".into(), to_redshift_time(until));
+            sql.push_str(&format!(" AND started_at < CAST({p} AS TIMESTAMP)"));
         }
         // Limit and offset are validated integers, not client text; Redshift does not take
         // parameters in LIMIT.
@@ -315,13 +407,14 @@ impl CallStore for RedshiftStore {
             " ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
             query.limit, query.offset
         ));
-        statement.sql = sql;
+        statement.sqls = vec![sql];
         self.select_calls(statement).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Call>, StoreError> {
-        let statement = Statement::new(format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))
-            .bind("id", id.to_string());
+        let mut statement = Statement::default();
+        let p = statement.placeholder("id".into(), id.to_string());
+        statement.sqls = vec![format!("SELECT {COLUMNS} FROM calls WHERE id = {p}")];
         Ok(self.select_calls(statement).await?.into_iter().next())
     }
 
@@ -331,23 +424,35 @@ impl CallStore for RedshiftStore {
         }
         match self.get(&call.id).await? {
             Some(existing) => Ok(InsertOutcome::AlreadyExists(existing)),
-            // Reported no row added yet none is there: count it as a failure, never as stored.
-            None => Err(StoreError::Service("insert was not applied".to_string())),
+            // Reported no row added yet none is there: a failure, never claimed as stored.
+            None => Err(StoreError::new(
+                ErrorKind::Service,
+                "insert added no row and none is there",
+            )),
         }
     }
 }
 
+/// The store under its own deadline per call, for tools and tests.
+impl CallStore for RedshiftStore {
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<Call>, StoreError> {
+        self.session().history(query).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<Call>, StoreError> {
+        self.session().get(id).await
+    }
+    async fn insert(&self, call: &Call) -> Result<InsertOutcome, StoreError> {
+        self.session().insert(call).await
+    }
+}
+
 /// One `SELECT <values>` of a multi-row insert; absent values are SQL NULLs (the Data API has
-/// no null parameter), everything else is a bound parameter. Only the first row names its
-/// columns, and only non-text values are cast, to keep large batches small.
+/// no null parameter), everything else a bound parameter. Only the first row names its columns,
+/// and only non-text values are cast, to keep large batches small.
 fn values_row(i: usize, call: &Call, statement: &mut Statement) -> String {
     let mut value = |column: &str, value: Option<String>, cast: Option<&str>| -> String {
         let expression = match value {
-            Some(value) => {
-                let name = format!("{column}_{i}");
-                statement.params.push((name.clone(), value));
-                format!(":{name}")
-            }
+            Some(value) => statement.placeholder(format!("{column}_{i}"), value),
             None => "NULL".to_string(),
         };
         let expression = match cast {
@@ -385,8 +490,31 @@ fn values_row(i: usize, call: &Call, statement: &mut Statement) -> String {
     format!("SELECT {}", parts.join(", "))
 }
 
-fn is_terminal(status: &str) -> bool {
-    matches!(status, "FINISHED" | "FAILED" | "ABORTED")
+/// How the statement ended, if it has.
+fn ended(described: &DescribeStatementOutput) -> Option<Ended> {
+    let status = described.status()?.as_str();
+    if !matches!(status, "FINISHED" | "FAILED" | "ABORTED") {
+        return None;
+    }
+    // A transaction's row count is its last statement's.
+    let rows = match described.sub_statements() {
+        [] => described.result_rows(),
+        subs => subs.last().map_or(-1, |s| s.result_rows()),
+    };
+    Some(Ended {
+        status: status.to_string(),
+        has_result_set: described.has_result_set().unwrap_or(false),
+        rows: (rows >= 0).then_some(rows),
+        error: described.error().map(str::to_string),
+    })
+}
+
+/// A FAILED statement: a refusal when Redshift rejected a value, else an outage.
+fn statement_failed(error: String) -> StoreError {
+    match Refusal::from_database_message(&error) {
+        Some(refusal) => StoreError::new(ErrorKind::Refused(refusal), error),
+        None => StoreError::new(ErrorKind::StatementFailed, error),
+    }
 }
 
 /// Redshift TIMESTAMP text, in UTC.
@@ -399,12 +527,12 @@ fn parse_redshift_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
     NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f"))
         .map(|t| t.and_utc())
-        .map_err(|_| StoreError::Decode(format!("not a timestamp: {text:?}")))
+        .map_err(|_| StoreError::decode(format!("not a timestamp: {text:?}")))
 }
 
 fn call_from_record(record: &[Field]) -> Result<Call, StoreError> {
     if record.len() != 8 {
-        return Err(StoreError::Decode(format!(
+        return Err(StoreError::decode(format!(
             "expected 8 columns, got {}",
             record.len()
         )));
@@ -425,14 +553,14 @@ fn optional_text(field: &Field, column: &str) -> Result<Option<String>, StoreErr
     match field {
         Field::IsNull(true) => Ok(None),
         Field::StringValue(s) => Ok(Some(s.clone())),
-        other => Err(StoreError::Decode(format!(
+        other => Err(StoreError::decode(format!(
             "{column}: expected text, got {other:?}"
         ))),
     }
 }
 
 fn required_text(field: &Field, column: &str) -> Result<String, StoreError> {
-    optional_text(field, column)?.ok_or_else(|| StoreError::Decode(format!("{column} is null")))
+    optional_text(field, column)?.ok_or_else(|| StoreError::decode(format!("{column} is null")))
 }
 
 fn optional_long(field: &Field, column: &str) -> Result<Option<i64>, StoreError> {
@@ -443,45 +571,58 @@ fn optional_long(field: &Field, column: &str) -> Result<Option<i64>, StoreError>
         Field::StringValue(s) => s
             .parse()
             .map(Some)
-            .map_err(|_| StoreError::Decode(format!("{column}: not an integer: {s:?}"))),
-        other => Err(StoreError::Decode(format!(
+            .map_err(|_| StoreError::decode(format!("{column}: not an integer: {s:?}"))),
+        other => Err(StoreError::decode(format!(
             "{column}: expected an integer, got {other:?}"
         ))),
     }
 }
 
-/// Turns an SDK failure into a short, credential-free reason.
+/// Turns an SDK failure into its class (outage or refusal) with the SDK's words as detail.
 fn classify<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match &err {
-        SdkError::TimeoutError(_) => StoreError::Timeout,
-        SdkError::DispatchFailure(failure) => {
-            if failure.is_timeout() {
-                StoreError::Timeout
-            } else if failure.is_io() {
-                StoreError::ConnectionRefused
-            } else {
-                StoreError::Connection("could not reach the Data API".to_string())
-            }
-        }
-        SdkError::ResponseError(_) => {
-            StoreError::Decode("unreadable Data API response".to_string())
-        }
+    let detail = match &err {
+        SdkError::ServiceError(service) => format!(
+            "{}: {} (HTTP {})",
+            service.err().code().unwrap_or("UnknownError"),
+            service.err().message().unwrap_or(""),
+            service.raw().status().as_u16()
+        ),
+        other => aws_sdk_redshiftdata::error::DisplayErrorContext(other).to_string(),
+    };
+    let kind = match &err {
+        SdkError::TimeoutError(_) => ErrorKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => ErrorKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_io() => ErrorKind::ConnectionRefused,
+        SdkError::DispatchFailure(_) => ErrorKind::Connection,
+        SdkError::ResponseError(_) => ErrorKind::Decode,
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("UnknownError");
-            let status = service.raw().status().as_u16();
-            if code.contains("Throttl") || status == 429 {
-                StoreError::Throttled
-            } else if status >= 500 {
-                StoreError::Service(format!("{code} (HTTP {status})"))
-            } else {
-                let message = service.err().message().unwrap_or("");
-                StoreError::Service(format!("{code}: {message}"))
-            }
+            kind_of_service_error(code, service.raw().status().as_u16())
         }
-        _ => StoreError::Connection(err.to_string()),
+        _ => ErrorKind::Connection,
+    };
+    StoreError::new(kind, detail)
+}
+
+/// The Data API's error types, by what they mean for the fallback.
+fn kind_of_service_error(code: &str, status: u16) -> ErrorKind {
+    match code {
+        // The request itself is invalid (an empty parameter value, say): another try, on this
+        // or any later request, is refused the same way.
+        "ValidationException" => ErrorKind::Refused(Refusal::Validation),
+        "ActiveStatementsExceededException"
+        | "ActiveSessionsExceededException"
+        | "ActiveWaitingRequestsExceededException" => ErrorKind::TooManyStatements,
+        "AccessDeniedException" => ErrorKind::AccessDenied,
+        "QueryTimeoutException" => ErrorKind::Timeout,
+        "DatabaseConnectionException" => ErrorKind::Connection,
+        code if code.contains("Throttl") => ErrorKind::Throttled,
+        _ if status == 429 => ErrorKind::Throttled,
+        _ if status == 403 => ErrorKind::AccessDenied,
+        _ => ErrorKind::Service,
     }
 }
 
@@ -497,6 +638,8 @@ mod tests {
         assert_eq!(parse_redshift_time("2024-11-04 09:00:00").unwrap(), t);
         assert_eq!(parse_redshift_time("2024-11-04 09:00:00+00").unwrap(), t);
         assert!(parse_redshift_time("yesterday").is_err());
+        let first = Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(to_redshift_time(&first), "0001-01-01 00:00:00.000000");
     }
 
     #[test]
@@ -507,25 +650,81 @@ mod tests {
             Field::IsNull(true),
             Field::StringValue("2024-11-04 09:00:00.5".into()),
             Field::LongValue(42),
-            Field::IsNull(true),
+            Field::StringValue(String::new()),
             Field::IsNull(true),
             Field::StringValue("2024-11-04 09:01:00".into()),
         ];
         let call = call_from_record(&record).unwrap();
         assert_eq!(call.account_name, None);
+        assert_eq!(call.outcome.as_deref(), Some(""));
         assert_eq!(call.duration_seconds, Some(42));
         assert_eq!(call.started_at.timestamp_subsec_millis(), 500);
 
         let mut bad = record.clone();
         bad[4] = Field::BooleanValue(true);
-        assert!(matches!(call_from_record(&bad), Err(StoreError::Decode(_))));
+        assert_eq!(call_from_record(&bad).unwrap_err().kind, ErrorKind::Decode);
     }
 
     #[test]
-    fn statement_parameters_are_named() {
-        let statement = Statement::new("SELECT :a").bind("a", "1");
-        let params = statement.parameters().unwrap().unwrap();
-        assert_eq!(params[0].name(), "a");
-        assert_eq!(params[0].value(), "1");
+    fn empty_strings_are_constants_and_never_parameters() {
+        let call = Call {
+            id: "a".into(),
+            contact_name: "Ada".into(),
+            account_name: Some(String::new()),
+            started_at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            duration_seconds: None,
+            outcome: Some(String::new()),
+            notes: Some("n".into()),
+            created_at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+        };
+        let mut statement = Statement::default();
+        let row = values_row(0, &call, &mut statement);
+        assert!(row.contains("'' AS account_name"), "{row}");
+        assert!(row.contains("'' AS outcome"), "{row}");
+        assert!(
+            row.contains("CAST(NULL AS BIGINT) AS duration_seconds"),
+            "{row}"
+        );
+        assert!(statement.params.iter().all(|(_, v)| !v.is_empty()));
+        let names: Vec<&str> = statement.params.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "id_0",
+                "contact_name_0",
+                "started_at_0",
+                "notes_0",
+                "created_at_0"
+            ]
+        );
+    }
+
+    #[test]
+    fn service_errors_are_told_apart() {
+        assert_eq!(
+            kind_of_service_error("ValidationException", 400),
+            ErrorKind::Refused(Refusal::Validation)
+        );
+        assert_eq!(
+            kind_of_service_error("ThrottlingException", 400),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            kind_of_service_error("ActiveStatementsExceededException", 400),
+            ErrorKind::TooManyStatements
+        );
+        assert_eq!(
+            kind_of_service_error("InternalServerException", 500),
+            ErrorKind::Service
+        );
+        assert_eq!(
+            kind_of_service_error("AccessDeniedException", 403),
+            ErrorKind::AccessDenied
+        );
+        assert!(
+            statement_failed("ERROR: value too long for type character varying(20)".into())
+                .is_refusal()
+        );
+        assert!(!statement_failed("ERROR: relation \"calls\" does not exist".into()).is_refusal());
     }
 }

@@ -10,15 +10,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
+use super::error::{ErrorKind, SqliteProblem};
 use super::{Call, CallStore, HistoryQuery, InsertOutcome, StoreError};
 
 const SCHEMA: &str = include_str!("../../sql/sqlite/schema.sql");
 const SEED: &str = include_str!("../../sql/sqlite/seed.sql");
-/// Marks a database whose schema and sample data are in place.
-const SCHEMA_VERSION: i64 = 1;
+/// Marks a database whose schema and sample data are in place: 1 had the calls and the
+/// journal, 2 added the writes set aside.
+const SCHEMA_VERSION: i64 = 2;
 const POOL_SIZE: usize = 2;
 const COLUMNS: &str =
     "id, contact_name, account_name, started_at, duration_seconds, outcome, notes, created_at";
+
+/// Journaled writes to replay, by journal entry (the journal row's id).
+#[derive(Debug, Default)]
+pub struct PendingBatch {
+    pub calls: Vec<(i64, Call)>,
+    /// Entries whose call cannot be read back, with the reason.
+    pub unreadable: Vec<(i64, String)>,
+}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -61,22 +71,22 @@ impl SqliteStore {
 
     /// As [`SqliteStore::open`], with other sample data for a new database (a snapshot of
     /// Redshift, say) than the one compiled in.
+    ///
+    /// Only a damaged file (not a database, or corrupt) is moved aside, with its `-wal` and
+    /// `-shm` files, and recreated; a transient failure (busy, disk full, read-only) is returned
+    /// as it is, so that the caller can try again later without losing the file.
     pub fn open_with_seed(
         path: &Path,
         journal_writes: bool,
         seed: &str,
     ) -> Result<SqliteStore, StoreError> {
-        let first = match open_connection(path)
-            .and_then(|conn| prepare_schema(&conn, seed).map(|_| conn))
-        {
+        let first = match open_prepared(path, seed) {
             Ok(conn) => conn,
-            Err(err) if path.exists() => {
+            Err(err) if err.kind == ErrorKind::Sqlite(SqliteProblem::Corrupt) => {
                 let aside = path.with_extension("unreadable");
-                tracing::warn!(path = %path.display(), error = %err, "SQLite database unreadable, recreating it");
-                std::fs::rename(path, &aside).map_err(|e| StoreError::Sqlite(e.to_string()))?;
-                let conn = open_connection(path)?;
-                prepare_schema(&conn, seed)?;
-                conn
+                tracing::warn!(path = %path.display(), aside = %aside.display(), error = %err.detail, "SQLite database damaged; moved aside and recreated");
+                move_aside(path, &aside)?;
+                open_prepared(path, seed)?
             }
             Err(err) => return Err(err),
         };
@@ -117,7 +127,7 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T>,
     {
         match self.pool.try_acquire() {
-            Some(mut conn) => Ok(f(&mut conn).map_err(|e| StoreError::Sqlite(e.to_string()))),
+            Some(mut conn) => Ok(f(&mut conn).map_err(StoreError::from)),
             None => Err(f),
         }
     }
@@ -131,10 +141,15 @@ impl SqliteStore {
         let pool = Arc::clone(&self.pool);
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.acquire();
-            f(&mut conn).map_err(|e| StoreError::Sqlite(e.to_string()))
+            f(&mut conn).map_err(StoreError::from)
         })
         .await
-        .map_err(|e| StoreError::Sqlite(format!("query task failed: {e}")))?
+        .map_err(|e| {
+            StoreError::new(
+                ErrorKind::Sqlite(SqliteProblem::Other),
+                format!("query task failed: {e}"),
+            )
+        })?
     }
 
     /// A cheap query that proves the database answers.
@@ -149,42 +164,75 @@ impl SqliteStore {
 
     /// How many writes wait to be replayed to Redshift.
     pub async fn pending_count(&self) -> Result<u64, StoreError> {
-        self.read(|conn| {
-            conn.query_row("SELECT COUNT(*) FROM pending_sync", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        })
-        .await
-        .map(|n| n.max(0) as u64)
+        self.count("SELECT COUNT(*) FROM pending_sync").await
     }
 
-    /// The oldest journaled writes, at most `limit`, in the order they were made.
-    pub async fn pending_batch(&self, limit: usize) -> Result<Vec<Call>, StoreError> {
+    /// How many journaled writes Redshift refused and that were set aside.
+    pub async fn rejected_count(&self) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) FROM rejected_sync").await
+    }
+
+    async fn count(&self, sql: &'static str) -> Result<u64, StoreError> {
+        self.read(move |conn| conn.query_row(sql, [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n.max(0) as u64)
+    }
+
+    /// The oldest journaled writes, at most `limit`, in the order they were made. A journaled
+    /// row that cannot be read back as a call comes back apart, to be set aside, so that it
+    /// can never hold up the rest.
+    pub async fn pending_batch(&self, limit: usize) -> Result<PendingBatch, StoreError> {
         let sql = format!(
-            "SELECT {cols} FROM calls c JOIN pending_sync p ON p.id = c.id \
-             ORDER BY p.queued_at, p.id LIMIT :limit",
+            "SELECT p.rowid, {cols} FROM pending_sync p LEFT JOIN calls c ON c.id = p.id \
+             ORDER BY p.queued_at, p.rowid LIMIT :limit",
             cols = qualified_columns("c")
         );
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(named_params! { ":limit": limit as i64 }, call_from_row)?;
-            rows.collect()
+            let mut rows = stmt.query(named_params! { ":limit": limit as i64 })?;
+            let mut batch = PendingBatch::default();
+            while let Some(row) = rows.next()? {
+                let entry: i64 = row.get(0)?;
+                match call_from_columns(row, 1) {
+                    Ok(call) => batch.calls.push((entry, call)),
+                    Err(err) => batch.unreadable.push((entry, err.to_string())),
+                }
+            }
+            Ok(batch)
         })
         .await
     }
 
-    /// Removes replayed writes from the journal.
-    pub async fn mark_synced(&self, ids: Vec<String>) -> Result<(), StoreError> {
+    /// Removes replayed writes (by journal entry) from the journal.
+    pub async fn mark_synced(&self, entries: Vec<i64>) -> Result<(), StoreError> {
         self.with_connection(move |conn| {
             // IMMEDIATE takes the write lock up front: upgrading a read transaction later fails
             // at once under concurrent writers instead of waiting.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
-                let mut stmt = tx.prepare_cached("DELETE FROM pending_sync WHERE id = :id")?;
-                for id in &ids {
-                    stmt.execute(named_params! { ":id": id })?;
+                let mut stmt =
+                    tx.prepare_cached("DELETE FROM pending_sync WHERE rowid = :entry")?;
+                for entry in &entries {
+                    stmt.execute(named_params! { ":entry": entry })?;
                 }
             }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Moves a journaled write that Redshift refuses out of the journal, keeping the call and
+    /// the reason, so that the rest of the journal replays.
+    pub async fn set_aside(&self, entry: i64, reason: String) -> Result<(), StoreError> {
+        self.with_connection(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO rejected_sync (id, reason, rejected_at) \
+                 SELECT id, :reason, :now FROM pending_sync WHERE rowid = :entry",
+            )?
+            .execute(named_params! { ":reason": reason, ":now": to_db_time(&Utc::now()), ":entry": entry })?;
+            tx.prepare_cached("DELETE FROM pending_sync WHERE rowid = :entry")?
+                .execute(named_params! { ":entry": entry })?;
             tx.commit()
         })
         .await
@@ -249,8 +297,15 @@ impl CallStore for SqliteStore {
                 params.push((":until", until));
             }
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params.as_slice(), call_from_row)?;
-            rows.collect()
+            let mut rows = stmt.query(params.as_slice())?;
+            let mut calls = Vec::with_capacity(query.limit as usize);
+            while let Some(row) = rows.next()? {
+                // One unreadable row must not make the whole answer unavailable.
+                if let Some(call) = readable(call_from_row(row)) {
+                    calls.push(call);
+                }
+            }
+            Ok(calls)
         })
         .await
     }
@@ -260,8 +315,10 @@ impl CallStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt =
                 conn.prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))?;
-            stmt.query_row(named_params! { ":id": id }, call_from_row)
-                .optional()
+            let found = stmt
+                .query_row(named_params! { ":id": id }, |row| Ok(call_from_row(row)))
+                .optional()?;
+            Ok(found.and_then(readable))
         })
         .await
     }
@@ -273,10 +330,15 @@ impl CallStore for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing = tx
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))?
-                .query_row(named_params! { ":id": call.id }, call_from_row)
+                .query_row(named_params! { ":id": call.id }, |row| Ok(call_from_row(row)))
                 .optional()?;
-            if let Some(existing) = existing {
-                return Ok(InsertOutcome::AlreadyExists(existing));
+            match existing {
+                None => {}
+                Some(Ok(existing)) => return Ok(InsertOutcome::AlreadyExists(existing)),
+                Some(Err(err)) => {
+                    tracing::warn!(id = %call.id, error = %err, "The id is taken by an unreadable row in the local backup");
+                    return Ok(InsertOutcome::IdTaken);
+                }
             }
             {
                 let mut stmt = tx.prepare_cached(&format!(
@@ -300,33 +362,60 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+    let conn = Connection::open_with_flags(path, flags)?;
     // WAL lets readers and the writer proceed together; FULL sync because an acknowledged
     // write must survive the process.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-    )
-    .map_err(|e| StoreError::Sqlite(e.to_string()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(|e| StoreError::Sqlite(e.to_string()))?;
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
 
-/// Applies the schema and, on a new database, the sample data, in one transaction.
+/// A connection with the schema in place.
+fn open_prepared(path: &Path, seed: &str) -> Result<Connection, StoreError> {
+    let conn = open_connection(path)?;
+    prepare_schema(&conn, seed)?;
+    Ok(conn)
+}
+
+/// Applies the schema and, on a new database, the sample data, in one transaction. The schema's
+/// statements are idempotent, so an older database gains what it lacks and keeps its rows.
 fn prepare_schema(conn: &Connection, seed: &str) -> Result<(), StoreError> {
-    let run = || -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version >= SCHEMA_VERSION {
-            // Still prove the table is readable: a damaged file fails here.
-            conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))?;
-            return Ok(());
-        }
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        // Still prove the table is readable: a damaged file fails here.
+        conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))?;
+        return Ok(());
+    }
+    let seed = if version == 0 { seed } else { "" };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))?;
+    Ok(())
+}
+
+/// Moves a damaged database and its WAL files out of the way, keeping them for inspection.
+fn move_aside(path: &Path, aside: &Path) -> Result<(), StoreError> {
+    let moved = |from: &Path, to: &Path| match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::new(
+            ErrorKind::Sqlite(SqliteProblem::CannotOpen),
+            format!("moving {} aside: {e}", from.display()),
+        )),
     };
-    run().map_err(|e| StoreError::Sqlite(e.to_string()))
+    moved(path, aside)?;
+    for suffix in ["-wal", "-shm"] {
+        moved(&with_suffix(path, suffix), &with_suffix(aside, suffix))?;
+    }
+    Ok(())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn execute_insert(
@@ -370,15 +459,33 @@ fn from_db_time(index: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
         })
 }
 
+/// A row of the `calls` columns, in order.
 fn call_from_row(row: &Row<'_>) -> rusqlite::Result<Call> {
+    call_from_columns(row, 0)
+}
+
+/// The call in the eight columns from `first` on.
+fn call_from_columns(row: &Row<'_>, first: usize) -> rusqlite::Result<Call> {
     Ok(Call {
-        id: row.get(0)?,
-        contact_name: row.get(1)?,
-        account_name: row.get(2)?,
-        started_at: from_db_time(3, &row.get::<_, String>(3)?)?,
-        duration_seconds: row.get(4)?,
-        outcome: row.get(5)?,
-        notes: row.get(6)?,
-        created_at: from_db_time(7, &row.get::<_, String>(7)?)?,
+        id: row.get(first)?,
+        contact_name: row.get(first + 1)?,
+        account_name: row.get(first + 2)?,
+        started_at: from_db_time(first + 3, &row.get::<_, String>(first + 3)?)?,
+        duration_seconds: row.get(first + 4)?,
+        outcome: row.get(first + 5)?,
+        notes: row.get(first + 6)?,
+        created_at: from_db_time(first + 7, &row.get::<_, String>(first + 7)?)?,
     })
+}
+
+/// The call, or `None` (logged) for a stored row that cannot be read back: written by hand or
+/// by an older version, it is skipped rather than failing the whole answer.
+fn readable(decoded: rusqlite::Result<Call>) -> Option<Call> {
+    match decoded {
+        Ok(call) => Some(call),
+        Err(err) => {
+            tracing::warn!(error = %err, "Skipped a row of the local backup that cannot be read");
+            None
+        }
+    }
 }

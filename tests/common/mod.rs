@@ -241,6 +241,11 @@ impl Redshift {
     pub fn executions(&self) -> usize {
         self.standin.operation_count("ExecuteStatement")
     }
+
+    /// Statements submitted: single ones and transactions.
+    pub fn statements(&self) -> usize {
+        self.executions() + self.standin.operation_count("BatchExecuteStatement")
+    }
 }
 
 /// Spawns the app on the stand-in, with the `calls` table created through the Data API.

@@ -20,6 +20,23 @@ use crate::sql::dialect;
 /// Session settings that make PostgreSQL print values the way Redshift does.
 const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex";
 
+/// Redshift records primary key, unique and foreign key constraints but enforces none of
+/// them; PostgreSQL enforces all three. Run after every statement that defines a table, this
+/// drops them (foreign keys first, as they depend on the keys), so that the stand-in stores
+/// what Redshift would store, duplicates included.
+const DROP_ENFORCED_KEYS: &str = "\
+    DO $$ DECLARE c record; BEGIN \
+      FOR c IN SELECT conrelid::regclass AS tbl, conname FROM pg_constraint \
+               WHERE contype IN ('f', 'p', 'u') \
+                 AND connamespace = ANY (current_schemas(false)::regnamespace[]) \
+               ORDER BY contype = 'f' DESC LOOP \
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', c.tbl, c.conname); \
+      END LOOP; \
+    END $$";
+
+/// What Redshift answers for a NUL character, which PostgreSQL cannot even receive.
+const NUL_REFUSED: &str = "invalid byte sequence for encoding \"UTF8\": 0x00";
+
 /// Where result columns come from, for their metadata.
 const TABLE_COLUMNS_SQL: &str = "\
     SELECT a.attrelid, a.attnum, n.nspname::text, c.relname::text, a.attnotnull, \
@@ -235,6 +252,9 @@ async fn run_query(client: &Client, sql: &str) -> Result<QueryOutcome, QueryFail
         error: format!("ERROR: {message}"),
         duration: started.elapsed(),
     };
+    if sql.contains('\0') {
+        return Err(fail(NUL_REFUSED.to_owned()));
+    }
     dialect::check(sql).map_err(|unsupported| fail(unsupported.to_string()))?;
     // Preparing first tells the column types, which the text protocol
     // does not; it also refuses several statements in one string.
@@ -255,6 +275,12 @@ async fn run_query(client: &Client, sql: &str) -> Result<QueryOutcome, QueryFail
         Some(result) => result.records.len() as i64,
         None => affected_rows(&messages),
     };
+    if dialect::defines_table(sql) {
+        client
+            .batch_execute(DROP_ENFORCED_KEYS)
+            .await
+            .map_err(|e| fail(error_message(&e)))?;
+    }
     Ok(QueryOutcome {
         status: Status::Finished,
         error: None,

@@ -3,8 +3,12 @@
 //! The stand-in runs SQL on PostgreSQL, which accepts far more than Redshift.
 //! SQL that only works here would fail in production, so the constructs that
 //! are cheap to spot and easy to reach for by habit (`ON CONFLICT`,
-//! `RETURNING`, `SERIAL` columns) fail the statement with an error like the one
-//! Redshift gives.
+//! `RETURNING`, `SERIAL` columns, indexes) fail the statement with an error like
+//! the one Redshift gives.
+//!
+//! The other way round, Redshift accepts key constraints but never enforces
+//! them: [`defines_table`] tells the executor when to drop what PostgreSQL
+//! would enforce.
 
 use super::lexer::{SegmentKind, is_identifier_byte, segments};
 
@@ -19,6 +23,17 @@ pub(crate) fn check(sql: &str) -> Result<(), Unsupported> {
     let is_ddl = words
         .first()
         .is_some_and(|w| w.eq_ignore_ascii_case("CREATE") || w.eq_ignore_ascii_case("ALTER"));
+    if is_ddl
+        && let Some(index) = words
+            .iter()
+            .take(3)
+            .position(|w| w.eq_ignore_ascii_case("INDEX"))
+    {
+        return Err(Unsupported(format!(
+            "syntax error at or near \"{}\"",
+            words[index]
+        )));
+    }
     for (i, word) in words.iter().enumerate() {
         let next = words.get(i + 1);
         if word.eq_ignore_ascii_case("ON")
@@ -38,6 +53,19 @@ pub(crate) fn check(sql: &str) -> Result<(), Unsupported> {
         }
     }
     Ok(())
+}
+
+/// True for `CREATE TABLE` and `ALTER TABLE`: statements after which PostgreSQL
+/// would enforce primary key, unique or foreign key constraints that Redshift
+/// only records.
+pub(crate) fn defines_table(sql: &str) -> bool {
+    let words = code_words(sql);
+    let verb = words.first().copied().unwrap_or_default();
+    (verb.eq_ignore_ascii_case("CREATE") || verb.eq_ignore_ascii_case("ALTER"))
+        && words
+            .iter()
+            .take(4)
+            .any(|w| w.eq_ignore_ascii_case("TABLE"))
 }
 
 fn syntax_error(word: &str) -> Unsupported {
@@ -92,6 +120,26 @@ mod tests {
             message("CREATE TABLE t (id BIGSERIAL PRIMARY KEY)").as_deref(),
             Some("Column \"id\" has unsupported type \"bigserial\".")
         );
+    }
+
+    #[test]
+    fn rejects_indexes_which_redshift_does_not_have() {
+        assert_eq!(
+            message("CREATE UNIQUE INDEX calls_id ON calls (id)").as_deref(),
+            Some("syntax error at or near \"INDEX\"")
+        );
+        assert_eq!(message("CREATE TABLE index_log (id INT)"), None);
+    }
+
+    #[test]
+    fn tells_which_statements_define_tables() {
+        assert!(defines_table(
+            "CREATE TABLE IF NOT EXISTS calls (id VARCHAR(10))"
+        ));
+        assert!(defines_table("create temp table t (id int primary key)"));
+        assert!(defines_table("ALTER TABLE calls ADD PRIMARY KEY (id)"));
+        assert!(!defines_table("INSERT INTO calls VALUES ('CREATE TABLE')"));
+        assert!(!defines_table("SELECT 1"));
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub(crate) enum ParameterError {
         "The parameter name {0:?} is invalid: it must start with a letter or underscore and contain only letters, digits and underscores."
     )]
     InvalidName(String),
+    /// The API's own constraint on `SqlParameter.value` (minimum length 1), in AWS's words.
+    #[error(
+        "1 validation error detected: Value '' at 'parameters.{0}.member.value' failed to satisfy constraint: Member must have length greater than or equal to 1"
+    )]
+    EmptyValue(usize),
 }
 
 /// Returns each statement of `sqls` with its placeholders replaced by the
@@ -50,7 +55,10 @@ fn index_parameters(
     parameters: &[(String, String)],
 ) -> Result<HashMap<&str, &str>, ParameterError> {
     let mut values = HashMap::with_capacity(parameters.len());
-    for (name, value) in parameters {
+    for (index, (name, value)) in parameters.iter().enumerate() {
+        if value.is_empty() {
+            return Err(ParameterError::EmptyValue(index + 1));
+        }
         if placeholder_len(name.as_bytes()) != name.len() {
             return Err(ParameterError::InvalidName(name.clone()));
         }
@@ -183,6 +191,18 @@ mod tests {
         assert_eq!(
             bind_one("SELECT :a", &[("a", "1"), ("b-c", "2")]),
             Err(ParameterError::InvalidName("b-c".into()))
+        );
+    }
+
+    #[test]
+    fn an_empty_value_is_refused_as_the_data_api_does() {
+        let refused = bind_one("SELECT :a, :b", &[("a", "x"), ("b", "")]).unwrap_err();
+        assert_eq!(refused, ParameterError::EmptyValue(2));
+        assert!(refused.to_string().contains("'parameters.2.member.value'"));
+        assert!(
+            refused
+                .to_string()
+                .contains("Member must have length greater than or equal to 1")
         );
     }
 

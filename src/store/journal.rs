@@ -1,0 +1,247 @@
+//! The journal: writes the backup took while Redshift was configured but could not take them,
+//! and their replay to Redshift.
+//!
+//! The rules, each kept here:
+//! - A journaled write is replayed exactly once: each batch is one idempotent transaction on
+//!   Redshift (see [`RedshiftSession::insert_missing`]) and leaves the journal only once Redshift
+//!   has it, so a replay cut off anywhere resumes later without loss or duplicates.
+//! - The journal cannot be blocked: a batch Redshift refuses is split until the refused write is
+//!   found; that write is set aside (kept in the backup with its reason, counted, measured,
+//!   logged once) and the rest goes on. A journaled row that cannot even be read back is set
+//!   aside the same way.
+//! - Replay spends the request's deadline and no more: a batch starts only when the time left
+//!   covers what the previous one took, with room to spare; what is left waits for the next
+//!   request.
+//! - One replay at a time in an environment; a request that finds one running goes on without
+//!   waiting.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::redshift::RedshiftSession;
+use super::sqlite::SqliteStore;
+use super::{Call, StoreError};
+use crate::metrics::{Metrics, SwitchEvent};
+
+/// Rows per replay statement: one multi-row insert each.
+pub const REPLAY_BATCH: usize = 200;
+
+/// What one replay did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Journaled writes now in Redshift and out of the journal.
+    pub replayed: u64,
+    /// Of those, how many Redshift already had (an earlier, interrupted replay, or the same id
+    /// written there before); Redshift's copy is kept.
+    pub already_there: u64,
+    /// Writes Redshift refused, or that could not be read back, now set aside.
+    pub set_aside: u64,
+    /// Another replay was running: this one did nothing.
+    pub busy: bool,
+}
+
+pub struct Journal {
+    /// Journaled writes not yet replayed: kept in memory so that the Redshift path need not
+    /// ask SQLite. The journal itself is the truth; this is refreshed from it after every replay.
+    pending: AtomicU64,
+    /// Writes set aside, for `/db/status`.
+    rejected: AtomicU64,
+    last_replay_at: Mutex<Option<DateTime<Utc>>>,
+    replay_lock: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Journal {
+    /// The journal of `sqlite` (empty when there is no backup).
+    pub async fn load(sqlite: Option<&SqliteStore>, metrics: Arc<Metrics>) -> Journal {
+        let journal = Journal {
+            pending: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            last_replay_at: Mutex::new(None),
+            replay_lock: tokio::sync::Mutex::new(()),
+            metrics,
+        };
+        if let Some(sqlite) = sqlite {
+            journal.recount(sqlite).await;
+        }
+        journal
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    pub fn last_replay_at(&self) -> Option<DateTime<Utc>> {
+        *self
+            .last_replay_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A write was journaled. Counted before the write is acknowledged, so that a read that
+    /// follows the acknowledgement knows a write waits.
+    pub fn journaled(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Replays journaled writes in batches until none wait, Redshift fails, or the session's
+    /// deadline leaves too little time for another batch.
+    pub async fn replay(
+        &self,
+        sqlite: &SqliteStore,
+        redshift: RedshiftSession<'_>,
+    ) -> Result<ReplayReport, StoreError> {
+        let Ok(_guard) = self.replay_lock.try_lock() else {
+            return Ok(ReplayReport {
+                busy: true,
+                ..ReplayReport::default()
+            });
+        };
+        let mut run = ReplayRun::new(sqlite, redshift);
+        let outcome = run.all().await;
+        // Whatever happened, the journal is the truth about what still waits.
+        self.recount(sqlite).await;
+        self.finish(&run.report).await;
+        outcome.map(|()| run.report)
+    }
+
+    async fn recount(&self, sqlite: &SqliteStore) {
+        if let Ok(pending) = sqlite.pending_count().await {
+            self.pending.store(pending, Ordering::Release);
+        }
+        if let Ok(rejected) = sqlite.rejected_count().await {
+            self.rejected.store(rejected, Ordering::Relaxed);
+        }
+    }
+
+    async fn finish(&self, report: &ReplayReport) {
+        if report.replayed > 0 {
+            *self
+                .last_replay_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Utc::now());
+            tracing::info!(
+                rows = report.replayed,
+                already_in_redshift = report.already_there,
+                set_aside = report.set_aside,
+                still_waiting = self.pending(),
+                "🔁 Replayed writes from the local backup to Redshift"
+            );
+        }
+        if report.set_aside > 0 {
+            // The request has little time left; what the put does not finish in 50 ms goes on
+            // in the background.
+            self.metrics
+                .record(
+                    SwitchEvent::WritesSetAside {
+                        count: report.set_aside,
+                    },
+                    Duration::from_millis(50),
+                )
+                .await;
+        }
+    }
+}
+
+/// One replay's work and bookkeeping.
+struct ReplayRun<'a> {
+    sqlite: &'a SqliteStore,
+    redshift: RedshiftSession<'a>,
+    report: ReplayReport,
+    /// How long the last statement took: the next starts only if the time left covers it.
+    last_statement: Option<Duration>,
+}
+
+impl<'a> ReplayRun<'a> {
+    fn new(sqlite: &'a SqliteStore, redshift: RedshiftSession<'a>) -> Self {
+        ReplayRun {
+            sqlite,
+            redshift,
+            report: ReplayReport::default(),
+            last_statement: None,
+        }
+    }
+
+    async fn all(&mut self) -> Result<(), StoreError> {
+        while self.time_for_another_statement() {
+            let batch = self.sqlite.pending_batch(REPLAY_BATCH).await?;
+            for (entry, reason) in batch.unreadable {
+                self.set_aside(
+                    entry,
+                    "?",
+                    format!("unreadable in the local backup: {reason}"),
+                )
+                .await?;
+            }
+            if batch.calls.is_empty() {
+                return Ok(());
+            }
+            if !self.batch(batch.calls).await? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays one batch, splitting it while Redshift refuses part of it. False when the time
+    /// ran out before the whole batch was done (the rest stays journaled).
+    async fn batch(&mut self, calls: Vec<(i64, Call)>) -> Result<bool, StoreError> {
+        let mut parts = vec![calls];
+        while let Some(part) = parts.pop() {
+            if !self.time_for_another_statement() {
+                return Ok(false);
+            }
+            let batch: Vec<Call> = part.iter().map(|(_, call)| call.clone()).collect();
+            let started = Instant::now();
+            let outcome = self.redshift.insert_missing(&batch).await;
+            self.last_statement = Some(started.elapsed());
+            match outcome {
+                Ok(added) => {
+                    let entries = part.iter().map(|(entry, _)| *entry).collect();
+                    self.sqlite.mark_synced(entries).await?;
+                    let rows = part.len() as u64;
+                    self.report.replayed += rows;
+                    self.report.already_there += rows.saturating_sub(added.max(0) as u64);
+                }
+                Err(err) if err.is_refusal() && part.len() == 1 => {
+                    let (entry, call) = &part[0];
+                    let reason = format!("{err} ({})", err.detail);
+                    self.set_aside(*entry, &call.id, reason).await?;
+                }
+                Err(err) if err.is_refusal() => {
+                    // Halve until the refused write is alone; the second half waits its turn.
+                    let mut first = part;
+                    let second = first.split_off(first.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn set_aside(&mut self, entry: i64, id: &str, reason: String) -> Result<(), StoreError> {
+        tracing::warn!(id, reason = %reason, "⛔ Redshift will not take a journaled write; set aside in the local backup");
+        self.sqlite.set_aside(entry, reason).await?;
+        self.report.set_aside += 1;
+        Ok(())
+    }
+
+    /// The first statement always runs; another only when the time left covers the last one's
+    /// duration half as much again, so that replay does not run itself into the deadline.
+    fn time_for_another_statement(&self) -> bool {
+        let left = self.redshift.deadline().remaining();
+        match self.last_statement {
+            None => !left.is_zero(),
+            Some(took) => left > took + took / 2,
+        }
+    }
+}
