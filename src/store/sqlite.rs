@@ -221,6 +221,23 @@ impl SqliteStore {
         .await
     }
 
+    /// A journaled write that was set aside, by id.
+    pub async fn set_aside_call(&self, id: &str) -> Result<Option<Call>, StoreError> {
+        let id = id.to_string();
+        let sql = format!(
+            "SELECT {cols} FROM calls c JOIN rejected_sync r ON r.id = c.id WHERE c.id = :id",
+            cols = qualified_columns("c")
+        );
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let found = stmt
+                .query_row(named_params! { ":id": id }, |row| Ok(call_from_row(row)))
+                .optional()?;
+            Ok(found.and_then(readable))
+        })
+        .await
+    }
+
     /// Moves a journaled write that Redshift refuses out of the journal, keeping the call and
     /// the reason, so that the rest of the journal replays.
     pub async fn set_aside(&self, entry: i64, reason: String) -> Result<(), StoreError> {

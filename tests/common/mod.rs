@@ -42,6 +42,11 @@ impl TestApp {
         .await
     }
 
+    /// As [`TestApp::get`], for futures that outlive the path's borrow.
+    pub async fn get_owned(&self, path: String) -> Reply {
+        self.get(&path).await
+    }
+
     pub async fn post(&self, path: &str, body: &str) -> Reply {
         read(
             self.client

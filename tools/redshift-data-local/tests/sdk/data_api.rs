@@ -446,6 +446,20 @@ async fn invalid_requests_are_validation_errors() {
         .send()
         .await
         .expect_err("unused parameter");
+    // SqlParameter.value has a minimum length of 1: the Data API cannot carry "".
+    let empty_value = execute(&env.data, "SELECT :a, :b")
+        .parameters(parameter("a", "x"))
+        .parameters(parameter("b", ""))
+        .send()
+        .await
+        .expect_err("empty parameter value");
+    assert!(
+        empty_value
+            .as_service_error()
+            .and_then(|e| e.message())
+            .is_some_and(|m| m.contains("'parameters.2.member.value'")),
+        "{empty_value:?}"
+    );
     for error in [
         no_target,
         both_targets,
@@ -453,6 +467,7 @@ async fn invalid_requests_are_validation_errors() {
         long_wait,
         missing,
         unused,
+        empty_value,
     ] {
         let error = error.into_service_error();
         assert!(
@@ -567,6 +582,14 @@ async fn sql_that_redshift_rejects_fails() {
             "CREATE TABLE b (id bigserial)",
             "unsupported type \"bigserial\"",
         ),
+        (
+            "CREATE UNIQUE INDEX t_n ON t (n)",
+            "syntax error at or near \"INDEX\"",
+        ),
+        (
+            "INSERT INTO t VALUES (3, 3) -- \u{0}",
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+        ),
     ];
     for (sql, message) in cases {
         let described = env.run(sql).await;
@@ -593,6 +616,33 @@ async fn sql_that_redshift_rejects_fails() {
     // The same words inside literals and identifiers are fine.
     env.run_ok("SELECT 'on conflict do nothing returning serial' AS \"returning\"")
         .await;
+    // A NUL in a parameter value fails the statement, as Redshift's encoding check does.
+    let nul = env.run_with("SELECT :v", &[("v", "a\u{0}b")]).await;
+    assert_eq!(nul.status(), Some(&StatusString::Failed));
+}
+
+#[tokio::test]
+async fn key_constraints_are_recorded_but_never_enforced() {
+    let env = Env::start().await;
+    env.run_ok(
+        "CREATE TABLE parent (id VARCHAR(10) NOT NULL, code VARCHAR(10) UNIQUE, PRIMARY KEY (id))",
+    )
+    .await;
+    env.run_ok("INSERT INTO parent VALUES ('a', 'x'), ('a', 'x')")
+        .await;
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM parent WHERE id = 'a'")
+            .await,
+        2
+    );
+    // NOT NULL is enforced, by Redshift too.
+    let null_id = env.run("INSERT INTO parent VALUES (NULL, 'y')").await;
+    assert_eq!(null_id.status(), Some(&StatusString::Failed));
+    // Constraints added later are not enforced either.
+    env.run_ok("CREATE TABLE later (id int8)").await;
+    env.run_ok("ALTER TABLE later ADD PRIMARY KEY (id)").await;
+    env.run_ok("INSERT INTO later VALUES (1), (1)").await;
+    assert_eq!(env.scalar("SELECT count(*) FROM later").await, 2);
 }
 
 #[tokio::test]
