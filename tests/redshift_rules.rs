@@ -510,7 +510,7 @@ async fn a_backlog_replays_under_a_slow_redshift_and_every_write_stays_readable(
             acknowledged.push((id, reply.body["call"].clone()));
         }
     }
-    assert_eq!(status(&app).await["sync"]["pendingWrites"], 1500);
+    assert_eq!(status(app).await["sync"]["pendingWrites"], 1500);
 
     // Redshift returns, slow: each Data API call takes 600 ms against a 1.5 s deadline.
     redshift
@@ -537,7 +537,7 @@ async fn a_backlog_replays_under_a_slow_redshift_and_every_write_stays_readable(
             );
             assert_eq!(&reply.body["call"], call, "{id}");
         }
-        let now = status(&app).await;
+        let now = status(app).await;
         if now["currentSource"] == "redshift" && now["sync"]["pendingWrites"] == 0 {
             break;
         }
