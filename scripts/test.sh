@@ -28,3 +28,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The status page (GET /) in headless Chromium, against the service and the Redshift stand-in.
+tests/browser/run.sh
