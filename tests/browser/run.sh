@@ -124,5 +124,6 @@ log "driving $CHROMIUM against http://127.0.0.1:$app_port/"
 .venv/bin/python tests/browser/status_page.py \
     --base-url "http://127.0.0.1:$app_port/" \
     --admin-token "$ADMIN_TOKEN" \
+    --control-url "http://127.0.0.1:$control_port" \
     --chromium "$CHROMIUM" \
     --out "$OUT"

@@ -85,6 +85,15 @@ def post(url, token):
         return error.code, json.load(error)
 
 
+def control(url, method, body=None):
+    """Tells the Redshift stand-in to misbehave (POST /fault) or to stop (DELETE /fault)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + "/fault", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=15) as response:
+        require(response.status < 300, f"the stand-in's control API answered {response.status}")
+
+
 class StatusPage:
     def __init__(self, page, base_url):
         self.page = page
@@ -207,10 +216,6 @@ def run(args, checks):
 
         checks("on SQLite the form still records; the list says SQLite served it; 1 write waits to sync",
                records_on_sqlite)
-        page.set_viewport_size({"width": 960, "height": 760})
-        page.screenshot(path=f"{out}/readme-sqlite.png", full_page=True,
-                        clip={"x": 0, "y": 0, "width": 960, "height": 760})
-        page.set_viewport_size({"width": 1100, "height": 900})
 
         refusals_from = len(console)
 
@@ -285,6 +290,33 @@ def run(args, checks):
                 require(kind not in ("error", "pageerror") or EXPECTED_REFUSAL.search(text),
                         f"console error: {text}")
 
+
+        def shows_a_real_outage():
+            control(args.control_url, "POST", {"fault": "refuse-connections"})
+            # Someone else's request meets the outage and falls back; the page shows it on its
+            # next refresh, with the reason.
+            history = urllib.request.urlopen(args.base_url + "api/calls/history", timeout=30)
+            require(json.load(history)["source"] == "sqlite", "the service did not fall back")
+            page.get_by_role("button", name="Refresh now").click()
+            expect(ui.badge).to_have_text(SQLITE_BADGE)
+            expect(ui.banner).to_be_visible()
+            expect(page.locator("#redshift-state")).to_have_text("❌ Unavailable")
+            expect(page.locator("#redshift-message")).to_have_text("Connection refused")
+            expect(page.locator("#redshift-failures")).to_have_text("1")
+            expect(page.locator("#fallback-counts")).to_contain_text("1 fallback,")
+            expect(page.locator("#fallback-duration")).not_to_contain_text("(forced)")
+            page.set_viewport_size({"width": 960, "height": 760})
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=f"{out}/readme-sqlite.png")
+            page.set_viewport_size({"width": 1100, "height": 900})
+            control(args.control_url, "DELETE")
+            ui.admin("retry-redshift", token)
+            expect(ui.badge).to_have_text(REDSHIFT_BADGE)
+            expect(ui.banner).to_be_hidden()
+            expect(page.locator("#redshift-message")).to_have_text("Connected")
+
+        checks("a real outage (Redshift refuses connections): 💾, the banner and the reason; back to ☁️ after",
+               shows_a_real_outage)
         checks("no console errors besides the two refusals Chromium logs", only_the_provoked_refusals_were_logged)
 
         def readable_on_a_phone():
@@ -310,6 +342,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base-url", required=True, help="the service's URL, ending in /")
     parser.add_argument("--admin-token", required=True)
+    parser.add_argument("--control-url", required=True, help="the Redshift stand-in's control API")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--out", default="target/browser")
     args = parser.parse_args()

@@ -90,9 +90,13 @@
         : 'Not on the backup');
     }
     tickFallback();
-    const count = (n) => (typeof n === 'number' ? n : 0);
-    setText('fallback-counts', count(fallback.fallbacks) + ' fallbacks, ' +
-      count(fallback.forcedSwitches) + ' forced, ' + count(fallback.recoveries) + ' recoveries');
+    const count = (n, one, many) => {
+      const value = typeof n === 'number' ? n : 0;
+      return value + ' ' + (value === 1 ? one : many);
+    };
+    setText('fallback-counts', count(fallback.fallbacks, 'fallback', 'fallbacks') + ', ' +
+      count(fallback.forcedSwitches, 'forced switch', 'forced switches') + ', ' +
+      count(fallback.recoveries, 'recovery', 'recoveries'));
   }
 
   function tickFallback() {
