@@ -38,10 +38,10 @@ build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/b
 invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
 	cargo lambda invoke call-history --data-file events/$(EVENT).json
 
-lint: ## Formatting, clippy and the SAM template
+lint: ## Formatting, clippy and the SAM template (cfn-lint, sam validate --lint)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cfn-lint template.yaml
+	scripts/lint-template.sh
 
 fmt: ## Format the code
 	cargo fmt --all
