@@ -85,12 +85,13 @@ trap cleanup EXIT
 
 ensure_debian_packages
 ensure_playwright
-command -v psql >/dev/null || die "psql not found (it comes with postgresql-15; scripts/pg-test-cluster.sh installs it)"
 
 if [ -z "${DATABASE_URL:-}" ]; then
     scripts/pg-test-cluster.sh status >/dev/null 2>&1 || started_pg=true
     export "$(scripts/pg-test-cluster.sh start)"
 fi
+
+command -v psql >/dev/null || die "psql not found (it comes with postgresql-15; scripts/pg-test-cluster.sh installs it)"
 
 log "building the service and the Redshift stand-in"
 cargo build --quiet --bins
