@@ -4,7 +4,7 @@ EVENT ?= calls-history
 PORT ?= 8000
 LAMBDA_BINARY := target/lambda/call-history/bootstrap
 
-.PHONY: run run-redshift-local watch test build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
+.PHONY: run run-redshift-local watch test browser build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch, 
 test: ## Every test; starts a throwaway PostgreSQL for the Redshift stand-in
 	scripts/test.sh
 
+browser: ## The status page in headless Chromium (screenshots in target/browser/)
+	tests/browser/run.sh
+
 build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/bootstrap
 	cargo lambda build --release --bin call-history
 	@ls -l $(LAMBDA_BINARY)
@@ -35,10 +38,10 @@ build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/b
 invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
 	cargo lambda invoke call-history --data-file events/$(EVENT).json
 
-lint: ## Formatting, clippy and the SAM template
+lint: ## Formatting, clippy and the SAM template (cfn-lint, sam validate --lint)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cfn-lint template.yaml
+	scripts/lint-template.sh
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -28,3 +28,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The template's alarms and dashboard: tests/template.rs checked their metrics; these check the rest.
+scripts/lint-template.sh
+
+# The status page (GET /) in headless Chromium, against the service and the Redshift stand-in.
+tests/browser/run.sh

@@ -17,7 +17,10 @@ use aws_sdk_cloudwatch::Client;
 /// Longest time a request waits for CloudWatch.
 pub const PUT_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// Metric names, as the template's alarms and the README use them.
+/// The one dimension of every metric: the function's name, so that two stacks never mix.
+pub const FUNCTION_NAME_DIMENSION: &str = "FunctionName";
+
+/// Metric names, as the template's alarms and dashboard and the README use them.
 pub mod names {
     /// 1 while Redshift serves, 0 while SQLite does.
     pub const DATABASE_SOURCE: &str = "DatabaseSource";
@@ -29,10 +32,11 @@ pub mod names {
     pub const RECOVERY_EVENTS: &str = "RecoveryEvents";
     /// On recovery: how long the fallback that just ended lasted.
     pub const FALLBACK_DURATION: &str = "FallbackDurationSeconds";
-    /// While on SQLite, at most once a minute: how long the fallback has lasted so far.
+    /// While on SQLite, at most once a minute: how long the fallback has lasted so far. 0 on the
+    /// return to Redshift: the data point that clears the template's fallback-too-long alarm.
     pub const FALLBACK_ELAPSED: &str = "FallbackElapsedSeconds";
-    /// Journaled writes that Redshift refused at replay and that were set aside (kept in the
-    /// local backup with their reason), one per write.
+    /// One per journaled write that Redshift refused at replay and that was set aside (kept in
+    /// the local backup with its reason), so that the rest of the journal could replay.
     pub const REJECTED_WRITES: &str = "RejectedWrites";
 }
 
@@ -115,6 +119,8 @@ impl Metrics {
                     fallback.as_secs_f64(),
                     StandardUnit::Seconds,
                 ),
+                // The fallback is over: the alarm on the running duration clears on this point.
+                self.datum(names::FALLBACK_ELAPSED, 0.0, StandardUnit::Seconds),
             ],
             SwitchEvent::StillOnSqlite { elapsed } => vec![
                 source(0.0),
@@ -138,7 +144,7 @@ impl Metrics {
             .timestamp(std::time::SystemTime::now().into())
             .dimensions(
                 Dimension::builder()
-                    .name("FunctionName")
+                    .name(FUNCTION_NAME_DIMENSION)
                     .value(&self.function_name)
                     .build(),
             )

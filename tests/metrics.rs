@@ -69,6 +69,8 @@ async fn fallback_and_recovery_are_measured_within_the_request() {
     let recovered = redshift.standin.metrics();
     assert_datum(&recovered, "DatabaseSource", 1.0, "None");
     assert_datum(&recovered, "RecoveryEvents", 1.0, "Count");
+    // The point that clears the fallback-too-long alarm.
+    assert_datum(&recovered, "FallbackElapsedSeconds", 0.0, "Seconds");
     let duration = named(&recovered, "FallbackDurationSeconds");
     assert_eq!(duration.len(), 1);
     assert_eq!(duration[0].unit.as_deref(), Some("Seconds"));

@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod db;
 pub mod error;
+pub mod status_page;
 
 use std::sync::Arc;
 
@@ -41,7 +42,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             data_source_header,
         ));
+    // The page for people reads the endpoints above; it is not database-backed itself.
+    let pages = Router::new()
+        .route("/", get(status_page::page))
+        .method_not_allowed_fallback(method_not_allowed);
     database_backed
+        .merge(pages)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(json_charset))
