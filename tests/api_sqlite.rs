@@ -27,7 +27,7 @@ async fn status_and_healthz_describe_sqlite_primary() {
     );
     assert_eq!(
         status.body["databases"]["sqlite"],
-        json!({"available": true, "message": "Connected"})
+        json!({"available": true, "writable": true, "message": "Connected"})
     );
     assert_eq!(
         status.body["message"],

@@ -62,7 +62,11 @@ pub async fn status(State(state): State<AppState>) -> Response {
                 "nextProbeInSeconds": secs(s.next_probe_in),
                 "consecutiveFailures": s.consecutive_failures,
             },
-            "sqlite": { "available": s.sqlite_available, "message": s.sqlite_message },
+            "sqlite": {
+                "available": s.sqlite_available,
+                "writable": s.sqlite_writable,
+                "message": s.sqlite_message,
+            },
         },
         "message": status_message(s.source),
         "fallback": fallback_block(&s),

@@ -1,7 +1,18 @@
-//! The local backup file. It is opened at start; when that fails, or when the file breaks under
-//! a running environment (damaged, overwritten), it is opened again on a later request rather
-//! than leaving the environment without a backup for the rest of its life.
+//! The local backup file, kept usable whatever happens to the disk under it.
+//!
+//! - It is opened at start; when that fails (a missing folder, a full disk) it is opened again
+//!   on a later request, after [`REOPEN_AFTER`], rather than leaving the environment without a
+//!   backup for the rest of its life.
+//! - Before a write and for the status, the file at the path is checked to still be the one
+//!   open: a file deleted or replaced under a running environment would otherwise take writes
+//!   that vanish with the process.
+//! - A file found deleted, replaced or damaged is recreated from what the open connection can
+//!   still read (SQLite's `VACUUM INTO`: every call and the whole journal); only when even that
+//!   fails does the new file start from the shipped sample data, and the log says what was lost.
+//! - A write that fails for another reason (disk full, read-only file) is reported as it is:
+//!   nothing is claimed stored, and `/db/status` says the backup takes no writes.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,11 +31,58 @@ pub struct Backup {
 }
 
 enum State {
-    Open(SqliteStore),
+    Open {
+        store: SqliteStore,
+        /// The file that was opened, to notice when the path names another one (or none).
+        file: Option<FileId>,
+        /// The last write failed for this reason (disk full, read-only): reads still work.
+        write_failure: Option<StoreError>,
+    },
     Closed {
         error: StoreError,
         retry_at: Instant,
     },
+}
+
+/// Device and inode: which file a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path).ok().map(|m| FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+/// Every SQLite database file starts with these bytes.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// True when the path still names the file that was opened and it still looks like a database
+/// (not truncated, not overwritten). Two system calls and 16 bytes: cheap enough for every write.
+fn still_intact(path: &Path, opened: FileId) -> bool {
+    use std::io::Read;
+    if file_id(path) != Some(opened) {
+        return false;
+    }
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .is_ok_and(|()| &header == SQLITE_HEADER)
+}
+
+/// What the backup can do now, for `/db/status`.
+#[derive(Clone, Debug)]
+pub struct BackupHealth {
+    /// Reads can be answered.
+    pub readable: bool,
+    /// Writes can be taken (as far as the last one tells).
+    pub writable: bool,
+    /// `Connected`, or the class of what is wrong.
+    pub message: String,
 }
 
 impl Backup {
@@ -32,7 +90,7 @@ impl Backup {
     /// logged and kept; the next try comes with a request after [`REOPEN_AFTER`].
     pub fn open(path: &Path, journal_writes: bool) -> Backup {
         let state = match SqliteStore::open(path, journal_writes) {
-            Ok(store) => State::Open(store),
+            Ok(store) => opened(store),
             Err(error) => closed(path, error),
         };
         Backup {
@@ -47,7 +105,7 @@ impl Backup {
         Backup {
             path: store.path().to_path_buf(),
             journal_writes,
-            state: Mutex::new(State::Open(store)),
+            state: Mutex::new(opened(store)),
         }
     }
 
@@ -55,12 +113,89 @@ impl Backup {
         &self.path
     }
 
-    /// The open store, or why there is none. Tries to open the file again once the retry
-    /// time has come.
+    /// The open store for a read, or why there is none. Tries to open the file again once the
+    /// retry time has come. (A read from a file deleted under it still answers what this
+    /// environment holds; writes and the status check the file first.)
     pub fn store(&self) -> Result<SqliteStore, StoreError> {
         let mut state = self.lock();
+        self.current(&mut state)
+    }
+
+    /// The open store for a write: as [`Backup::store`], after making sure the path still names
+    /// the file that is open and that it still looks like a database, recreating it when not.
+    pub fn store_for_write(&self) -> Result<SqliteStore, StoreError> {
+        let mut state = self.lock();
+        if let State::Open {
+            store,
+            file: Some(open),
+            ..
+        } = &*state
+        {
+            if !still_intact(&self.path, *open) {
+                let store = store.clone();
+                *state = self.recreate(&store, "deleted, replaced, truncated or overwritten");
+            }
+        }
+        self.current(&mut state)
+    }
+
+    /// Tells the backup how a write went: a failure other than damage (disk full, read-only)
+    /// is kept for the status until a write succeeds again.
+    pub fn write_done(&self, outcome: Result<(), &StoreError>) {
+        if let Err(error) = outcome {
+            self.query_failed(error);
+        }
+        if let State::Open { write_failure, .. } = &mut *self.lock() {
+            *write_failure = outcome.err().cloned();
+        }
+    }
+
+    /// Tells the backup that a query failed. A damaged file is recreated at once (from what the
+    /// open connection can still read); other failures leave the file as it is.
+    pub fn query_failed(&self, error: &StoreError) {
+        if error.kind != ErrorKind::Sqlite(SqliteProblem::Corrupt) {
+            return;
+        }
+        let mut state = self.lock();
+        if let State::Open { store, .. } = &*state {
+            let store = store.clone();
+            tracing::error!(path = %self.path.display(), error = %error.detail, "❌ Local SQLite backup is damaged; recreating it");
+            *state = self.recreate(&store, "damaged");
+        }
+    }
+
+    /// What the backup can do, for the status pages.
+    pub fn health(&self) -> BackupHealth {
+        let mut state = self.lock();
+        let _ = self.current(&mut state);
         match &*state {
-            State::Open(store) => return Ok(store.clone()),
+            State::Open {
+                write_failure: None,
+                ..
+            } => BackupHealth {
+                readable: true,
+                writable: true,
+                message: "Connected".to_string(),
+            },
+            State::Open {
+                write_failure: Some(error),
+                ..
+            } => BackupHealth {
+                readable: true,
+                writable: false,
+                message: format!("{error}: writes failing"),
+            },
+            State::Closed { error, .. } => BackupHealth {
+                readable: false,
+                writable: false,
+                message: error.to_string(),
+            },
+        }
+    }
+
+    fn current(&self, state: &mut State) -> Result<SqliteStore, StoreError> {
+        match &*state {
+            State::Open { store, .. } => return Ok(store.clone()),
             State::Closed { error, retry_at } if Instant::now() < *retry_at => {
                 return Err(error.clone())
             }
@@ -69,7 +204,7 @@ impl Backup {
         match SqliteStore::open(&self.path, self.journal_writes) {
             Ok(store) => {
                 tracing::info!(path = %self.path.display(), "💾 Local SQLite backup opened again");
-                *state = State::Open(store.clone());
+                *state = opened(store.clone());
                 Ok(store)
             }
             Err(error) => {
@@ -79,20 +214,35 @@ impl Backup {
         }
     }
 
-    /// Tells the backup that a query failed. A damaged file closes the store, so that the next
-    /// request opens it again (moving the damaged file aside); other failures (busy, disk full,
-    /// read-only) leave the file as it is: they pass, or are reported as they are.
-    pub fn query_failed(&self, error: &StoreError) {
-        if error.kind != ErrorKind::Sqlite(SqliteProblem::Corrupt) {
-            return;
+    /// A new file at the path, from what `old` can still read; from the sample data when it
+    /// can read nothing. Damaged files are moved aside (kept for inspection), never deleted.
+    fn recreate(&self, old: &SqliteStore, why: &str) -> State {
+        let rescue = self.path.with_extension("rescue");
+        let _ = std::fs::remove_file(&rescue);
+        let rescued = old.copy_to(&rescue);
+        if self.path.exists() {
+            if let Err(err) = SqliteStore::move_aside(&self.path) {
+                tracing::error!(error = %err.detail, "could not move the broken backup aside");
+            }
         }
-        let mut state = self.lock();
-        if matches!(*state, State::Open(_)) {
-            tracing::error!(path = %self.path.display(), error = %error.detail, "❌ Local SQLite backup is damaged; it will be recreated");
-            *state = State::Closed {
-                error: error.clone(),
-                retry_at: Instant::now(),
-            };
+        let reopened = match &rescued {
+            Ok(()) => std::fs::rename(&rescue, &self.path)
+                .map_err(|e| {
+                    StoreError::new(ErrorKind::Sqlite(SqliteProblem::CannotOpen), e.to_string())
+                })
+                .and_then(|()| SqliteStore::open(&self.path, self.journal_writes)),
+            Err(_) => SqliteStore::open(&self.path, self.journal_writes),
+        };
+        match (&rescued, reopened) {
+            (Ok(()), Ok(store)) => {
+                tracing::warn!(path = %self.path.display(), "💾 Local SQLite backup was {why}; recreated with every call and write it held");
+                opened(store)
+            }
+            (Err(lost), Ok(store)) => {
+                tracing::error!(path = %self.path.display(), error = %lost.detail, "❌ Local SQLite backup was {why} and unreadable; recreated from the sample data: writes that waited for Redshift in it are lost");
+                opened(store)
+            }
+            (_, Err(error)) => closed(&self.path, error),
         }
     }
 
@@ -101,6 +251,14 @@ impl Backup {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn opened(store: SqliteStore) -> State {
+    State::Open {
+        file: file_id(store.path()),
+        store,
+        write_failure: None,
     }
 }
 

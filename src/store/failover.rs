@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::backup::Backup;
 use super::deadline::Deadline;
+use super::error::{ErrorKind, SqliteProblem};
 use super::journal::{Journal, ReplayReport};
 use super::redshift::{RedshiftSession, RedshiftStore};
 use super::sqlite::SqliteStore;
@@ -136,6 +137,8 @@ pub struct HealthSnapshot {
     pub redshift_available: bool,
     pub redshift_message: String,
     pub sqlite_available: bool,
+    /// The backup takes writes (false after a write failed: disk full, read-only file).
+    pub sqlite_writable: bool,
     pub sqlite_message: String,
     pub fallback_started_at: Option<DateTime<Utc>>,
     pub fallback_duration: Option<Duration>,
@@ -478,7 +481,13 @@ impl FailoverStore {
     }
 
     async fn serve_from_sqlite(&self, op: &Op<'_>) -> Served<Output> {
-        let sqlite = match self.backup.store() {
+        let is_write = matches!(op, Op::Insert(_));
+        let sqlite = if is_write {
+            self.backup.store_for_write()
+        } else {
+            self.backup.store()
+        };
+        let sqlite = match sqlite {
             Ok(sqlite) => sqlite,
             Err(err) => {
                 return Served {
@@ -488,7 +497,11 @@ impl FailoverStore {
             }
         };
         tracing::info!("💾 Executing query on local SQLite");
-        match op.run(&sqlite).await {
+        let result = op.run(&sqlite).await;
+        if is_write {
+            self.backup.write_done(result.as_ref().map(|_| ()));
+        }
+        match result {
             Ok(output) => {
                 if self.redshift.is_some()
                     && matches!(output, Output::Inserted(InsertOutcome::Inserted))
@@ -502,7 +515,9 @@ impl FailoverStore {
             }
             Err(err) => {
                 tracing::error!(error = %err.detail, "❌ Local SQLite failed too: {err}");
-                self.backup.query_failed(&err);
+                if !is_write {
+                    self.backup.query_failed(&err);
+                }
                 Served {
                     source: Source::Unavailable,
                     result: Err(err),
@@ -673,15 +688,22 @@ impl FailoverStore {
     }
 
     pub async fn snapshot(&self) -> HealthSnapshot {
-        let (sqlite_available, sqlite_message) = match self.backup.store() {
-            Ok(sqlite) => match sqlite.ping().await {
-                Ok(()) => (true, "Connected".to_string()),
-                Err(err) => {
-                    self.backup.query_failed(&err);
-                    (false, err.to_string())
-                }
-            },
-            Err(err) => (false, err.to_string()),
+        // The same check as before a write: a file deleted or replaced under this environment
+        // is found (and recreated) here too.
+        let ping = match self.backup.store_for_write() {
+            Ok(sqlite) => sqlite.ping().await.err(),
+            Err(_) => None,
+        };
+        if let Some(err) = &ping {
+            self.backup.query_failed(err);
+        }
+        let backup = self.backup.health();
+        let (sqlite_available, sqlite_writable, sqlite_message) = match ping {
+            // Damage was repaired just now; any other failure is what the backup is.
+            Some(err) if err.kind != ErrorKind::Sqlite(SqliteProblem::Corrupt) => {
+                (false, false, err.to_string())
+            }
+            _ => (backup.readable, backup.writable, backup.message),
         };
         let health = self.lock_health();
         let now = Instant::now();
@@ -705,6 +727,7 @@ impl FailoverStore {
             redshift_available: health.mode == Mode::OnRedshift,
             redshift_message: health.redshift_message.clone(),
             sqlite_available,
+            sqlite_writable,
             sqlite_message,
             fallback_started_at,
             fallback_duration,

@@ -83,9 +83,8 @@ impl SqliteStore {
         let first = match open_prepared(path, seed) {
             Ok(conn) => conn,
             Err(err) if err.kind == ErrorKind::Sqlite(SqliteProblem::Corrupt) => {
-                let aside = path.with_extension("unreadable");
-                tracing::warn!(path = %path.display(), aside = %aside.display(), error = %err.detail, "SQLite database damaged; moved aside and recreated");
-                move_aside(path, &aside)?;
+                tracing::warn!(path = %path.display(), error = %err.detail, "SQLite database damaged; moved aside and recreated");
+                SqliteStore::move_aside(path)?;
                 open_prepared(path, seed)?
             }
             Err(err) => return Err(err),
@@ -105,6 +104,20 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.pool.path
+    }
+
+    /// Writes a complete copy of the database, as this store still reads it (its WAL
+    /// included), to a new file at `to`: the way to keep every call and the journal when the
+    /// file at the path was deleted or damaged under an open connection. Blocking; rare.
+    pub fn copy_to(&self, to: &Path) -> Result<(), StoreError> {
+        let conn = self.pool.acquire();
+        conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// Moves a broken database file (and its WAL files) aside, to `<name>.unreadable`.
+    pub fn move_aside(path: &Path) -> Result<(), StoreError> {
+        move_aside(path, &path.with_extension("unreadable"))
     }
 
     /// Runs a read at once when a connection is free: reads take tens of microseconds and, in WAL
