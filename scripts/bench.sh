@@ -17,6 +17,8 @@ trap '[ "$started_pg" = true ] && scripts/pg-test-cluster.sh stop >/dev/null 2>&
 cargo build --release --bin call-history
 export BENCH_BINARY="$PWD/target/release/call-history"
 RUST_LOG=off cargo bench --bench service
+# 32 clients while the warehouse misbehaves, then an audit of what it holds.
+RUST_LOG=off cargo bench --bench chaos
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk for the HTTP throughput benchmark" >&2

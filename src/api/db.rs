@@ -72,6 +72,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
         "fallback": fallback_block(&s),
         "sync": {
             "pendingWrites": s.pending_sync,
+            "catchingUp": s.catching_up,
             "rejectedWrites": s.rejected_sync,
             "lastReplayAt": time(s.last_replay_at),
         },

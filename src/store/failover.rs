@@ -7,9 +7,12 @@
 //!
 //! The rules that decide who answers, each in one place:
 //! - [`FailoverStore::route`]: Redshift when healthy, a probe when one is due, else SQLite.
-//! - [`FailoverStore::attempt`]: while writes wait in the journal, Redshift does not answer: the
-//!   request replays them instead and is answered from SQLite, which holds every acknowledged
-//!   write. So no read from Redshift can miss a write this environment acknowledged.
+//! - [`FailoverStore::attempt`]: while writes wait in the journal, Redshift answers no read: a
+//!   request that finds the replay free spends its time replaying and is answered from SQLite,
+//!   which holds every acknowledged write; other reads are answered from SQLite meanwhile, and
+//!   new writes go to Redshift (copied into SQLite before they are acknowledged). So no read
+//!   from Redshift can miss a write this environment acknowledged, and the journal only shrinks
+//!   once Redshift is back, whatever the write rate.
 //! - A refusal (Redshift rejects the request's values) answers the client and switches nothing;
 //!   any other failure is an outage: the same request is answered from SQLite and the switch is
 //!   logged and measured ([`FailoverStore::redshift_failed`]).
@@ -52,7 +55,7 @@ enum Mode {
 #[derive(Debug)]
 struct HealthState {
     mode: Mode,
-    /// `Connected`, `Forced to SQLite`, `Replaying writes`, or the last failure's class.
+    /// `Connected`, `Forced to SQLite`, or the last failure's class.
     redshift_message: String,
     next_probe_at: Option<Instant>,
     last_probe_at: Option<DateTime<Utc>>,
@@ -150,6 +153,8 @@ pub struct HealthSnapshot {
     pub forced_switches: u64,
     pub recoveries: u64,
     pub pending_sync: u64,
+    /// Back on Redshift with writes still replaying: reads are answered from SQLite meanwhile.
+    pub catching_up: bool,
     pub rejected_sync: u64,
     pub last_replay_at: Option<DateTime<Utc>>,
 }
@@ -207,9 +212,11 @@ enum Route<'a> {
 enum Attempt {
     /// Redshift answered: with the result, or with a refusal of the request's values.
     Answered(Result<Output, StoreError>),
-    /// Writes waited in the journal: this request replayed them (or found a replay running)
-    /// and is answered from SQLite.
+    /// Writes waited in the journal: this request spent its time replaying them and is answered
+    /// from SQLite.
     Replayed,
+    /// Writes wait and another request is replaying them: this read is answered from SQLite.
+    CatchingUp,
     /// An outage.
     Failed(StoreError),
 }
@@ -355,7 +362,7 @@ impl FailoverStore {
         match self.route() {
             Route::Redshift(redshift) => match self.attempt(redshift, &op, &budget).await {
                 Attempt::Answered(result) => return self.answered_by_redshift(&op, result).await,
-                Attempt::Replayed => {}
+                Attempt::Replayed | Attempt::CatchingUp => {}
                 Attempt::Failed(err) => self.redshift_failed(&err, false, &budget).await,
             },
             Route::Probe(redshift, _guard) => {
@@ -366,7 +373,10 @@ impl FailoverStore {
                         self.recovered(&budget).await;
                         return self.answered_by_redshift(&op, result).await;
                     }
-                    Attempt::Replayed => self.replayed_while_probing(&budget).await,
+                    // Redshift took a replay: it is back, and catches up from here.
+                    Attempt::Replayed => self.recovered(&budget).await,
+                    // Redshift was not asked: nothing is known yet.
+                    Attempt::CatchingUp => {}
                     Attempt::Failed(err) => self.redshift_failed(&err, true, &budget).await,
                 }
             }
@@ -375,7 +385,7 @@ impl FailoverStore {
         self.serve_from_sqlite(&op).await
     }
 
-    /// Tries the request on Redshift, unless writes wait: then it replays them instead.
+    /// Tries the request on Redshift, unless writes wait: see the module documentation.
     async fn attempt(
         &self,
         redshift: &RedshiftStore,
@@ -384,10 +394,13 @@ impl FailoverStore {
     ) -> Attempt {
         let session = redshift.within(budget.redshift);
         if self.journal.pending() > 0 {
-            return match self.replay_with(session).await {
-                Ok(_) => Attempt::Replayed,
-                Err(err) => Attempt::Failed(err),
-            };
+            match self.replay_with(session).await {
+                Err(err) => return Attempt::Failed(err),
+                Ok(report) if !report.busy => return Attempt::Replayed,
+                Ok(_) if !matches!(op, Op::Insert(_)) => return Attempt::CatchingUp,
+                // A new write while another request replays: Redshift takes it.
+                Ok(_) => {}
+            }
         }
         tracing::info!("☁️ Executing query on Redshift");
         match op.run(&session).await {
@@ -553,23 +566,6 @@ impl FailoverStore {
         }
     }
 
-    /// A probe found Redshift answering and replayed waiting writes. With the journal empty,
-    /// Redshift serves again from the next request on; otherwise the next request goes on
-    /// replaying at once, without waiting an interval.
-    async fn replayed_while_probing(&self, budget: &RequestBudget) {
-        if self.journal.pending() == 0 {
-            self.recovered(budget).await;
-            return;
-        }
-        let mut health = self.lock_health();
-        health.last_probe_at = Some(Utc::now());
-        health.consecutive_failures = 0;
-        health.next_probe_at = None;
-        if matches!(health.mode, Mode::OnSqlite { forced: false, .. }) {
-            health.redshift_message = "Replaying writes".to_string();
-        }
-    }
-
     async fn recovered(&self, budget: &RequestBudget) {
         let fallback = {
             let mut health = self.lock_health();
@@ -680,8 +676,7 @@ impl FailoverStore {
             session.probe().await.map(|()| None)
         };
         match outcome {
-            Ok(None) => self.recovered(&budget).await,
-            Ok(Some(_)) => self.replayed_while_probing(&budget).await,
+            Ok(_) => self.recovered(&budget).await,
             Err(err) => self.redshift_failed(&err, true, &budget).await,
         }
         self.current_source()
@@ -746,6 +741,7 @@ impl FailoverStore {
             forced_switches: health.forced_switches,
             recoveries: health.recoveries,
             pending_sync: self.journal.pending(),
+            catching_up: health.mode == Mode::OnRedshift && self.journal.pending() > 0,
             rejected_sync: self.journal.rejected(),
             last_replay_at: self.journal.last_replay_at(),
         }

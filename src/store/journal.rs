@@ -5,10 +5,12 @@
 //! - A journaled write is replayed exactly once: each batch is one idempotent transaction on
 //!   Redshift (see [`RedshiftSession::insert_missing`]) and leaves the journal only once Redshift
 //!   has it, so a replay cut off anywhere resumes later without loss or duplicates.
-//! - The journal cannot be blocked: a batch Redshift refuses is split until the refused write is
-//!   found; that write is set aside (kept in the backup with its reason, counted, measured,
-//!   logged once) and the rest goes on. A journaled row that cannot even be read back is set
-//!   aside the same way.
+//! - The journal cannot be blocked: a write that breaks [`rules`] (journaled by an older
+//!   version, say) is set aside (kept in the backup with its reason, counted, measured, logged
+//!   once) without asking Redshift, and so is a row that cannot even be read back. A batch
+//!   Redshift refuses anyway is narrowed down: for values too long, by the warehouse's own
+//!   column widths (asked once, on the first such refusal); otherwise by halving until the
+//!   refused write is alone. The rest goes on.
 //! - Replay spends the request's deadline and no more: a batch starts only when the time left
 //!   covers what the previous one took, with room to spare; what is left waits for the next
 //!   request.
@@ -21,7 +23,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use std::collections::HashMap;
+
+use super::error::Refusal;
 use super::redshift::RedshiftSession;
+use super::rules;
 use super::sqlite::SqliteStore;
 use super::{Call, StoreError};
 use crate::metrics::{Metrics, SwitchEvent};
@@ -157,6 +163,8 @@ struct ReplayRun<'a> {
     report: ReplayReport,
     /// How long the last statement took: the next starts only if the time left covers it.
     last_statement: Option<Duration>,
+    /// The warehouse's text column widths, once a value was refused as too long.
+    widths: Option<HashMap<String, usize>>,
 }
 
 impl<'a> ReplayRun<'a> {
@@ -166,6 +174,7 @@ impl<'a> ReplayRun<'a> {
             redshift,
             report: ReplayReport::default(),
             last_statement: None,
+            widths: None,
         }
     }
 
@@ -190,11 +199,15 @@ impl<'a> ReplayRun<'a> {
         Ok(())
     }
 
-    /// Replays one batch, splitting it while Redshift refuses part of it. False when the time
-    /// ran out before the whole batch was done (the rest stays journaled).
+    /// Replays one batch, narrowing it down while Redshift refuses part of it. False when the
+    /// time ran out before the whole batch was done (the rest stays journaled).
     async fn batch(&mut self, calls: Vec<(i64, Call)>) -> Result<bool, StoreError> {
         let mut parts = vec![calls];
         while let Some(part) = parts.pop() {
+            let part = self.without_unstorable(part).await?;
+            if part.is_empty() {
+                continue;
+            }
             if !self.time_for_another_statement() {
                 return Ok(false);
             }
@@ -215,6 +228,14 @@ impl<'a> ReplayRun<'a> {
                     let reason = format!("{err} ({})", err.detail);
                     self.set_aside(*entry, &call.id, reason).await?;
                 }
+                Err(err)
+                    if err.refusal() == Some(Refusal::ValueTooLong) && self.widths.is_none() =>
+                {
+                    // Learn the warehouse's widths once; the part is tried again against them.
+                    self.widths =
+                        Some(self.redshift.text_column_widths().await.unwrap_or_default());
+                    parts.push(part);
+                }
                 Err(err) if err.is_refusal() => {
                     // Halve until the refused write is alone; the second half waits its turn.
                     let mut first = part;
@@ -226,6 +247,35 @@ impl<'a> ReplayRun<'a> {
             }
         }
         Ok(true)
+    }
+
+    /// Sets aside, without asking Redshift, the writes that break the rules both databases
+    /// share, and those longer than the warehouse's columns once their widths are known.
+    async fn without_unstorable(
+        &mut self,
+        part: Vec<(i64, Call)>,
+    ) -> Result<Vec<(i64, Call)>, StoreError> {
+        let mut storable = Vec::with_capacity(part.len());
+        for (entry, call) in part {
+            match rules::unstorable(&call).or_else(|| self.too_long_for_warehouse(&call)) {
+                Some(reason) => self.set_aside(entry, &call.id, reason).await?,
+                None => storable.push((entry, call)),
+            }
+        }
+        Ok(storable)
+    }
+
+    fn too_long_for_warehouse(&self, call: &Call) -> Option<String> {
+        let widths = self.widths.as_ref()?;
+        rules::text_columns(call).into_iter().find_map(|(column, value)| {
+            let (value, width) = (value?, *widths.get(column)?);
+            (value.len() > width).then(|| {
+                format!(
+                    "Refused: value too long ({column} holds {width} bytes in the warehouse; this value has {})",
+                    value.len()
+                )
+            })
+        })
     }
 
     async fn set_aside(&mut self, entry: i64, id: &str, reason: String) -> Result<(), StoreError> {

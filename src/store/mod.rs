@@ -6,6 +6,7 @@
 //! - [`journal::Journal`]: writes taken by the backup while Redshift could not, and their replay.
 //! - [`backup::Backup`]: the backup file, reopened when it could not be opened or broke.
 //! - [`error`]: why a database failed, and whether that is an outage or a refusal.
+//! - [`rules`]: what both databases hold exactly.
 //! - [`deadline::Deadline`]: the one time budget of a request's Redshift work.
 
 pub mod backup;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod failover;
 pub mod journal;
 pub mod redshift;
+pub mod rules;
 pub mod sqlite;
 
 pub use error::{ErrorKind, StoreError};

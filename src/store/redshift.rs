@@ -12,6 +12,7 @@
 //! to serialise writers) makes the check and the insert atomic, so no interleaving of requests,
 //! replays or retries can store an id twice.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_redshiftdata::config::http::HttpResponse;
@@ -198,6 +199,28 @@ impl RedshiftSession<'_> {
         self.run(Statement::new("SELECT 1 FROM calls LIMIT 1"))
             .await
             .map(|_| ())
+    }
+
+    /// The byte widths of the `calls` table's text columns as the warehouse has them (which may
+    /// be narrower than this service's own schema): to find, among journaled writes, the ones
+    /// it will refuse as too long without trying each.
+    pub async fn text_column_widths(&self) -> Result<HashMap<String, usize>, StoreError> {
+        let result = self
+            .run(Statement::new(
+                "SELECT column_name, character_maximum_length FROM information_schema.columns \
+                 WHERE table_name = 'calls' AND character_maximum_length IS NOT NULL",
+            ))
+            .await?;
+        let mut widths = HashMap::new();
+        for record in &result.records {
+            if let [name, width] = record.as_slice() {
+                let name = required_text(name, "column_name")?;
+                if let Some(width) = optional_long(width, "character_maximum_length")? {
+                    widths.insert(name, usize::try_from(width).unwrap_or(usize::MAX));
+                }
+            }
+        }
+        Ok(widths)
     }
 
     /// Runs one statement (or one transaction of several) under the session's deadline.
