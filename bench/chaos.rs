@@ -174,7 +174,7 @@ async fn main() {
         .json()
         .await
         .expect("json");
-    let tally = tally.lock().expect("tally");
+    let tally = std::mem::take(&mut *tally.lock().expect("tally"));
     let audit = audit(&pg, &tally).await;
     let report = report(&tally, &status, &audit, recovery);
     print!("{report}");
@@ -297,6 +297,9 @@ async fn write(
     }
 }
 
+/// Copies, contact, notes, outcome, duration of one id in the warehouse.
+type StoredRow = (i64, String, Option<String>, Option<String>, Option<i64>);
+
 struct Audit {
     in_warehouse: usize,
     exactly_once_with_values: usize,
@@ -314,7 +317,7 @@ async fn audit(pg: &tokio_postgres::Client, tally: &Tally) -> Audit {
         )
         .await
         .expect("audit query");
-    let stored: HashMap<String, (i64, String, Option<String>, Option<String>, Option<i64>)> = rows
+    let stored: HashMap<String, StoredRow> = rows
         .iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))))
         .collect();
