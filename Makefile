@@ -103,7 +103,7 @@ $(VENV)/bin/pip:
 .PHONY: zig
 zig: $(VENV)/bin/pip
 	@command -v zig >/dev/null || $(VENV)/bin/python -c "import ziglang" 2>/dev/null || { \
-		echo "Installing zig into $(VENV)/ (the ziglang package, about 100 MB, once)"; \
+		echo "Installing zig into $(VENV)/ (the ziglang package: about 100 MB to download, 400 MB installed; once)"; \
 		$(VENV)/bin/pip install --quiet ziglang; }
 
 .PHONY: cfn-lint

@@ -253,7 +253,7 @@ pub async fn create_call(
         Err(err) => {
             tracing::error!(error = %err, "❌ No database could take the write");
             ApiError::Unavailable(
-                "No database is available to record the call; it was not stored. Try again later."
+                "No database is available to record the call, so it was not stored; try again later."
                     .into(),
             )
             .with_source(Source::Unavailable)
