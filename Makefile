@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 EVENT ?= calls-history
 PORT ?= 8000
-LAMBDA_BINARY := target/lambda/call-history/bootstrap
+# Where cargo-lambda puts the artifact (CARGO_TARGET_DIR moves it).
+LAMBDA_BINARY := $(or $(CARGO_TARGET_DIR),target)/lambda/call-history/bootstrap
 
 # Each server has its own port, so any of them can run beside the others:
 #   the service (make run, make run-redshift-local)  PORT                8000
