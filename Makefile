@@ -1,8 +1,27 @@
-# Every routine task. `make run` and `make test` are all a new machine needs.
+# Every routine task. `make run` and `make test` are all a new machine needs; README.md lists
+# what each other target needs and what installs it.
 SHELL := /bin/bash
 EVENT ?= calls-history
 PORT ?= 8000
-LAMBDA_BINARY := target/lambda/call-history/bootstrap
+# Where cargo-lambda puts the artifact (CARGO_TARGET_DIR moves it).
+LAMBDA_BINARY := $(or $(CARGO_TARGET_DIR),target)/lambda/call-history/bootstrap
+
+# Each server has its own port, so any of them can run beside the others:
+#   the service (make run, make run-redshift-local)  PORT                8000
+#   the Lambda emulator (make watch)                 WATCH_PORT          9000
+#   the Redshift stand-in (make redshift-local)      REDSHIFT_LOCAL_PORT 8100, and the next two
+#                                                    for CloudWatch and its control API
+WATCH_PORT ?= 9000
+REDSHIFT_LOCAL_PORT ?= 8100
+REDSHIFT_LOCAL_CLOUDWATCH_PORT ?= $(shell echo $$(( $(REDSHIFT_LOCAL_PORT) + 1 )))
+REDSHIFT_LOCAL_CONTROL_PORT ?= $(shell echo $$(( $(REDSHIFT_LOCAL_PORT) + 2 )))
+# The stand-in reads these too.
+export REDSHIFT_LOCAL_PORT REDSHIFT_LOCAL_CLOUDWATCH_PORT REDSHIFT_LOCAL_CONTROL_PORT
+
+# Python tools (zig for cargo-lambda, cfn-lint) go into this project's own virtual environment,
+# never into the system's Python; recipes that use them put it first on PATH.
+VENV := .venv
+WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 .PHONY: run run-redshift-local watch test browser build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
 
@@ -12,18 +31,32 @@ help: ## List the targets
 run: ## Serve on localhost:$(PORT) (SQLite unless REDSHIFT_* is set)
 	PORT=$(PORT) cargo run --bin call-history
 
-# The service against `make redshift-local` (running in another terminal).
+# The service against `make redshift-local` (running in another terminal), with a backup file of
+# its own so that what `make run` wrote on SQLite alone does not mix with the warehouse's data.
+REDSHIFT_LOCAL_SQLITE ?= local_crm_redshift.db
 LOCAL_REDSHIFT := REDSHIFT_CLUSTER_ID=local-cluster REDSHIFT_DATABASE=dev REDSHIFT_DB_USER=dev \
-	AWS_ENDPOINT_URL_REDSHIFT_DATA=http://127.0.0.1:9000 AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:9001 \
-	AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
-run-redshift-local: ## Serve on localhost:$(PORT) against `make redshift-local`
-	$(LOCAL_REDSHIFT) cargo run --bin call-history -- migrate
+	AWS_ENDPOINT_URL_REDSHIFT_DATA=http://127.0.0.1:$(REDSHIFT_LOCAL_PORT) \
+	AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$(REDSHIFT_LOCAL_CLOUDWATCH_PORT) \
+	AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 \
+	SQLITE_PATH=$(REDSHIFT_LOCAL_SQLITE)
+run-redshift-local: ## Serve on localhost:$(PORT) against `make redshift-local`, sample calls loaded
+	@curl -sf -o /dev/null http://127.0.0.1:$(REDSHIFT_LOCAL_CONTROL_PORT)/operations || { \
+		echo "The Redshift stand-in is not answering on port $(REDSHIFT_LOCAL_CONTROL_PORT): start \`make redshift-local\` in another terminal first." >&2; exit 1; }
+	$(LOCAL_REDSHIFT) cargo run --quiet --bin call-history -- migrate
+	$(LOCAL_REDSHIFT) cargo run --quiet --bin call-history -- seed-redshift
 	$(LOCAL_REDSHIFT) PORT=$(PORT) cargo run --bin call-history
 
 # Inside the Lambda emulator the admin endpoints need a token; the sample events carry this one.
 ADMIN_TOKEN ?= example-admin-token
-watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch, port 9000)
-	ADMIN_TOKEN=$(ADMIN_TOKEN) cargo lambda watch --bin call-history
+# The emulator's own database, made fresh on every start as a new Lambda environment's /tmp is,
+# so that events/expected.json holds whatever ran before.
+WATCH_SQLITE := $(CURDIR)/target/watch/local_crm.db
+watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch) on port $(WATCH_PORT)
+	@mkdir -p $(dir $(WATCH_SQLITE)) && rm -f $(WATCH_SQLITE) $(WATCH_SQLITE)-wal $(WATCH_SQLITE)-shm
+	ADMIN_TOKEN=$(ADMIN_TOKEN) SQLITE_PATH=$(WATCH_SQLITE) cargo lambda watch --invoke-port $(WATCH_PORT) --bin call-history
+
+invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
+	cargo lambda invoke call-history --invoke-port $(WATCH_PORT) --data-file events/$(EVENT).json
 
 test: ## Every test; starts a throwaway PostgreSQL for the Redshift stand-in
 	scripts/test.sh
@@ -32,13 +65,10 @@ browser: ## The status page in headless Chromium (screenshots in target/browser/
 	tests/browser/run.sh
 
 build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/bootstrap
-	cargo lambda build --release --bin call-history
+	$(WITH_VENV) cargo lambda build --release --bin call-history
 	@ls -l $(LAMBDA_BINARY)
 
-invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
-	cargo lambda invoke call-history --data-file events/$(EVENT).json
-
-lint: ## Formatting, clippy and the SAM template (cfn-lint, sam validate --lint)
+lint: ## Formatting, clippy and the SAM template (cfn-lint, sam validate --lint, from .venv/)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/lint-template.sh
@@ -47,13 +77,15 @@ fmt: ## Format the code
 	cargo fmt --all
 
 deploy: build ## Deploy with SAM (asks for parameters the first time)
-	sam deploy --guided
+	@$(WITH_VENV) command -v sam >/dev/null || { \
+		echo "The AWS SAM CLI is needed: $(VENV)/bin/pip install aws-sam-cli (or see README: Prerequisites)." >&2; exit 1; }
+	$(WITH_VENV) sam deploy --guided
 
 bench: ## Benchmarks; results go to bench/results/
 	scripts/bench.sh
 
-redshift-local: ## The Redshift Data API and CloudWatch stand-in on PostgreSQL (ports 9000/9001, control 9002)
-	export "$$(scripts/pg-test-cluster.sh start)" && cargo run --release -p redshift-data-local
+redshift-local: ## The Redshift Data API and CloudWatch stand-in on PostgreSQL, until Ctrl-C (ports 8100-8102)
+	scripts/redshift-local.sh
 
 migrate: ## Create the calls table in Redshift (uses the REDSHIFT_* configuration)
 	cargo run --bin call-history -- migrate
@@ -61,15 +93,30 @@ migrate: ## Create the calls table in Redshift (uses the REDSHIFT_* configuratio
 snapshot: ## Rebuild sql/sqlite/seed.sql from Redshift (newest 10,000 calls); rebuild to ship it
 	cargo run --bin call-history -- snapshot sql/sqlite/seed.sql
 
-clean: ## Remove build output and the local database
+clean: ## Remove build output and the local databases
 	cargo clean
 	rm -f local_crm.db local_crm.db-wal local_crm.db-shm
+	rm -f $(REDSHIFT_LOCAL_SQLITE) $(REDSHIFT_LOCAL_SQLITE)-wal $(REDSHIFT_LOCAL_SQLITE)-shm
+
+# The project's virtual environment. Debian's python3 needs the python3-venv package for it.
+$(VENV)/bin/pip:
+	@python3 -m venv $(VENV) || { \
+		echo "Could not create $(VENV)/: install Python's venv module (Debian: apt-get install python3-venv)." >&2; exit 1; }
 
 # cargo-lambda links with zig so the binary runs on Lambda's older glibc (Amazon Linux 2023).
 .PHONY: zig
-zig:
-	@command -v zig >/dev/null || python3 -c "import ziglang" 2>/dev/null || pip install ziglang
+zig: $(VENV)/bin/pip
+	@command -v zig >/dev/null || $(VENV)/bin/python -c "import ziglang" 2>/dev/null || { \
+		echo "Installing zig into $(VENV)/ (the ziglang package: about 100 MB to download, 400 MB installed; once)"; \
+		$(VENV)/bin/pip install --quiet ziglang; }
+
+.PHONY: cfn-lint
+cfn-lint: $(VENV)/bin/pip
+	@$(WITH_VENV) command -v cfn-lint >/dev/null || { \
+		echo "Installing cfn-lint into $(VENV)/ (once)"; $(VENV)/bin/pip install --quiet cfn-lint; }
 
 .PHONY: cargo-lambda
 cargo-lambda:
-	@command -v cargo-lambda >/dev/null || { echo "Installing cargo-lambda (takes about 12 minutes, once)"; cargo install cargo-lambda --locked; }
+	@command -v cargo-lambda >/dev/null || { \
+		echo "Installing cargo-lambda with cargo install (about 20 minutes on 2 cores, once)"; \
+		cargo install cargo-lambda --locked; }

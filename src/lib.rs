@@ -5,11 +5,13 @@
 //! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
 //! - [`metrics`]: CloudWatch metrics on every switch.
 //! - [`snapshot`]: rebuilds the shipped sample data from Redshift.
+//! - [`seed_redshift`]: loads the shipped sample data into Redshift (a fresh warehouse, the stand-in).
 
 pub mod api;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod seed_redshift;
 pub mod snapshot;
 pub mod store;
 

@@ -21,6 +21,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     match args.get(1).map(String::as_str) {
         Some("migrate") => return migrate(&app).await,
         Some("snapshot") => return snapshot(&app, args.get(2).map(String::as_str)).await,
+        Some("seed-redshift") => return Ok(call_history::seed_redshift::run(&app).await?),
         _ => {}
     }
     if config.in_lambda {

@@ -109,8 +109,8 @@ async fn history_serves_shipped_sample_newest_first_with_filters() {
 async fn history_refuses_bad_parameters_in_words() {
     let app = spawn_app(&[]).await;
     for (query, words) in [
-        ("limit=0", "limit must be between 1 and 500"),
-        ("limit=501", "limit must be between 1 and 500"),
+        ("limit=0", "limit must be a whole number from 1 to 500"),
+        ("limit=501", "limit must be a whole number from 1 to 500"),
         ("limit=abc", "limit must be a whole number"),
         ("offset=-5", "offset must be a whole number"),
         ("since=yesterday", "since must be an RFC 3339 timestamp"),
@@ -260,7 +260,7 @@ async fn unknown_ids_routes_and_methods() {
 
     let route = app.get("/nope").await;
     assert_eq!(route.status, 404);
-    assert_eq!(route.body["error"], "No route for /nope.");
+    assert_eq!(route.body["error"], "There is no endpoint at /nope.");
 
     let method = app.send(app.client.delete(app.url("/db/status"))).await;
     assert_eq!(method.status, 405);

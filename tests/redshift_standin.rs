@@ -74,7 +74,7 @@ async fn history_get_and_record_are_served_by_redshift() {
     assert_eq!(history.body["count"], 1);
     let log = logs();
     assert!(log.contains("☁️ Executing query on Redshift"));
-    assert!(log.contains("✅ Found 1 calls from redshift ☁️"));
+    assert!(log.contains("✅ Found 1 call from redshift ☁️"));
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! any database sees it.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::ops::RangeInclusive;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -10,7 +12,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -25,17 +29,109 @@ use crate::store::{
 pub const MAX_LIMIT: u32 = 500;
 const MAX_ID_CHARS: usize = 64;
 
-/// The body of `POST /api/calls`. Unknown fields are refused rather than silently dropped.
+/// The body of `POST /api/calls`. Unknown fields are refused rather than silently dropped, and
+/// only a JSON object is read (see the `Deserialize` impl below).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct NewCall {
+    #[serde(default, deserialize_with = "field::id")]
     pub id: Option<String>,
+    #[serde(default, deserialize_with = "field::contact_name")]
     pub contact_name: Option<String>,
+    #[serde(default, deserialize_with = "field::account_name")]
     pub account_name: Option<String>,
+    #[serde(default, deserialize_with = "field::started_at")]
     pub started_at: Option<String>,
+    #[serde(default, deserialize_with = "field::duration_seconds")]
     pub duration_seconds: Option<serde_json::Number>,
+    #[serde(default, deserialize_with = "field::outcome")]
     pub outcome: Option<String>,
+    #[serde(default, deserialize_with = "field::notes")]
     pub notes: Option<String>,
+}
+
+/// serde's derived reader also takes a JSON array, filling the fields by position, so that
+/// `["id-1", "Ada"]` would record a call; a call record is an object, nothing else.
+impl<'de> Deserialize<'de> for NewCall {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectOnly)
+    }
+}
+
+struct ObjectOnly;
+
+impl<'de> Visitor<'de> for ObjectOnly {
+    type Value = NewCall;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(JSON_OBJECT)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NewCall, A::Error> {
+        // The derived reader (`remote = "Self"` makes it an inherent function).
+        NewCall::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+/// What serde says it expected when the body is not an object.
+const JSON_OBJECT: &str = "a JSON object";
+
+/// Readers for the fields of [`NewCall`] that name the field when its value has the wrong JSON
+/// type; serde's own message ("invalid type: integer `5`, expected a string") does not say which.
+mod field {
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde_json::{Number, Value};
+
+    /// What a JSON value is, in words.
+    fn kind(value: &Value) -> String {
+        match value {
+            Value::Null => "null".to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => format!("the number {n}"),
+            Value::String(_) => "text".to_string(),
+            Value::Array(_) => "a list".to_string(),
+            Value::Object(_) => "an object".to_string(),
+        }
+    }
+
+    fn text<'de, D: Deserializer<'de>>(d: D, name: &str) -> Result<Option<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::String(text) => Ok(Some(text)),
+            other => Err(D::Error::custom(format!(
+                "{name} must be text (a JSON string), not {}",
+                kind(&other)
+            ))),
+        }
+    }
+
+    pub fn duration_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Number>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::Number(n) => Ok(Some(n)),
+            other => Err(D::Error::custom(format!(
+                "durationSeconds must be a whole number of seconds, not {}",
+                kind(&other)
+            ))),
+        }
+    }
+
+    macro_rules! text_fields {
+        ($($function:ident => $name:literal),* $(,)?) => {$(
+            pub fn $function<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+                text(d, $name)
+            }
+        )*};
+    }
+
+    text_fields!(
+        id => "id",
+        contact_name => "contactName",
+        account_name => "accountName",
+        started_at => "startedAt",
+        outcome => "outcome",
+        notes => "notes",
+    );
 }
 
 /// The history answer, serialised straight from the rows (no intermediate JSON tree).
@@ -61,8 +157,8 @@ pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         Err(_) => Vec::new(),
     };
     tracing::info!(
-        "✅ Found {} calls from {} {}",
-        calls.len(),
+        "✅ Found {} from {} {}",
+        count_of_calls(calls.len()),
         served.source.as_str(),
         served.source.emoji()
     );
@@ -73,6 +169,14 @@ pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         message: history_message(served.source),
     };
     with_source(served.source, Json(body))
+}
+
+/// "1 call", "15 calls": the guide's log line, in good English for every count.
+fn count_of_calls(count: usize) -> String {
+    match count {
+        1 => "1 call".to_string(),
+        n => format!("{n} calls"),
+    }
 }
 
 pub async fn get_call(
@@ -161,7 +265,7 @@ pub async fn create_call(
         Err(err) => {
             tracing::error!(error = %err, "❌ No database could take the write");
             ApiError::Unavailable(
-                "No database is available to record the call; it was not stored. Try again later."
+                "No database is available to record the call, so it was not stored; try again later."
                     .into(),
             )
             .with_source(Source::Unavailable)
@@ -212,15 +316,8 @@ pub fn parse_history_query(raw: &str) -> Result<HistoryQuery, ApiError> {
             )));
         }
         match key.as_str() {
-            "limit" => {
-                query.limit = parse_whole(&key, &value)?;
-                if !(1..=MAX_LIMIT).contains(&query.limit) {
-                    return Err(ApiError::BadRequest(format!(
-                        "limit must be between 1 and {MAX_LIMIT}."
-                    )));
-                }
-            }
-            "offset" => query.offset = parse_whole(&key, &value)?,
+            "limit" => query.limit = parse_whole(&key, &value, 1..=MAX_LIMIT)?,
+            "offset" => query.offset = parse_whole(&key, &value, 0..=u32::MAX)?,
             "since" => query.since = Some(parse_time("since", &value)?),
             "until" => query.until = Some(parse_time("until", &value)?),
             "contact" => {
@@ -249,12 +346,16 @@ pub fn parse_history_query(raw: &str) -> Result<HistoryQuery, ApiError> {
     Ok(query)
 }
 
-fn parse_whole(name: &str, value: &str) -> Result<u32, ApiError> {
-    value.parse::<u32>().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "{name} must be a whole number of 0 or more, not {value:?}."
-        ))
-    })
+/// A whole number within `range`; the error states the range, whatever was wrong.
+fn parse_whole(name: &str, value: &str, range: RangeInclusive<u32>) -> Result<u32, ApiError> {
+    match value.parse::<u32>() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be a whole number from {} to {}, not {value:?}.",
+            range.start(),
+            range.end()
+        ))),
+    }
 }
 
 /// An RFC 3339 timestamp, in UTC, within the years both databases hold (after converting to
@@ -379,12 +480,43 @@ fn check_text(name: &str, value: &str, field: &TextField) -> Result<(), ApiError
     Ok(())
 }
 
-/// serde's message without the line and column noise for one-line bodies.
+/// serde's message in a client's words: no Rust type names, no parser jargon, and without the
+/// line and column noise for one-line bodies.
 fn describe_json_error(err: &serde_json::Error) -> String {
     let text = err.to_string();
-    match text.find(" at line ") {
+    let text = match text.find(" at line ") {
         Some(at) if err.line() == 1 => text[..at].to_string(),
         _ => text,
+    };
+    if let Some(wrong) = text
+        .strip_prefix("invalid type: ")
+        .filter(|rest| rest.contains(&format!("expected {JSON_OBJECT}")))
+    {
+        return format!(
+            "it must be a JSON object such as {{\"contactName\": \"Ada Lovelace\"}}, not {}",
+            json_kind_in_words(wrong)
+        );
+    }
+    if let Some(what) = text.strip_prefix("EOF while parsing ") {
+        return format!("it ends in the middle of {what}");
+    }
+    match text.as_str() {
+        "trailing characters" => "there is more after the JSON value".to_string(),
+        "recursion limit exceeded" => "it is nested too deeply".to_string(),
+        _ => text,
+    }
+}
+
+/// serde's name for what it found (`sequence`, `string "x"`, `integer 5`) in words.
+fn json_kind_in_words(serde_kind: &str) -> &'static str {
+    let word = serde_kind.split([' ', ',']).next().unwrap_or_default();
+    match word {
+        "sequence" => "a list",
+        "string" => "text",
+        "integer" | "floating" => "a number",
+        "boolean" => "true or false",
+        "null" => "null",
+        _ => "another kind of value",
     }
 }
 
@@ -442,6 +574,85 @@ mod tests {
         assert!(refused(r#"{"contactName":"A","id":"has space"}"#).contains("call id"));
         assert!(refused("").contains("empty"));
         assert!(refused("[1,2]").contains("not a valid call record"));
+        assert!(refused(r#"["id-1","Ada"]"#).contains("must be a JSON object"));
+    }
+
+    #[test]
+    fn range_errors_state_the_real_range() {
+        let refused = |query: &str| parse_history_query(query).unwrap_err().to_string();
+        for bad in ["limit=abc", "limit=0", "limit=501", "limit=-1"] {
+            let value = bad.trim_start_matches("limit=");
+            assert_eq!(
+                refused(bad),
+                format!("limit must be a whole number from 1 to 500, not {value:?}.")
+            );
+        }
+        assert_eq!(
+            refused("offset=-1"),
+            "offset must be a whole number from 0 to 4294967295, not \"-1\"."
+        );
+        assert_eq!(parse_history_query("limit=500").unwrap().limit, 500);
+    }
+
+    #[test]
+    fn body_errors_name_no_rust_types_and_say_which_field() {
+        let refused = |body: &str| parse_new_call(body.as_bytes()).unwrap_err().to_string();
+        let object = "it must be a JSON object such as {\"contactName\": \"Ada Lovelace\"}";
+        for (body, kind) in [
+            ("[1,2]", "a list"),
+            ("\"Ada\"", "text"),
+            ("42", "a number"),
+            ("null", "null"),
+            ("true", "true or false"),
+        ] {
+            assert_eq!(
+                refused(body),
+                format!("The request body is not a valid call record: {object}, not {kind}.")
+            );
+        }
+        assert_eq!(
+            refused(r#"{"contactName":5}"#),
+            "The request body is not a valid call record: contactName must be text (a JSON string), not the number 5."
+        );
+        assert_eq!(
+            refused(r#"{"contactName":"A","durationSeconds":"60"}"#),
+            "The request body is not a valid call record: durationSeconds must be a whole number of seconds, not text."
+        );
+        assert_eq!(
+            refused(r#"{"contactName":"A","notes":["x"]}"#),
+            "The request body is not a valid call record: notes must be text (a JSON string), not a list."
+        );
+        assert_eq!(
+            refused(r#"{"contactName":"A"} x"#),
+            "The request body is not valid JSON: there is more after the JSON value."
+        );
+        assert_eq!(
+            refused(r#"{"contactName":"A""#),
+            "The request body is not valid JSON: it ends in the middle of an object."
+        );
+        // A syntax error inside a field's value is still reported as one.
+        assert!(refused(r#"{"contactName":"A"#).starts_with("The request body is not valid JSON"));
+        for body in [
+            "[1,2]",
+            r#"{"contactName":5}"#,
+            r#"{"contactName":"A","x":1}"#,
+        ] {
+            let message = refused(body);
+            assert!(
+                !message.contains("NewCall") && !message.contains("struct"),
+                "{message}"
+            );
+        }
+        // A null field is an absent field.
+        let (call, _) = parse_new_call(br#"{"contactName":"A","notes":null}"#).unwrap();
+        assert_eq!(call.notes, None);
+    }
+
+    #[test]
+    fn one_call_is_not_one_calls() {
+        assert_eq!(count_of_calls(1), "1 call");
+        assert_eq!(count_of_calls(0), "0 calls");
+        assert_eq!(count_of_calls(15), "15 calls");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct AppState {
     pub admin: AdminPolicy,
 }
 
+/// Every response carries `X-Data-Source`, errors for unknown routes and wrong methods too, so
+/// that a client or a load balancer can always read which database is serving.
 pub fn router(state: AppState) -> Router {
     let database_backed = Router::new()
         .route("/db/status", get(db::status))
@@ -37,18 +39,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/calls/history", get(calls::history))
         .route("/api/calls/{id}", get(calls::get_call))
         .route("/api/calls", post(calls::create_call))
-        .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            data_source_header,
-        ));
-    // The page for people reads the endpoints above; it is not database-backed itself.
+        .method_not_allowed_fallback(method_not_allowed);
+    // The page for people reads the endpoints above.
     let pages = Router::new()
         .route("/", get(status_page::page))
         .method_not_allowed_fallback(method_not_allowed);
     database_backed
         .merge(pages)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            data_source_header,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(json_charset))
         .with_state(state)
@@ -63,15 +65,15 @@ pub fn with_source(source: Source, response: impl IntoResponse) -> Response {
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("No route for {}.", uri.path()))
+    ApiError::NotFound(format!("There is no endpoint at {}.", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}.", uri.path()))
 }
 
-/// Every response of a database-backed endpoint says which database served it. Handlers put the
-/// [`Source`] they used into the response; otherwise (an early error) the current one is given.
+/// Every response says which database served it. Handlers put the [`Source`] they used into the
+/// response; otherwise (an early error, an unknown route) the current one is given.
 async fn data_source_header(
     State(state): State<AppState>,
     request: Request,
