@@ -62,6 +62,9 @@ pub struct Config {
     /// How often the running fallback duration is put to CloudWatch while on SQLite.
     pub metrics_heartbeat: Duration,
     pub sqlite_path: PathBuf,
+    /// The SQLite file is shared by several execution environments (on EFS): rollback journal
+    /// instead of WAL, and a lease for replay. `SQLITE_SHARED`, by default true under `/mnt/`.
+    pub sqlite_shared: bool,
     pub metrics_namespace: String,
     pub admin_token: Option<String>,
     pub force_sqlite: bool,
@@ -81,6 +84,7 @@ impl fmt::Debug for Config {
             .field("redshift_timeout", &self.redshift_timeout)
             .field("metrics_heartbeat", &self.metrics_heartbeat)
             .field("sqlite_path", &self.sqlite_path)
+            .field("sqlite_shared", &self.sqlite_shared)
             .field("metrics_namespace", &self.metrics_namespace)
             .field(
                 "admin_token",
@@ -148,17 +152,7 @@ impl Config {
         let port = read_number(&get, "PORT", PORTS, &mut problems)
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(8000);
-        let force_sqlite = match get("FORCE_SQLITE").map(|v| v.to_ascii_lowercase()) {
-            None => false,
-            Some(v) if ["true", "1", "yes"].contains(&v.as_str()) => true,
-            Some(v) if ["false", "0", "no"].contains(&v.as_str()) => false,
-            Some(v) => {
-                problems.push(ConfigProblem(format!(
-                    "FORCE_SQLITE must be true or false, not {v:?}; treating it as false"
-                )));
-                false
-            }
-        };
+        let force_sqlite = read_bool(&get, "FORCE_SQLITE", false, &mut problems);
         let sqlite_path = get("SQLITE_PATH").map(PathBuf::from).unwrap_or_else(|| {
             // /var/task is read-only in Lambda; /tmp is the only writable place.
             if in_lambda {
@@ -168,12 +162,18 @@ impl Config {
             }
         });
 
+        // Lambda mounts file systems under /mnt: a file there outlives environments and is
+        // shared by them.
+        let on_mount = sqlite_path.starts_with("/mnt");
+        let sqlite_shared = read_bool(&get, "SQLITE_SHARED", on_mount, &mut problems);
+
         let config = Config {
             redshift,
             check_interval,
             redshift_timeout,
             metrics_heartbeat,
             sqlite_path,
+            sqlite_shared,
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_string()),
             admin_token: get("ADMIN_TOKEN"),
@@ -183,6 +183,26 @@ impl Config {
             function_name: get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_string()),
         };
         (config, problems)
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`); anything else is reported and `default` used.
+fn read_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+    problems: &mut Vec<ConfigProblem>,
+) -> bool {
+    match get(name).map(|v| v.to_ascii_lowercase()) {
+        None => default,
+        Some(v) if ["true", "1", "yes"].contains(&v.as_str()) => true,
+        Some(v) if ["false", "0", "no"].contains(&v.as_str()) => false,
+        Some(v) => {
+            problems.push(ConfigProblem(format!(
+                "{name} must be true or false, not {v:?}; treating it as {default}"
+            )));
+            default
+        }
     }
 }
 
@@ -326,6 +346,22 @@ mod tests {
         assert_eq!(config.check_interval, DEFAULT_CHECK_INTERVAL);
         assert_eq!(config.sqlite_path, PathBuf::from("./local_crm.db"));
         assert_eq!(config.port, 8000);
+    }
+
+    #[test]
+    fn a_file_on_a_mount_is_shared_unless_told_otherwise() {
+        let (config, _) = load(&[("SQLITE_PATH", "/mnt/calls/local_crm.db")]);
+        assert!(config.sqlite_shared);
+        let (config, _) = load(&[
+            ("SQLITE_PATH", "/mnt/calls/local_crm.db"),
+            ("SQLITE_SHARED", "false"),
+        ]);
+        assert!(!config.sqlite_shared);
+        let (config, _) = load(&[("SQLITE_SHARED", "true")]);
+        assert!(config.sqlite_shared);
+        let (config, problems) = load(&[("SQLITE_SHARED", "sometimes")]);
+        assert!(!config.sqlite_shared);
+        assert!(problems[0].0.starts_with("SQLITE_SHARED must be true or false"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use api::AppState;
 use config::{Config, RedshiftConfig};
 use metrics::Metrics;
 use store::backup::Backup;
+use store::sqlite::SqliteOptions;
 use store::failover::{FailoverSettings, FailoverStore};
 use store::redshift::RedshiftStore;
 
@@ -40,7 +41,13 @@ pub struct App {
 /// Builds the whole service from its configuration. Never fails: whatever cannot be set up is
 /// logged and the service serves with what it has.
 pub async fn build_app(config: &Config) -> App {
-    let backup = Backup::open(&config.sqlite_path, config.redshift.is_some());
+    let backup = Backup::open(
+        &config.sqlite_path,
+        SqliteOptions {
+            journal_writes: config.redshift.is_some(),
+            shared: config.sqlite_shared,
+        },
+    );
     let (redshift, metrics) = match &config.redshift {
         Some(redshift_config) => {
             let sdk = load_sdk_config(redshift_config).await;

@@ -30,3 +30,11 @@ CREATE TABLE IF NOT EXISTS rejected_sync (
     reason      TEXT NOT NULL,
     rejected_at TEXT NOT NULL
 );
+
+-- Who replays the journal now, when several environments share this file: one at a time, and a
+-- lease that expires on its own, so that a frozen or killed environment blocks nobody for long.
+CREATE TABLE IF NOT EXISTS replay_lease (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL -- Unix milliseconds
+);

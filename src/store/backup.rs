@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{ErrorKind, SqliteProblem};
-use super::sqlite::SqliteStore;
+use super::sqlite::{SqliteOptions, SqliteStore};
 use super::StoreError;
 
 /// How long a backup that could not be opened waits before the next try.
@@ -26,7 +26,7 @@ pub const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Backup {
     path: PathBuf,
-    journal_writes: bool,
+    options: SqliteOptions,
     state: Mutex<State>,
 }
 
@@ -88,25 +88,30 @@ pub struct BackupHealth {
 impl Backup {
     /// Opens the file at `path` (creating it with the sample data when missing). A failure is
     /// logged and kept; the next try comes with a request after [`REOPEN_AFTER`].
-    pub fn open(path: &Path, journal_writes: bool) -> Backup {
-        let state = match SqliteStore::open(path, journal_writes) {
+    pub fn open(path: &Path, options: SqliteOptions) -> Backup {
+        let state = match SqliteStore::open_as(path, options) {
             Ok(store) => opened(store),
             Err(error) => closed(path, error),
         };
         Backup {
             path: path.to_path_buf(),
-            journal_writes,
+            options,
             state: Mutex::new(state),
         }
     }
 
     /// A backup around a store already open (tests, tools).
-    pub fn from_store(store: SqliteStore, journal_writes: bool) -> Backup {
+    pub fn from_store(store: SqliteStore) -> Backup {
         Backup {
             path: store.path().to_path_buf(),
-            journal_writes,
+            options: store.options(),
             state: Mutex::new(opened(store)),
         }
+    }
+
+    /// Whether several environments share the file.
+    pub fn shared(&self) -> bool {
+        self.options.shared
     }
 
     pub fn path(&self) -> &Path {
@@ -201,7 +206,7 @@ impl Backup {
             }
             State::Closed { .. } => {}
         }
-        match SqliteStore::open(&self.path, self.journal_writes) {
+        match SqliteStore::open_as(&self.path, self.options) {
             Ok(store) => {
                 tracing::info!(path = %self.path.display(), "💾 Local SQLite backup opened again");
                 *state = opened(store.clone());
@@ -230,8 +235,8 @@ impl Backup {
                 .map_err(|e| {
                     StoreError::new(ErrorKind::Sqlite(SqliteProblem::CannotOpen), e.to_string())
                 })
-                .and_then(|()| SqliteStore::open(&self.path, self.journal_writes)),
-            Err(_) => SqliteStore::open(&self.path, self.journal_writes),
+                .and_then(|()| SqliteStore::open_as(&self.path, self.options)),
+            Err(_) => SqliteStore::open_as(&self.path, self.options),
         };
         match (&rescued, reopened) {
             (Ok(()), Ok(store)) => {

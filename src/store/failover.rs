@@ -360,14 +360,14 @@ impl FailoverStore {
         };
         let budget = RequestBudget::start(redshift.timeout());
         match self.route() {
-            Route::Redshift(redshift) => match self.attempt(redshift, &op, &budget).await {
+            Route::Redshift(redshift) => match self.attempt(redshift, &op, &budget, false).await {
                 Attempt::Answered(result) => return self.answered_by_redshift(&op, result).await,
                 Attempt::Replayed | Attempt::CatchingUp => {}
                 Attempt::Failed(err) => self.redshift_failed(&err, false, &budget).await,
             },
             Route::Probe(redshift, _guard) => {
                 tracing::info!("🔄 Checking whether Redshift is back");
-                match self.attempt(redshift, &op, &budget).await {
+                match self.attempt(redshift, &op, &budget, true).await {
                     Attempt::Answered(result) => {
                         // Even a refusal proves Redshift answers.
                         self.recovered(&budget).await;
@@ -391,9 +391,10 @@ impl FailoverStore {
         redshift: &RedshiftStore,
         op: &Op<'_>,
         budget: &RequestBudget,
+        probing: bool,
     ) -> Attempt {
         let session = redshift.within(budget.redshift);
-        if self.journal.pending() > 0 {
+        if self.writes_waiting(probing).await > 0 {
             match self.replay_with(session).await {
                 Err(err) => return Attempt::Failed(err),
                 Ok(report) if !report.busy => return Attempt::Replayed,
@@ -411,6 +412,22 @@ impl FailoverStore {
             }
             Err(err) => Attempt::Failed(err),
         }
+    }
+
+    /// Writes waiting for replay, as this environment knows them. A shared file is written by
+    /// other environments too: its journal is counted again on each probe and at most once per
+    /// check interval (a count costs a query; most requests need none).
+    async fn writes_waiting(&self, probing: bool) -> u64 {
+        if self.backup.shared()
+            && self
+                .journal
+                .recount_due(probing, self.settings.check_interval)
+        {
+            if let Ok(sqlite) = self.backup.store() {
+                self.journal.recount(&sqlite).await;
+            }
+        }
+        self.journal.pending()
     }
 
     /// Replays the journal within `session`'s deadline.
@@ -670,12 +687,14 @@ impl FailoverStore {
         tracing::info!("🔄 Retrying Redshift connection");
         let budget = RequestBudget::start(redshift.timeout());
         let session = redshift.within(budget.redshift);
-        let outcome = if self.journal.pending() > 0 {
+        let outcome = if self.writes_waiting(true).await > 0 {
             self.replay_with(session).await.map(Some)
         } else {
             session.probe().await.map(|()| None)
         };
         match outcome {
+            // Another environment holds the replay: Redshift was not asked.
+            Ok(Some(report)) if report.busy => {}
             Ok(_) => self.recovered(&budget).await,
             Err(err) => self.redshift_failed(&err, true, &budget).await,
         }

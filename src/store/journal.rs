@@ -14,8 +14,12 @@
 //! - Replay spends the request's deadline and no more: a batch starts only when the time left
 //!   covers what the previous one took, with room to spare; what is left waits for the next
 //!   request.
-//! - One replay at a time in an environment; a request that finds one running goes on without
-//!   waiting.
+//! - One replay at a time, in an environment (a lock) and across the environments sharing the
+//!   file (a lease row in the database that expires at the replay's deadline, so a frozen or
+//!   killed holder blocks the others for one deadline at most); a request that finds one
+//!   running goes on without waiting.
+//! - On a shared file any environment replays any environment's writes: the count of waiting
+//!   writes is read from the file on each probe and at most once per check interval.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,8 +55,13 @@ pub struct ReplayReport {
 
 pub struct Journal {
     /// Journaled writes not yet replayed: kept in memory so that the Redshift path need not
-    /// ask SQLite. The journal itself is the truth; this is refreshed from it after every replay.
+    /// ask SQLite. The journal itself is the truth; this is refreshed from it after every replay
+    /// (and, on a shared file, from time to time: see [`Journal::recount_due`]).
     pending: AtomicU64,
+    /// When the journal was last counted.
+    counted_at: Mutex<Instant>,
+    /// This environment's name on the replay lease.
+    holder: String,
     /// Writes set aside, for `/db/status`.
     rejected: AtomicU64,
     last_replay_at: Mutex<Option<DateTime<Utc>>>,
@@ -65,6 +74,8 @@ impl Journal {
     pub async fn load(sqlite: Option<&SqliteStore>, metrics: Arc<Metrics>) -> Journal {
         let journal = Journal {
             pending: AtomicU64::new(0),
+            counted_at: Mutex::new(Instant::now()),
+            holder: uuid::Uuid::new_v4().to_string(),
             rejected: AtomicU64::new(0),
             last_replay_at: Mutex::new(None),
             replay_lock: tokio::sync::Mutex::new(()),
@@ -104,21 +115,45 @@ impl Journal {
         sqlite: &SqliteStore,
         redshift: RedshiftSession<'_>,
     ) -> Result<ReplayReport, StoreError> {
-        let Ok(_guard) = self.replay_lock.try_lock() else {
-            return Ok(ReplayReport {
-                busy: true,
-                ..ReplayReport::default()
-            });
+        let busy = ReplayReport {
+            busy: true,
+            ..ReplayReport::default()
         };
+        let Ok(_guard) = self.replay_lock.try_lock() else {
+            return Ok(busy);
+        };
+        let until = Utc::now() + redshift.deadline().remaining();
+        if !sqlite
+            .take_lease(self.holder.clone(), until.timestamp_millis())
+            .await?
+        {
+            return Ok(busy);
+        }
         let mut run = ReplayRun::new(sqlite, redshift);
         let outcome = run.all().await;
+        if let Err(err) = sqlite.release_lease(self.holder.clone()).await {
+            // It expires on its own at the deadline.
+            tracing::debug!(error = %err.detail, "replay lease not released");
+        }
         // Whatever happened, the journal is the truth about what still waits.
         self.recount(sqlite).await;
         self.finish(&run.report).await;
         outcome.map(|()| run.report)
     }
 
-    async fn recount(&self, sqlite: &SqliteStore) {
+    /// True when the journal should be counted again: always for a probe, otherwise once
+    /// `every` has passed since the last count. Marks it counted.
+    pub fn recount_due(&self, probe: bool, every: Duration) -> bool {
+        let mut counted_at = self.counted_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = probe || counted_at.elapsed() >= every;
+        if due {
+            *counted_at = Instant::now();
+        }
+        due
+    }
+
+    /// Counts the journal again (writes of other environments sharing the file included).
+    pub async fn recount(&self, sqlite: &SqliteStore) {
         if let Ok(pending) = sqlite.pending_count().await {
             self.pending.store(pending, Ordering::Release);
         }

@@ -1,8 +1,15 @@
 //! The local backup: a SQLite file that ships with the function (schema and sample data are
 //! compiled in) and is materialised on a cold start when it is missing or unreadable.
 //!
-//! rusqlite is synchronous, so every query runs on tokio's blocking pool; a small pool of
-//! connections lets reads on both cores proceed at once (WAL mode).
+//! rusqlite is synchronous: writes run on tokio's blocking pool, reads at once when a connection
+//! is free; a small pool of connections lets reads on both cores proceed at once (WAL mode).
+//!
+//! A file shared by several environments (on EFS, [`SqliteOptions::shared`]) is opened the way
+//! SQLite is safe on a network file system: a rollback journal instead of WAL (whose shared
+//! memory index does not work across machines), busy waits instead of errors when another
+//! environment holds the lock, reads on the blocking pool (they may wait for a writer), and a
+//! new file created only when none exists, atomically, so that two cold starts at once cannot
+//! both create it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,8 +23,19 @@ use super::{Call, CallStore, HistoryQuery, InsertOutcome, StoreError};
 const SCHEMA: &str = include_str!("../../sql/sqlite/schema.sql");
 const SEED: &str = include_str!("../../sql/sqlite/seed.sql");
 /// Marks a database whose schema and sample data are in place: 1 had the calls and the
-/// journal, 2 added the writes set aside.
-const SCHEMA_VERSION: i64 = 2;
+/// journal, 2 added the writes set aside, 3 the replay lease.
+const SCHEMA_VERSION: i64 = 3;
+/// How long a statement waits for a lock another connection or environment holds.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How a database file is used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Every insert is also journaled for replay (Redshift is configured).
+    pub journal_writes: bool,
+    /// Several environments use the file at once (EFS).
+    pub shared: bool,
+}
 const POOL_SIZE: usize = 2;
 const COLUMNS: &str =
     "id, contact_name, account_name, started_at, duration_seconds, outcome, notes, created_at";
@@ -33,8 +51,7 @@ pub struct PendingBatch {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Arc<Pool>,
-    /// When true (Redshift is configured), every insert is also journaled for replay.
-    journal_writes: bool,
+    options: SqliteOptions,
 }
 
 struct Pool {
@@ -66,7 +83,11 @@ impl SqliteStore {
     /// Opens the database at `path`, creating it with schema and sample data when missing, and
     /// moving an unreadable file aside (kept for inspection) before creating a fresh one.
     pub fn open(path: &Path, journal_writes: bool) -> Result<SqliteStore, StoreError> {
-        Self::open_with_seed(path, journal_writes, SEED)
+        let options = SqliteOptions {
+            journal_writes,
+            shared: false,
+        };
+        Self::open_with(path, options, SEED)
     }
 
     /// As [`SqliteStore::open`], with other sample data for a new database (a snapshot of
@@ -80,26 +101,54 @@ impl SqliteStore {
         journal_writes: bool,
         seed: &str,
     ) -> Result<SqliteStore, StoreError> {
-        let first = match open_prepared(path, seed) {
+        let options = SqliteOptions {
+            journal_writes,
+            shared: false,
+        };
+        Self::open_with(path, options, seed)
+    }
+
+    /// As [`SqliteStore::open`], used as `options` say.
+    pub fn open_as(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, options, SEED)
+    }
+
+    /// Opens the database at `path` used as `options` say, creating it from `seed` when missing.
+    pub fn open_with(
+        path: &Path,
+        options: SqliteOptions,
+        seed: &str,
+    ) -> Result<SqliteStore, StoreError> {
+        if options.shared {
+            create_shared_if_missing(path, seed)?;
+        }
+        let first = match open_prepared(path, options, seed) {
             Ok(conn) => conn,
             Err(err) if err.kind == ErrorKind::Sqlite(SqliteProblem::Corrupt) => {
                 tracing::warn!(path = %path.display(), error = %err.detail, "SQLite database damaged; moved aside and recreated");
                 SqliteStore::move_aside(path)?;
-                open_prepared(path, seed)?
+                if options.shared {
+                    create_shared_if_missing(path, seed)?;
+                }
+                open_prepared(path, options, seed)?
             }
             Err(err) => return Err(err),
         };
         let mut connections = vec![Mutex::new(first)];
         for _ in 1..POOL_SIZE {
-            connections.push(Mutex::new(open_connection(path)?));
+            connections.push(Mutex::new(open_connection(path, options)?));
         }
         Ok(SqliteStore {
             pool: Arc::new(Pool {
                 path: path.to_path_buf(),
                 connections,
             }),
-            journal_writes,
+            options,
         })
+    }
+
+    pub fn options(&self) -> SqliteOptions {
+        self.options
     }
 
     pub fn path(&self) -> &Path {
@@ -122,12 +171,16 @@ impl SqliteStore {
 
     /// Runs a read at once when a connection is free: reads take tens of microseconds and, in WAL
     /// mode, never wait for a writer, so handing them to the blocking pool would cost more than
-    /// the query. With every connection busy, the read waits on the blocking pool instead.
+    /// the query. With every connection busy, or on a shared file (where a read may wait for
+    /// another environment's write), the read runs on the blocking pool instead.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        if self.options.shared {
+            return self.with_connection(f).await;
+        }
         match self.try_read_inline(f) {
             Ok(result) => result,
             Err(f) => self.with_connection(f).await,
@@ -230,6 +283,47 @@ impl SqliteStore {
                 }
             }
             tx.commit()
+        })
+        .await
+    }
+
+    /// Takes the replay lease for `holder` until `until` (Unix milliseconds), unless another
+    /// holder has it and it has not expired. One replay at a time across every environment on
+    /// the file; a lease whose holder was frozen or killed expires on its own.
+    pub async fn take_lease(&self, holder: String, until: i64) -> Result<bool, StoreError> {
+        self.with_connection(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT holder, expires_at FROM replay_lease WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let now = Utc::now().timestamp_millis();
+            if let Some((other, expires_at)) = current {
+                if other != holder && expires_at > now {
+                    return Ok(false);
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO replay_lease (id, holder, expires_at) VALUES (1, :holder, :until)",
+                named_params! { ":holder": holder, ":until": until },
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Gives the lease back, if `holder` still has it.
+    pub async fn release_lease(&self, holder: String) -> Result<(), StoreError> {
+        self.with_connection(move |conn| {
+            conn.execute(
+                "DELETE FROM replay_lease WHERE id = 1 AND holder = :holder",
+                named_params! { ":holder": holder },
+            )
+            .map(drop)
         })
         .await
     }
@@ -355,7 +449,7 @@ impl CallStore for SqliteStore {
 
     async fn insert(&self, call: &Call) -> Result<InsertOutcome, StoreError> {
         let call = call.clone();
-        let journal = self.journal_writes;
+        let journal = self.options.journal_writes;
         self.with_connection(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing = tx
@@ -388,25 +482,52 @@ impl CallStore for SqliteStore {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+fn open_connection(path: &Path, options: SqliteOptions) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    // WAL lets readers and the writer proceed together; FULL sync because an acknowledged
-    // write must survive the process.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers and the writer proceed together, but only on one machine: a shared file
+    // takes a rollback journal. FULL sync because an acknowledged write must survive the process.
+    let journal_mode = if options.shared { "DELETE" } else { "WAL" };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = {journal_mode}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+    ))?;
     Ok(conn)
 }
 
 /// A connection with the schema in place.
-fn open_prepared(path: &Path, seed: &str) -> Result<Connection, StoreError> {
-    let conn = open_connection(path)?;
+fn open_prepared(path: &Path, options: SqliteOptions, seed: &str) -> Result<Connection, StoreError> {
+    let conn = open_connection(path, options)?;
     prepare_schema(&conn, seed)?;
     Ok(conn)
+}
+
+/// Creates a shared database when none exists: built under a name of its own, then linked into
+/// place, which fails when another environment got there first (its file is then used). Two
+/// cold starts at once can never both create it, nor see one half made.
+fn create_shared_if_missing(path: &Path, seed: &str) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let cannot = |e: std::io::Error| {
+        StoreError::new(ErrorKind::Sqlite(SqliteProblem::CannotOpen), e.to_string())
+    };
+    let building = path.with_extension(format!("creating-{}", uuid::Uuid::new_v4().simple()));
+    let shared = SqliteOptions {
+        journal_writes: false,
+        shared: true,
+    };
+    let built = open_prepared(&building, shared, seed).map(drop);
+    let linked = built.and_then(|()| match std::fs::hard_link(&building, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(cannot(e)),
+    });
+    let _ = std::fs::remove_file(&building);
+    let _ = std::fs::remove_file(with_suffix(&building, "-journal"));
+    linked
 }
 
 /// Applies the schema and, on a new database, the sample data, in one transaction. The schema's
