@@ -2,12 +2,14 @@
 //!
 //! - [`config`]: environment, read once at start.
 //! - [`api`]: the HTTP router and its JSON shapes, shared by Lambda and the local server.
+//! - [`lambda`]: the Lambda edge: API Gateway events in, API Gateway responses out, never a panic.
 //! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
 //! - [`metrics`]: CloudWatch metrics on every switch.
 //! - [`snapshot`]: rebuilds the shipped sample data from Redshift.
 
 pub mod api;
 pub mod config;
+pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod snapshot;
@@ -20,6 +22,8 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+pub use lambda::handle_lambda_request;
 
 use api::db::AdminPolicy;
 use api::AppState;
@@ -69,24 +73,6 @@ pub async fn build_app(config: &Config) -> App {
         router: api::router(state),
         store,
     }
-}
-
-/// Serves one Lambda event through the router. The body is collected so that the response is
-/// `Sync`, as the concurrent Lambda runtime needs; API Gateway buffers responses anyway.
-pub async fn handle_lambda_request(
-    router: axum::Router,
-    request: lambda_http::Request,
-) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
-    use tower::ServiceExt;
-    let response = router.oneshot(request.map(axum::body::Body::new)).await?;
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await?;
-    let body = match String::from_utf8(bytes.to_vec()) {
-        Ok(text) if text.is_empty() => lambda_http::Body::Empty,
-        Ok(text) => lambda_http::Body::Text(text),
-        Err(raw) => lambda_http::Body::Binary(raw.into_bytes()),
-    };
-    Ok(lambda_http::Response::from_parts(parts, body))
 }
 
 /// The SDK's own configuration chain (environment, profile, Lambda role); the region falls back

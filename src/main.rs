@@ -24,11 +24,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         _ => {}
     }
     if config.in_lambda {
-        let router = app.router;
-        let handler = lambda_http::service_fn(move |request| {
-            call_history::handle_lambda_request(router.clone(), request)
-        });
-        return lambda_http::run_concurrent(handler).await;
+        return call_history::lambda::run(app.router).await;
     }
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
     let listener = tokio::net::TcpListener::bind(address).await?;
