@@ -3,6 +3,7 @@
 //! - [`config`]: environment, read once at start.
 //! - [`api`]: the HTTP router and its JSON shapes, shared by Lambda and the local server.
 //! - [`lambda`]: the Lambda edge: API Gateway events in, API Gateway responses out, never a panic.
+//! - [`server`]: the local HTTP server, with its limits and timeouts.
 //! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
 //! - [`metrics`]: CloudWatch metrics on every switch.
 //! - [`snapshot`]: rebuilds the shipped sample data from Redshift.
@@ -12,6 +13,7 @@ pub mod config;
 pub mod lambda;
 pub mod logging;
 pub mod metrics;
+pub mod server;
 pub mod snapshot;
 pub mod store;
 

@@ -6,6 +6,7 @@ use call_history::config::Config;
 /// allocations of JSON responses.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use call_history::server::{self, ServerLimits};
 use call_history::{build_app, logging};
 
 #[tokio::main]
@@ -27,16 +28,22 @@ async fn main() -> Result<(), lambda_http::Error> {
         return call_history::lambda::run(app.router).await;
     }
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
-    let listener = tokio::net::TcpListener::bind(address).await?;
+    let listener = match server::bind(address).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            // One sentence, not a debug dump: the usual cause is a second `make run`.
+            tracing::error!("❌ {err}");
+            std::process::exit(1);
+        }
+    };
     tracing::info!(
         "🚀 Call history API on http://{address} (serving from {})",
         app.store.current_source().as_str()
     );
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    server::serve(listener, app.router, ServerLimits::default(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     Ok(())
 }
 
