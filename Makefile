@@ -4,7 +4,7 @@ EVENT ?= calls-history
 PORT ?= 8000
 LAMBDA_BINARY := target/lambda/call-history/bootstrap
 
-.PHONY: run run-redshift-local watch test build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
+.PHONY: run run-redshift-local watch test contract openapi build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch, 
 
 test: ## Every test; starts a throwaway PostgreSQL for the Redshift stand-in
 	scripts/test.sh
+
+openapi: ## Write the OpenAPI description to openapi.json (what GET /openapi.json serves)
+	cargo run --bin call-history -- openapi openapi.json
 
 build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/bootstrap
 	cargo lambda build --release --bin call-history

@@ -11,6 +11,10 @@ use call_history::{build_app, logging};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("openapi") {
+        return write_openapi(args.get(2).map(String::as_str));
+    }
     let (config, problems) = Config::from_env();
     logging::init(config.in_lambda);
     for problem in &problems {
@@ -18,7 +22,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let app = build_app(&config).await;
 
-    let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("migrate") => return migrate(&app).await,
         Some("snapshot") => return snapshot(&app, args.get(2).map(String::as_str)).await,
@@ -44,6 +47,17 @@ async fn main() -> Result<(), lambda_http::Error> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
+    Ok(())
+}
+
+/// `call-history openapi [PATH]`: writes the OpenAPI description (what `GET /openapi.json`
+/// serves) to PATH, or to standard output. Needs no configuration.
+fn write_openapi(path: Option<&str>) -> Result<(), lambda_http::Error> {
+    let document = call_history::api::openapi::document_json();
+    match path {
+        Some(path) => std::fs::write(path, document)?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), document.as_bytes())?,
+    }
     Ok(())
 }
 

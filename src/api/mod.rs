@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod db;
 pub mod error;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -10,7 +11,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 
 use crate::store::failover::FailoverStore;
@@ -27,21 +27,19 @@ pub struct AppState {
     pub admin: AdminPolicy,
 }
 
+/// The router, built from the same route lists as the OpenAPI description ([`openapi`]).
 pub fn router(state: AppState) -> Router {
-    let database_backed = Router::new()
-        .route("/db/status", get(db::status))
-        .route("/db/healthz", get(db::healthz))
-        .route("/db/force-sqlite", post(db::force_sqlite))
-        .route("/db/retry-redshift", post(db::retry_redshift))
-        .route("/api/calls/history", get(calls::history))
-        .route("/api/calls/{id}", get(calls::get_call))
-        .route("/api/calls", post(calls::create_call))
+    let (database_backed, _) = openapi::database_routes().split_for_parts();
+    let database_backed = database_backed
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             data_source_header,
         ));
+    let (document, _) = openapi::document_routes().split_for_parts();
+    let document = document.method_not_allowed_fallback(method_not_allowed);
     database_backed
+        .merge(document)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(json_charset))
