@@ -13,9 +13,14 @@ run: ## Serve on localhost:$(PORT) (SQLite unless REDSHIFT_* is set)
 	PORT=$(PORT) cargo run --bin call-history
 
 # The service against `make redshift-local` (running in another terminal).
+REDSHIFT_LOCAL_PORT ?= 9000
+CLOUDWATCH_LOCAL_PORT ?= 9001
 LOCAL_REDSHIFT := REDSHIFT_CLUSTER_ID=local-cluster REDSHIFT_DATABASE=dev REDSHIFT_DB_USER=dev \
-	AWS_ENDPOINT_URL_REDSHIFT_DATA=http://127.0.0.1:9000 AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:9001 \
+	AWS_ENDPOINT_URL_REDSHIFT_DATA=http://127.0.0.1:$(REDSHIFT_LOCAL_PORT) AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$(CLOUDWATCH_LOCAL_PORT) \
 	AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
+.PHONY: local-redshift-env
+local-redshift-env: # The environment above, for scripts (scripts/contract.sh)
+	@echo $(LOCAL_REDSHIFT)
 run-redshift-local: ## Serve on localhost:$(PORT) against `make redshift-local`
 	$(LOCAL_REDSHIFT) cargo run --bin call-history -- migrate
 	$(LOCAL_REDSHIFT) PORT=$(PORT) cargo run --bin call-history
@@ -27,6 +32,9 @@ watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch, 
 
 test: ## Every test; starts a throwaway PostgreSQL for the Redshift stand-in
 	scripts/test.sh
+
+contract: ## The running API against its OpenAPI description (schemathesis), on SQLite and on the stand-in
+	scripts/contract.sh
 
 openapi: ## Write the OpenAPI description to openapi.json (what GET /openapi.json serves)
 	cargo run --bin call-history -- openapi openapi.json

@@ -28,3 +28,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The running API against its OpenAPI description, on SQLite and on the Redshift stand-in.
+scripts/contract.sh
