@@ -58,6 +58,9 @@ pub struct Config {
     pub sqlite_path: PathBuf,
     pub metrics_namespace: String,
     pub admin_token: Option<String>,
+    /// A Secrets Manager secret holding the admin token, read once at cold start; used instead
+    /// of `admin_token` when set.
+    pub admin_token_secret_arn: Option<String>,
     pub force_sqlite: bool,
     /// True inside AWS Lambda (the runtime API is set).
     pub in_lambda: bool,
@@ -80,6 +83,7 @@ impl fmt::Debug for Config {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("admin_token_secret_arn", &self.admin_token_secret_arn)
             .field("force_sqlite", &self.force_sqlite)
             .field("in_lambda", &self.in_lambda)
             .field("port", &self.port)
@@ -156,6 +160,14 @@ impl Config {
             }
         });
 
+        let admin_token_secret_arn = get("ADMIN_TOKEN_SECRET_ARN");
+        if admin_token_secret_arn.is_some() && get("ADMIN_TOKEN").is_some() {
+            problems.push(ConfigProblem(
+                "ADMIN_TOKEN and ADMIN_TOKEN_SECRET_ARN are both set; the secret's token is used"
+                    .into(),
+            ));
+        }
+
         let config = Config {
             redshift,
             check_interval,
@@ -165,6 +177,7 @@ impl Config {
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_string()),
             admin_token: get("ADMIN_TOKEN"),
+            admin_token_secret_arn,
             force_sqlite,
             in_lambda,
             port,

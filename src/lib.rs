@@ -8,6 +8,7 @@
 //! - [`metrics`]: CloudWatch metrics on every switch.
 //! - [`snapshot`]: rebuilds the shipped sample data from Redshift.
 
+pub mod admin_secret;
 pub mod api;
 pub mod config;
 pub mod lambda;
@@ -50,7 +51,7 @@ pub async fn build_app(config: &Config) -> App {
     });
     let (redshift, metrics) = match &config.redshift {
         Some(redshift_config) => {
-            let sdk = load_sdk_config(redshift_config).await;
+            let sdk = load_sdk_config(redshift_config.region_hint.clone()).await;
             let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
             let metrics = Metrics::new(
                 Some(cloudwatch_client(&sdk)),
@@ -69,7 +70,7 @@ pub async fn build_app(config: &Config) -> App {
     let store = Arc::new(FailoverStore::new(redshift, sqlite, settings, Arc::new(metrics)).await);
     let state = AppState {
         store: Arc::clone(&store),
-        admin: AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
+        admin: admin_policy(config).await,
     };
     App {
         router: api::router(state),
@@ -77,13 +78,22 @@ pub async fn build_app(config: &Config) -> App {
     }
 }
 
+/// Who may use the admin endpoints: the token of `ADMIN_TOKEN_SECRET_ARN` when that is set (read
+/// now, once), otherwise `ADMIN_TOKEN`.
+async fn admin_policy(config: &Config) -> AdminPolicy {
+    match &config.admin_token_secret_arn {
+        Some(arn) => {
+            let region_hint = config.redshift.as_ref().and_then(|r| r.region_hint.clone());
+            admin_secret::admin_policy(&load_sdk_config(region_hint).await, arn).await
+        }
+        None => AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
+    }
+}
+
 /// The SDK's own configuration chain (environment, profile, Lambda role); the region falls back
 /// to the one in `REDSHIFT_HOST`, then to us-east-1.
-async fn load_sdk_config(redshift: &RedshiftConfig) -> SdkConfig {
-    let fallback_region = redshift
-        .region_hint
-        .clone()
-        .unwrap_or_else(|| "us-east-1".to_string());
+async fn load_sdk_config(region_hint: Option<String>) -> SdkConfig {
+    let fallback_region = region_hint.unwrap_or_else(|| "us-east-1".to_string());
     let region = RegionProviderChain::default_provider().or_else(Region::new(fallback_region));
     aws_config::defaults(BehaviorVersion::latest())
         .region(region)
