@@ -49,7 +49,7 @@ invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
 lint: ## Formatting, clippy and the SAM template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cfn-lint template.yaml
+	scripts/lint-template.sh
 
 fmt: ## Format the code
 	cargo fmt --all
