@@ -150,7 +150,14 @@ pub fn prepare(mut event: Value) -> Result<LambdaRequest, Refusal> {
     let text = event.to_string();
     serde_json::from_str::<LambdaRequest>(&text).map_err(|err| Refusal {
         message: "The request is not an API Gateway HTTP request this function can read.".into(),
-        log_reason: format!("lambda_http could not read the event: {err}"),
+        // serde's message can quote a value from the event (a header, a token): only its kind
+        // and place go to the log.
+        log_reason: format!(
+            "lambda_http could not read the event ({:?} error at line {}, column {})",
+            err.classify(),
+            err.line(),
+            err.column()
+        ),
     })
 }
 
