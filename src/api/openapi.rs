@@ -356,6 +356,33 @@ mod tests {
     }
 
     #[test]
+    fn documented_history_parameters_are_the_ones_read() {
+        let document = serde_json::to_value(document()).unwrap();
+        let parameters = document["paths"]["/api/calls/history"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = parameters
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["limit", "offset", "since", "until", "contact"]);
+        for parameter in parameters {
+            let (name, schema) = (parameter["name"].as_str().unwrap(), &parameter["schema"]);
+            let largest = match name {
+                "since" | "until" => "9999-12-31T23:59:59Z".to_string(),
+                "contact" => "a".repeat(schema["maxLength"].as_u64().unwrap() as usize),
+                _ => schema["maximum"].to_string(),
+            };
+            let query = format!("{name}={largest}");
+            assert!(calls::parse_history_query(&query).is_ok(), "{query}");
+            if let Some(maximum) = schema["maximum"].as_u64() {
+                let query = format!("{name}={}", maximum + 1);
+                assert!(calls::parse_history_query(&query).is_err(), "{query}");
+            }
+        }
+    }
+
+    #[test]
     fn every_operation_documents_the_server_statuses() {
         let document = serde_json::to_value(document()).unwrap();
         let paths = document["paths"].as_object().unwrap();
