@@ -23,7 +23,7 @@ export REDSHIFT_LOCAL_PORT REDSHIFT_LOCAL_CLOUDWATCH_PORT REDSHIFT_LOCAL_CONTROL
 VENV := .venv
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: run run-redshift-local watch test browser build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
+.PHONY: run run-redshift-local watch test browser contract openapi build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,9 @@ LOCAL_REDSHIFT := REDSHIFT_CLUSTER_ID=local-cluster REDSHIFT_DATABASE=dev REDSHI
 	AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$(REDSHIFT_LOCAL_CLOUDWATCH_PORT) \
 	AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 \
 	SQLITE_PATH=$(REDSHIFT_LOCAL_SQLITE)
+.PHONY: local-redshift-env
+local-redshift-env: # The environment above, for scripts (scripts/contract.sh)
+	@echo $(LOCAL_REDSHIFT)
 run-redshift-local: ## Serve on localhost:$(PORT) against `make redshift-local`, sample calls loaded
 	@curl -sf -o /dev/null http://127.0.0.1:$(REDSHIFT_LOCAL_CONTROL_PORT)/operations || { \
 		echo "The Redshift stand-in is not answering on port $(REDSHIFT_LOCAL_CONTROL_PORT): start \`make redshift-local\` in another terminal first." >&2; exit 1; }
@@ -63,6 +66,12 @@ test: ## Every test; starts a throwaway PostgreSQL for the Redshift stand-in
 
 browser: ## The status page in headless Chromium (screenshots in target/browser/)
 	tests/browser/run.sh
+
+contract: ## The running API against its OpenAPI description (schemathesis), on SQLite and on the stand-in
+	scripts/contract.sh
+
+openapi: ## Write the OpenAPI description to openapi.json (what GET /openapi.json serves)
+	cargo run --bin call-history -- openapi openapi.json
 
 build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/bootstrap
 	$(WITH_VENV) cargo lambda build --release --bin call-history

@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# Lints template.yaml: cfn-lint, then SAM's own validation (sam validate --lint), both from PyPI
-# in the project's .venv/ (installed when missing). Neither needs an AWS account or credentials;
-# sam only insists on a region.
+# Lints template.yaml with cfn-lint and `sam validate --lint`, as it is and with every optional
+# feature's parameters set. Installs cfn-lint and aws-sam-cli into .venv/ when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
-missing=()
-[ -x .venv/bin/cfn-lint ] || missing+=(cfn-lint)
-[ -x .venv/bin/sam ] || missing+=(aws-sam-cli)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "lint-template: installing ${missing[*]} into .venv/" >&2
-    .venv/bin/pip install -q "${missing[@]}" >&2
+if [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/sam ]; then
+    echo "lint-template: installing cfn-lint and aws-sam-cli into .venv/" >&2
+    [ -x .venv/bin/pip ] || python3 -m venv .venv
+    .venv/bin/pip install --quiet cfn-lint aws-sam-cli
 fi
 
-.venv/bin/cfn-lint template.yaml
-echo "cfn-lint: template.yaml clean"
-SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file template.yaml \
-    --region "${AWS_REGION:-us-east-1}"
+SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:example-AbCdEf"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+# The template as deployed with every optional feature set: the same file with those
+# parameters' defaults replaced (cfn-lint then checks conditions, patterns and values).
+scripts/template-with-defaults.py \
+    RedshiftClusterId=crm-cluster RedshiftDatabase=crm RedshiftDbUser=app_user \
+    AdminTokenSecretArn="$SECRET_ARN" AdminIamAuth=true \
+    AlarmTopicArn=arn:aws:sns:us-east-1:123456789012:alarms >"$WORK/cluster.yaml"
+scripts/template-with-defaults.py \
+    RedshiftWorkgroup=crm-workgroup RedshiftDatabase=crm RedshiftSecretArn="$SECRET_ARN" \
+    AdminToken=example-admin-token-0123456789 >"$WORK/workgroup.yaml"
+
+for template in template.yaml "$WORK/cluster.yaml" "$WORK/workgroup.yaml"; do
+    echo "cfn-lint and sam validate --lint: $(basename "$template")"
+    .venv/bin/cfn-lint "$template"
+    SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --region us-east-1 --template "$template" >/dev/null
+done
+echo "template: clean with parameters empty and set"

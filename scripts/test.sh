@@ -34,3 +34,6 @@ scripts/lint-template.sh
 
 # The status page (GET /) in headless Chromium, against the service and the Redshift stand-in.
 tests/browser/run.sh
+
+# The running API against its OpenAPI description, on SQLite and on the Redshift stand-in.
+scripts/contract.sh

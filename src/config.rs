@@ -67,6 +67,9 @@ pub struct Config {
     pub sqlite_shared: bool,
     pub metrics_namespace: String,
     pub admin_token: Option<String>,
+    /// A Secrets Manager secret holding the admin token, read once at cold start; used instead
+    /// of `admin_token` when set.
+    pub admin_token_secret_arn: Option<String>,
     pub force_sqlite: bool,
     /// True inside AWS Lambda (the runtime API is set).
     pub in_lambda: bool,
@@ -90,6 +93,7 @@ impl fmt::Debug for Config {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("admin_token_secret_arn", &self.admin_token_secret_arn)
             .field("force_sqlite", &self.force_sqlite)
             .field("in_lambda", &self.in_lambda)
             .field("port", &self.port)
@@ -166,6 +170,13 @@ impl Config {
         // shared by them.
         let on_mount = sqlite_path.starts_with("/mnt");
         let sqlite_shared = read_bool(&get, "SQLITE_SHARED", on_mount, &mut problems);
+        let admin_token_secret_arn = get("ADMIN_TOKEN_SECRET_ARN");
+        if admin_token_secret_arn.is_some() && get("ADMIN_TOKEN").is_some() {
+            problems.push(ConfigProblem(
+                "ADMIN_TOKEN and ADMIN_TOKEN_SECRET_ARN are both set; the secret's token is used"
+                    .into(),
+            ));
+        }
 
         let config = Config {
             redshift,
@@ -177,6 +188,7 @@ impl Config {
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_string()),
             admin_token: get("ADMIN_TOKEN"),
+            admin_token_secret_arn,
             force_sqlite,
             in_lambda,
             port,
@@ -361,7 +373,9 @@ mod tests {
         assert!(config.sqlite_shared);
         let (config, problems) = load(&[("SQLITE_SHARED", "sometimes")]);
         assert!(!config.sqlite_shared);
-        assert!(problems[0].0.starts_with("SQLITE_SHARED must be true or false"));
+        assert!(problems[0]
+            .0
+            .starts_with("SQLITE_SHARED must be true or false"));
     }
 
     #[test]

@@ -2,16 +2,21 @@
 //!
 //! - [`config`]: environment, read once at start.
 //! - [`api`]: the HTTP router and its JSON shapes, shared by Lambda and the local server.
+//! - [`lambda`]: the Lambda edge: API Gateway events in, API Gateway responses out, never a panic.
+//! - [`server`]: the local HTTP server, with its limits and timeouts.
 //! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
 //! - [`metrics`]: CloudWatch metrics on every switch.
 //! - [`snapshot`]: rebuilds the shipped sample data from Redshift.
 //! - [`seed_redshift`]: loads the shipped sample data into Redshift (a fresh warehouse, the stand-in).
 
+pub mod admin_secret;
 pub mod api;
 pub mod config;
+pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod seed_redshift;
+pub mod server;
 pub mod snapshot;
 pub mod store;
 
@@ -23,14 +28,16 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+pub use lambda::handle_lambda_request;
+
 use api::db::AdminPolicy;
 use api::AppState;
 use config::{Config, RedshiftConfig};
 use metrics::Metrics;
 use store::backup::Backup;
-use store::sqlite::SqliteOptions;
 use store::failover::{FailoverSettings, FailoverStore};
 use store::redshift::RedshiftStore;
+use store::sqlite::SqliteOptions;
 
 /// The running service: its router and the store behind it.
 pub struct App {
@@ -50,7 +57,7 @@ pub async fn build_app(config: &Config) -> App {
     );
     let (redshift, metrics) = match &config.redshift {
         Some(redshift_config) => {
-            let sdk = load_sdk_config(redshift_config).await;
+            let sdk = load_sdk_config(redshift_config.region_hint.clone()).await;
             let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
             let metrics = Metrics::new(
                 Some(cloudwatch_client(&sdk)),
@@ -69,7 +76,7 @@ pub async fn build_app(config: &Config) -> App {
     let store = Arc::new(FailoverStore::new(redshift, backup, settings, Arc::new(metrics)).await);
     let state = AppState {
         store: Arc::clone(&store),
-        admin: AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
+        admin: admin_policy(config).await,
     };
     App {
         router: api::router(state),
@@ -77,31 +84,22 @@ pub async fn build_app(config: &Config) -> App {
     }
 }
 
-/// Serves one Lambda event through the router. The body is collected so that the response is
-/// `Sync`, as the concurrent Lambda runtime needs; API Gateway buffers responses anyway.
-pub async fn handle_lambda_request(
-    router: axum::Router,
-    request: lambda_http::Request,
-) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
-    use tower::ServiceExt;
-    let response = router.oneshot(request.map(axum::body::Body::new)).await?;
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await?;
-    let body = match String::from_utf8(bytes.to_vec()) {
-        Ok(text) if text.is_empty() => lambda_http::Body::Empty,
-        Ok(text) => lambda_http::Body::Text(text),
-        Err(raw) => lambda_http::Body::Binary(raw.into_bytes()),
-    };
-    Ok(lambda_http::Response::from_parts(parts, body))
+/// Who may use the admin endpoints: the token of `ADMIN_TOKEN_SECRET_ARN` when that is set (read
+/// now, once), otherwise `ADMIN_TOKEN`.
+async fn admin_policy(config: &Config) -> AdminPolicy {
+    match &config.admin_token_secret_arn {
+        Some(arn) => {
+            let region_hint = config.redshift.as_ref().and_then(|r| r.region_hint.clone());
+            admin_secret::admin_policy(&load_sdk_config(region_hint).await, arn).await
+        }
+        None => AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
+    }
 }
 
 /// The SDK's own configuration chain (environment, profile, Lambda role); the region falls back
 /// to the one in `REDSHIFT_HOST`, then to us-east-1.
-async fn load_sdk_config(redshift: &RedshiftConfig) -> SdkConfig {
-    let fallback_region = redshift
-        .region_hint
-        .clone()
-        .unwrap_or_else(|| "us-east-1".to_string());
+async fn load_sdk_config(region_hint: Option<String>) -> SdkConfig {
+    let fallback_region = region_hint.unwrap_or_else(|| "us-east-1".to_string());
     let region = RegionProviderChain::default_provider().or_else(Region::new(fallback_region));
     aws_config::defaults(BehaviorVersion::latest())
         .region(region)

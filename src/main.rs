@@ -6,10 +6,15 @@ use call_history::config::Config;
 /// allocations of JSON responses.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use call_history::server::{self, ServerLimits};
 use call_history::{build_app, logging};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("openapi") {
+        return write_openapi(args.get(2).map(String::as_str));
+    }
     let (config, problems) = Config::from_env();
     logging::init(config.in_lambda);
     for problem in &problems {
@@ -17,7 +22,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let app = build_app(&config).await;
 
-    let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("migrate") => return migrate(&app).await,
         Some("snapshot") => return snapshot(&app, args.get(2).map(String::as_str)).await,
@@ -25,23 +29,36 @@ async fn main() -> Result<(), lambda_http::Error> {
         _ => {}
     }
     if config.in_lambda {
-        let router = app.router;
-        let handler = lambda_http::service_fn(move |request| {
-            call_history::handle_lambda_request(router.clone(), request)
-        });
-        return lambda_http::run_concurrent(handler).await;
+        return call_history::lambda::run(app.router).await;
     }
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
-    let listener = tokio::net::TcpListener::bind(address).await?;
+    let listener = match server::bind(address).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            // One sentence, not a debug dump: the usual cause is a second `make run`.
+            tracing::error!("❌ {err}");
+            std::process::exit(1);
+        }
+    };
     tracing::info!(
         "🚀 Call history API on http://{address} (serving from {})",
         app.store.current_source().as_str()
     );
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    server::serve(listener, app.router, ServerLimits::default(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
+}
+
+/// `call-history openapi [PATH]`: writes the OpenAPI description (what `GET /openapi.json`
+/// serves) to PATH, or to standard output. Needs no configuration.
+fn write_openapi(path: Option<&str>) -> Result<(), lambda_http::Error> {
+    let document = call_history::api::openapi::document_json();
+    match path {
+        Some(path) => std::fs::write(path, document)?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), document.as_bytes())?,
+    }
     Ok(())
 }
 

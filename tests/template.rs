@@ -387,15 +387,25 @@ fn the_flapping_alarm_counts_minutes_with_a_fallback_not_environments() {
 }
 
 #[test]
-fn the_status_page_has_its_route() {
+fn every_route_of_the_api_is_routed_to_the_function() {
     let template = template();
-    let events = get(resource(&template, FUNCTION), "Events")
+    let routes: BTreeSet<String> = get(&template, "Resources")
         .as_mapping()
-        .unwrap();
-    let page = events.values().any(|event| {
-        let properties = get(event, "Properties");
-        properties.get("Path").and_then(Value::as_str) == Some("/")
-            && properties.get("Method").and_then(Value::as_str) == Some("GET")
-    });
-    assert!(page, "GET / is routed to the function");
+        .unwrap()
+        .values()
+        .filter(|r| r.get("Type").and_then(Value::as_str) == Some("AWS::ApiGatewayV2::Route"))
+        .map(|r| text(get(r, "Properties"), "RouteKey").to_string())
+        .collect();
+    let document: Json = serde_json::from_str(call_history::api::openapi::document_json()).unwrap();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let key = format!("{} {path}", method.to_ascii_uppercase());
+            assert!(routes.contains(&key), "{key} has a route in the template");
+        }
+    }
+    assert!(routes.contains("GET /"), "the status page");
+    assert!(
+        routes.contains("$default"),
+        "unknown paths reach the function's JSON 404"
+    );
 }

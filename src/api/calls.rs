@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{with_source, AppState};
 use crate::store::rules::{
     TextField, ACCOUNT_NAME, CONTACT_NAME, FIRST_INSTANT, LAST_INSTANT, NOTES, OUTCOME,
@@ -29,24 +29,43 @@ use crate::store::{
 pub const MAX_LIMIT: u32 = 500;
 const MAX_ID_CHARS: usize = 64;
 
-/// The body of `POST /api/calls`. Unknown fields are refused rather than silently dropped, and
-/// only a JSON object is read (see the `Deserialize` impl below).
-#[derive(Debug, Deserialize)]
+/// A call to record. Unknown fields are refused rather than silently dropped, and only a JSON
+/// object is read (see the `Deserialize` impl below). The schema attributes describe, for the
+/// OpenAPI document, what `parse_new_call` accepts.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct NewCall {
+    /// A client id makes the write idempotent; the server makes a UUID when it is absent.
     #[serde(default, deserialize_with = "field::id")]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._:-]+$")]
     pub id: Option<String>,
+    // The pattern asks for one character outside Rust's white space (`char::is_whitespace`,
+    // the Unicode White_Space set), as `trim()` in `parse_new_call` does.
+    /// Who was called: required, not only white space.
     #[serde(default, deserialize_with = "field::contact_name")]
+    #[schema(
+        value_type = String,
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub contact_name: Option<String>,
     #[serde(default, deserialize_with = "field::account_name")]
+    #[schema(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub account_name: Option<String>,
+    /// RFC 3339, years 1 to 9999 in UTC; defaults to now.
     #[serde(default, deserialize_with = "field::started_at")]
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
     #[serde(default, deserialize_with = "field::duration_seconds")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9223372036854775807_i64)]
     pub duration_seconds: Option<serde_json::Number>,
     #[serde(default, deserialize_with = "field::outcome")]
+    #[schema(max_length = 100, pattern = r"^[^\u0000]*$")]
     pub outcome: Option<String>,
     #[serde(default, deserialize_with = "field::notes")]
+    #[schema(max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub notes: Option<String>,
 }
 
@@ -134,15 +153,68 @@ mod field {
     );
 }
 
+/// The query parameters of `GET /api/calls/history`, for the OpenAPI document; the handler
+/// reads the raw query with [`parse_history_query`], which also refuses unknown or repeated
+/// parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read through parse_history_query
+pub struct HistoryParams {
+    /// How many calls, newest first.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<u32>,
+    /// How many of the newest calls to skip.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64, default = 0)]
+    offset: Option<u32>,
+    /// Calls started at or after this time (RFC 3339); not later than `until`.
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Calls started at or before this time (RFC 3339).
+    #[param(format = DateTime)]
+    until: Option<String>,
+    /// Calls with exactly this contact name.
+    #[param(min_length = 1, max_length = 200)]
+    contact: Option<String>,
+}
+
 /// The history answer, serialised straight from the rows (no intermediate JSON tree).
-#[derive(Serialize)]
-struct HistoryResponse<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct HistoryResponse<'a> {
+    /// Newest first.
+    #[schema(value_type = Vec<Call>)]
     calls: &'a [Call],
     count: usize,
     source: Source,
+    /// `Using cloud database`, `Using local backup database` or `No database available`.
     message: &'static str,
 }
 
+/// One call and the database that served it.
+#[derive(Serialize, ToSchema)]
+pub struct CallResponse<'a> {
+    call: &'a Call,
+    source: Source,
+}
+
+/// `GET /api/calls/{id}`: the call, or null while no database answers (the source says why).
+#[derive(Serialize, ToSchema)]
+pub struct CallLookup<'a> {
+    #[schema(value_type = Option<Call>)]
+    call: Option<&'a Call>,
+    source: Source,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/calls/history",
+    tag = "calls",
+    summary = "Calls, newest first",
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "The calls (empty with `source: unavailable` when no database answers).", body = HistoryResponse),
+        (status = 400, description = "An unknown, repeated, ill-typed or out-of-range parameter.", body = ErrorBody),
+    )
+)]
 pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     tracing::info!("📊 Fetching call history (with automatic fallback)...");
     let query = match parse_history_query(raw.as_deref().unwrap_or("")) {
@@ -179,6 +251,18 @@ fn count_of_calls(count: usize) -> String {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/calls/{id}",
+    tag = "calls",
+    summary = "One call",
+    params(("id" = String, Path, description = "The call's id.", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._:-]+$")),
+    responses(
+        (status = 200, description = "The call; `call` is null when no database answers.", body = CallLookup),
+        (status = 400, description = "The id is not a valid call id.", body = ErrorBody),
+        (status = 404, description = "No call with this id.", body = ErrorBody),
+    )
+)]
 pub async fn get_call(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -197,7 +281,10 @@ pub async fn get_call(
     match served.result {
         Ok(Some(call)) => with_source(
             served.source,
-            Json(json!({ "call": call, "source": served.source })),
+            Json(CallLookup {
+                call: Some(&call),
+                source: served.source,
+            }),
         ),
         Ok(None) => {
             ApiError::NotFound(format!("No call with id {id:?}.")).with_source(served.source)
@@ -206,11 +293,29 @@ pub async fn get_call(
         // Both databases down: reads answer empty, as the history does.
         Err(_) => with_source(
             served.source,
-            Json(json!({ "call": null, "source": served.source })),
+            Json(CallLookup {
+                call: None,
+                source: served.source,
+            }),
         ),
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/calls",
+    tag = "calls",
+    summary = "Record a call",
+    request_body(content = NewCall, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recorded.", body = CallResponse),
+        (status = 200, description = "The same id and body again: the stored call.", body = CallResponse),
+        (status = 400, description = "Malformed JSON, an unknown or ill-typed field, or an out-of-range value.", body = ErrorBody),
+        (status = 409, description = "The id is already recorded with a different call.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
+        (status = 503, description = "No database can take the write; nothing was stored.", body = ErrorBody),
+    )
+)]
 pub async fn create_call(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -231,7 +336,10 @@ pub async fn create_call(
                 source,
                 (
                     StatusCode::CREATED,
-                    Json(json!({ "call": call, "source": source })),
+                    Json(CallResponse {
+                        call: &call,
+                        source,
+                    }),
                 ),
             )
         }
@@ -245,7 +353,10 @@ pub async fn create_call(
                     source,
                     (
                         StatusCode::OK,
-                        Json(json!({ "call": existing, "source": source })),
+                        Json(CallResponse {
+                            call: &existing,
+                            source,
+                        }),
                     ),
                 )
             } else {

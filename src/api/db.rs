@@ -4,9 +4,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::{with_source, AppState};
 use crate::store::failover::{ForceOutcome, HealthSnapshot};
 use crate::store::{format_timestamp, Source};
@@ -35,76 +36,211 @@ fn healthz_message(source: Source) -> &'static str {
     }
 }
 
-fn secs(d: Option<std::time::Duration>) -> Value {
-    d.map_or(Value::Null, |d| {
-        json!((d.as_secs_f64() * 10.0).round() / 10.0)
-    })
+fn secs(d: Option<std::time::Duration>) -> Option<f64> {
+    d.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)
 }
 
-fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
-    t.map_or(Value::Null, |t| json!(format_timestamp(&t)))
+fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
+    t.map(|t| format_timestamp(&t))
 }
 
+/// `GET /db/status`: which database serves and how both are doing.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    pub current_source: Source,
+    /// ☁️, 💾 or ❌.
+    pub source_emoji: &'static str,
+    /// `Redshift (Cloud Primary)`, `SQLite (Local Backup)` or `No database available`.
+    pub source_name: &'static str,
+    pub databases: StatusDatabases,
+    pub message: &'static str,
+    pub fallback: FallbackState,
+    pub sync: SyncState,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDatabases {
+    pub active_source: Source,
+    pub redshift: RedshiftState,
+    pub sqlite: SqliteState,
+}
+
+/// Redshift's health in this execution environment.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedshiftState {
+    pub available: bool,
+    /// `Connected`, `Not configured`, `Forced to SQLite` or a short reason class such as
+    /// `Connection timeout`.
+    pub message: String,
+    pub configured: bool,
+    pub forced: bool,
+    /// RFC 3339 time of the last probe.
+    #[schema(format = DateTime)]
+    pub last_probe_at: Option<String>,
+    #[schema(minimum = 0)]
+    pub next_probe_in_seconds: Option<f64>,
+    pub consecutive_failures: u32,
+}
+
+/// One database's availability and a short message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseState {
+    pub available: bool,
+    pub message: String,
+}
+
+/// The local SQLite backup's health.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqliteState {
+    /// Reads can be answered.
+    pub available: bool,
+    /// Writes can be taken (false after a write failed: disk full, read-only file).
+    pub writable: bool,
+    /// `Connected`, or the class of what is wrong.
+    pub message: String,
+}
+
+/// The current fallback to SQLite, if any, and counts since the environment started.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackState {
+    pub active: bool,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(minimum = 0)]
+    pub duration_seconds: Option<f64>,
+    #[schema(minimum = 0)]
+    pub last_duration_seconds: Option<f64>,
+    pub fallbacks: u64,
+    pub forced_switches: u64,
+    pub recoveries: u64,
+}
+
+/// Writes taken by SQLite that still wait for Redshift.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    /// Writes the backup took that wait for replay to Redshift.
+    pub pending_writes: u64,
+    /// Back on Redshift while writes still replay: reads are answered from SQLite meanwhile.
+    pub catching_up: bool,
+    /// Journaled writes Redshift refused at replay, set aside (kept in the backup).
+    pub rejected_writes: u64,
+    #[schema(format = DateTime)]
+    pub last_replay_at: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/db/status",
+    tag = "database",
+    summary = "Current source and health of both databases",
+    responses((status = 200, description = "The status of this execution environment.", body = StatusResponse))
+)]
 pub async fn status(State(state): State<AppState>) -> Response {
     let s = state.store.snapshot().await;
-    let body = json!({
-        "currentSource": s.source,
-        "sourceEmoji": s.source.emoji(),
-        "sourceName": source_name(s.source),
-        "databases": {
-            "activeSource": s.source,
-            "redshift": {
-                "available": s.redshift_available,
-                "message": s.redshift_message,
-                "configured": s.configured,
-                "forced": s.forced,
-                "lastProbeAt": time(s.last_probe_at),
-                "nextProbeInSeconds": secs(s.next_probe_in),
-                "consecutiveFailures": s.consecutive_failures,
+    let body = StatusResponse {
+        current_source: s.source,
+        source_emoji: s.source.emoji(),
+        source_name: source_name(s.source),
+        databases: StatusDatabases {
+            active_source: s.source,
+            redshift: RedshiftState {
+                available: s.redshift_available,
+                message: s.redshift_message.clone(),
+                configured: s.configured,
+                forced: s.forced,
+                last_probe_at: time(s.last_probe_at),
+                next_probe_in_seconds: secs(s.next_probe_in),
+                consecutive_failures: s.consecutive_failures,
             },
-            "sqlite": {
-                "available": s.sqlite_available,
-                "writable": s.sqlite_writable,
-                "message": s.sqlite_message,
+            sqlite: SqliteState {
+                available: s.sqlite_available,
+                writable: s.sqlite_writable,
+                message: s.sqlite_message.clone(),
             },
         },
-        "message": status_message(s.source),
-        "fallback": fallback_block(&s),
-        "sync": {
-            "pendingWrites": s.pending_sync,
-            "catchingUp": s.catching_up,
-            "rejectedWrites": s.rejected_sync,
-            "lastReplayAt": time(s.last_replay_at),
+        message: status_message(s.source),
+        fallback: fallback_state(&s),
+        sync: SyncState {
+            pending_writes: s.pending_sync,
+            catching_up: s.catching_up,
+            rejected_writes: s.rejected_sync,
+            last_replay_at: time(s.last_replay_at),
         },
-    });
+    };
     with_source(s.source, Json(body))
 }
 
-fn fallback_block(s: &HealthSnapshot) -> Value {
-    json!({
-        "active": s.fallback_started_at.is_some(),
-        "startedAt": time(s.fallback_started_at),
-        "durationSeconds": secs(s.fallback_duration),
-        "lastDurationSeconds": secs(s.last_fallback_duration),
-        "fallbacks": s.fallbacks,
-        "forcedSwitches": s.forced_switches,
-        "recoveries": s.recoveries,
-    })
+fn fallback_state(s: &HealthSnapshot) -> FallbackState {
+    FallbackState {
+        active: s.fallback_started_at.is_some(),
+        started_at: time(s.fallback_started_at),
+        duration_seconds: secs(s.fallback_duration),
+        last_duration_seconds: secs(s.last_fallback_duration),
+        fallbacks: s.fallbacks,
+        forced_switches: s.forced_switches,
+        recoveries: s.recoveries,
+    }
 }
 
+/// `GET /db/healthz`: healthy while at least one database serves.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthzResponse {
+    /// `healthy` or `unhealthy`.
+    pub status: &'static str,
+    pub active_source: Source,
+    pub databases: HealthzDatabases,
+    pub message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthzDatabases {
+    pub redshift: DatabaseHealth,
+    pub sqlite: DatabaseHealth,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseHealth {
+    pub available: bool,
+    pub message: String,
+    /// ✅ or ❌.
+    pub emoji: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/db/healthz",
+    tag = "database",
+    summary = "Health check for both databases",
+    responses(
+        (status = 200, description = "At least one database serves.", body = HealthzResponse),
+        (status = 503, description = "No database serves.", body = HealthzResponse),
+    )
+)]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let s = state.store.snapshot().await;
     let healthy = s.source != Source::Unavailable;
-    let emoji = |available: bool| if available { "✅" } else { "❌" };
-    let body = json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
-        "activeSource": s.source,
-        "databases": {
-            "redshift": { "available": s.redshift_available, "message": s.redshift_message, "emoji": emoji(s.redshift_available) },
-            "sqlite": { "available": s.sqlite_available, "message": s.sqlite_message, "emoji": emoji(s.sqlite_available) },
+    let health = |available: bool, message: &str| DatabaseHealth {
+        available,
+        message: message.to_string(),
+        emoji: if available { "✅" } else { "❌" },
+    };
+    let body = HealthzResponse {
+        status: if healthy { "healthy" } else { "unhealthy" },
+        active_source: s.source,
+        databases: HealthzDatabases {
+            redshift: health(s.redshift_available, &s.redshift_message),
+            sqlite: health(s.sqlite_available, &s.sqlite_message),
         },
-        "message": healthz_message(s.source),
-    });
+        message: healthz_message(s.source),
+    };
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -113,6 +249,29 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     with_source(s.source, (status, Json(body)))
 }
 
+/// `POST /db/force-sqlite`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForceSqliteResponse {
+    /// `Switched to SQLite backup database`.
+    pub message: &'static str,
+    pub source: Source,
+    /// What the switch meant here, when it was not a switch from Redshift.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/db/force-sqlite",
+    tag = "admin",
+    summary = "Switch this execution environment to SQLite until /db/retry-redshift",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Serving from SQLite now.", body = ForceSqliteResponse),
+        (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
+        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token).", body = ErrorBody),
+    )
+)]
 pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(err) = state.admin.authorize(&headers) {
         return err.with_source(state.store.current_source());
@@ -120,10 +279,11 @@ pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> 
     let outcome = state.store.force_sqlite().await;
     let source = state.store.current_source();
     // The guide's message, always; the note says what it meant here.
-    let mut body = json!({ "message": "Switched to SQLite backup database", "source": source });
-    if let Some(note) = force_note(outcome) {
-        body["note"] = json!(note);
-    }
+    let body = ForceSqliteResponse {
+        message: "Switched to SQLite backup database",
+        source,
+        note: force_note(outcome),
+    };
     with_source(source, Json(body))
 }
 
@@ -139,17 +299,42 @@ fn force_note(outcome: ForceOutcome) -> Option<&'static str> {
     }
 }
 
+/// `POST /db/retry-redshift`: the outcome of the probe.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryRedshiftResponse {
+    /// `Retrying Redshift connection`.
+    pub message: &'static str,
+    pub current_source: Source,
+    pub redshift: DatabaseState,
+}
+
+#[utoipa::path(
+    post,
+    path = "/db/retry-redshift",
+    tag = "admin",
+    summary = "Leave forced mode and probe Redshift now",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Probed; `currentSource` tells the outcome.", body = RetryRedshiftResponse),
+        (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
+        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token).", body = ErrorBody),
+    )
+)]
 pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(err) = state.admin.authorize(&headers) {
         return err.with_source(state.store.current_source());
     }
     let source = state.store.retry_redshift().await;
     let s = state.store.snapshot().await;
-    let body = json!({
-        "message": "Retrying Redshift connection",
-        "currentSource": source,
-        "redshift": { "available": s.redshift_available, "message": s.redshift_message },
-    });
+    let body = RetryRedshiftResponse {
+        message: "Retrying Redshift connection",
+        current_source: source,
+        redshift: DatabaseState {
+            available: s.redshift_available,
+            message: s.redshift_message,
+        },
+    };
     with_source(source, Json(body))
 }
 

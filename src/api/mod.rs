@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod db;
 pub mod error;
+pub mod openapi;
 pub mod status_page;
 
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 
 use crate::store::failover::FailoverStore;
@@ -28,24 +28,15 @@ pub struct AppState {
     pub admin: AdminPolicy,
 }
 
-/// Every response carries `X-Data-Source`, errors for unknown routes and wrong methods too, so
-/// that a client or a load balancer can always read which database is serving.
+/// The router, built from the same route lists as the OpenAPI description ([`openapi`]). Every
+/// response carries `X-Data-Source`, errors for unknown routes and wrong methods too, so that a
+/// client or a load balancer can always read which database is serving.
 pub fn router(state: AppState) -> Router {
-    let database_backed = Router::new()
-        .route("/db/status", get(db::status))
-        .route("/db/healthz", get(db::healthz))
-        .route("/db/force-sqlite", post(db::force_sqlite))
-        .route("/db/retry-redshift", post(db::retry_redshift))
-        .route("/api/calls/history", get(calls::history))
-        .route("/api/calls/{id}", get(calls::get_call))
-        .route("/api/calls", post(calls::create_call))
-        .method_not_allowed_fallback(method_not_allowed);
-    // The page for people reads the endpoints above.
-    let pages = Router::new()
-        .route("/", get(status_page::page))
-        .method_not_allowed_fallback(method_not_allowed);
+    let (database_backed, _) = openapi::database_routes().split_for_parts();
+    let (documents, _) = openapi::document_routes().split_for_parts();
     database_backed
-        .merge(pages)
+        .merge(documents)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

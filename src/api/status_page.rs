@@ -70,6 +70,13 @@ fn csp_hash(text: &str) -> String {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "meta",
+    summary = "The status page for people: serving database, health, newest calls",
+    responses((status = 200, description = "A self-contained HTML page.", content_type = "text/html", body = String))
+)]
 pub async fn page() -> Response {
     let page = &*PAGE;
     let headers = [

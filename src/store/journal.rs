@@ -144,7 +144,10 @@ impl Journal {
     /// True when the journal should be counted again: always for a probe, otherwise once
     /// `every` has passed since the last count. Marks it counted.
     pub fn recount_due(&self, probe: bool, every: Duration) -> bool {
-        let mut counted_at = self.counted_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counted_at = self
+            .counted_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let due = probe || counted_at.elapsed() >= every;
         if due {
             *counted_at = Instant::now();

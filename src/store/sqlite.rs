@@ -498,7 +498,11 @@ fn open_connection(path: &Path, options: SqliteOptions) -> Result<Connection, St
 }
 
 /// A connection with the schema in place.
-fn open_prepared(path: &Path, options: SqliteOptions, seed: &str) -> Result<Connection, StoreError> {
+fn open_prepared(
+    path: &Path,
+    options: SqliteOptions,
+    seed: &str,
+) -> Result<Connection, StoreError> {
     let conn = open_connection(path, options)?;
     prepare_schema(&conn, seed)?;
     Ok(conn)

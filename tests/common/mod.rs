@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use call_history::config::Config;
+use call_history::server::ServerLimits;
 use call_history::store::failover::FailoverStore;
 use serde_json::Value;
 
@@ -118,15 +119,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)], aws_env: &[(&str, &str)]) -> 
         }
         call_history::build_app(&config).await
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        axum::serve(listener, app.router)
-            .await
-            .expect("server runs");
-    });
+    let address = serve_on_free_port(app.router, ServerLimits::default()).await;
     TestApp {
         address,
         store: app.store,
@@ -134,6 +127,21 @@ pub async fn spawn_app_with(vars: &[(&str, &str)], aws_env: &[(&str, &str)]) -> 
         sqlite_path: sqlite_path.into(),
         _dir: dir,
     }
+}
+
+/// Serves the router with the local server (limits, timeouts and all) on a free port.
+pub async fn serve_on_free_port(router: axum::Router, limits: ServerLimits) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(call_history::server::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
+    address
 }
 
 pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {

@@ -7,7 +7,8 @@
 //! typed result fields, paged results, the API's error types), rejects SQL
 //! that Redshift would reject where that is cheap to detect, and misbehaves
 //! on demand ([`Fault`]) so that every failure path of a client can be tested.
-//! A CloudWatch endpoint captures the metrics a client puts.
+//! A CloudWatch endpoint captures the metrics a client puts, and a
+//! Secrets Manager endpoint ([`SecretsManager`]) answers `GetSecretValue`.
 //!
 //! Every statement runs in the database of [`Options::database_url`]; the
 //! `Database` member of requests is only echoed back.
@@ -30,6 +31,7 @@ mod error;
 mod fault;
 mod recorder;
 mod scratch;
+mod secrets_manager;
 mod server;
 mod sql;
 
@@ -44,6 +46,7 @@ pub use crate::cloudwatch::{CapturedMetric, StatisticValues};
 pub use crate::error::StandInError;
 pub use crate::fault::Fault;
 pub use crate::scratch::create_scratch_database;
+pub use crate::secrets_manager::SecretsManager;
 
 use crate::cloudwatch::CloudWatch;
 use crate::control::Controls;

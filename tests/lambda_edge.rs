@@ -1,0 +1,446 @@
+//! Every event API Gateway can deliver gets an HTTP answer with a JSON body: events built from
+//! the real HTTP API (payload 2.0) and REST API (payload 1.0) shapes, including the ones that
+//! `lambda_http` alone cannot convert, go through the Lambda edge in-process, and once through
+//! the real binary under a local Lambda Runtime API.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use base64::Engine;
+use call_history::config::Config;
+use lambda_http::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+const ADMIN_TOKEN: &str = "example-admin-token";
+
+/// A sample event from `events/`, as API Gateway sends it.
+fn sample(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("event file")).expect("JSON")
+}
+
+/// An HTTP API (payload 2.0) GET with this raw path and raw query string.
+fn http_get(raw_path: &str, raw_query: &str) -> Value {
+    let mut event = sample("calls-history");
+    event["rawPath"] = json!(raw_path);
+    event["rawQueryString"] = json!(raw_query);
+    event["requestContext"]["http"]["path"] = json!(raw_path);
+    event["routeKey"] = json!("$default");
+    event["requestContext"]["routeKey"] = json!("$default");
+    event
+        .as_object_mut()
+        .unwrap()
+        .remove("queryStringParameters");
+    event
+}
+
+/// An HTTP API POST of this body to `/api/calls`.
+fn http_post_call(body: &str, base64: bool) -> Value {
+    let mut event = sample("calls-create");
+    event["body"] = json!(body);
+    event["isBase64Encoded"] = json!(base64);
+    event["headers"]["content-length"] = json!(body.len().to_string());
+    event
+}
+
+/// A REST API (payload 1.0) event, the shape `lambda_http` tries first.
+fn rest_get(path: &str, stage: &str, query: Value) -> Value {
+    json!({
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": "GET",
+        "headers": {
+            "Accept": "application/json",
+            "Host": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+            "X-Forwarded-Proto": "https"
+        },
+        "multiValueHeaders": {
+            "Accept": ["application/json"],
+            "Host": ["abcdef1234.execute-api.us-east-1.amazonaws.com"],
+            "X-Forwarded-Proto": ["https"]
+        },
+        "queryStringParameters": query.clone(),
+        "multiValueQueryStringParameters": query.as_object().map(|q| {
+            q.iter().map(|(k, v)| (k.clone(), json!([v]))).collect::<serde_json::Map<_, _>>()
+        }),
+        "pathParameters": {"proxy": path.trim_start_matches('/')},
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdef1234",
+            "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+            "httpMethod": "GET",
+            "identity": {"sourceIp": "203.0.113.10", "userAgent": "curl/8.5.0"},
+            "path": format!("/{stage}{path}"),
+            "protocol": "HTTP/1.1",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "requestTimeEpoch": 1710238572129_i64,
+            "resourceId": "abc123",
+            "resourcePath": "/{proxy+}",
+            "stage": stage
+        },
+        "body": null,
+        "isBase64Encoded": false
+    })
+}
+
+/// One case: the event, the status it must get, and what else to check in the JSON body.
+struct Case {
+    name: &'static str,
+    event: Value,
+    status: u16,
+    check: fn(&Value),
+}
+
+fn cases() -> Vec<Case> {
+    let mut with_stage = http_get("/prod/api/calls/history", "limit=2");
+    with_stage["requestContext"]["stage"] = json!("prod");
+    let mut with_cookies = http_get("/db/status", "");
+    with_cookies["cookies"] = json!(["session=abc", "theme=dark; bad\u{1}"]);
+    let mut odd_headers = http_get("/db/status", "");
+    odd_headers["headers"]["x-contact"] = json!("José Müller");
+    odd_headers["headers"]["host"] = json!("not a host");
+    odd_headers["headers"]["x-forwarded-proto"] = json!("ht tp");
+    odd_headers["requestContext"]["domainName"] = json!("also not/a host");
+    let mut admin = sample("db-force-sqlite");
+    admin["headers"]["authorization"] = json!("Bearer wrong-tøken");
+    let valid_base64 = base64::engine::general_purpose::STANDARD
+        .encode(r#"{"contactName":"Base Sixtyfour","durationSeconds":5}"#);
+    let history = |body: &Value| assert!(body["calls"].is_array(), "{body}");
+    let error = |body: &Value| {
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.ends_with('.')),
+            "{body}"
+        )
+    };
+    vec![
+        Case {
+            name: "raw query with double quotes",
+            event: http_get("/api/calls/history", r#"contact="Ada""#),
+            status: 200,
+            check: |body| assert_eq!(body["count"], 0, "{body}"),
+        },
+        Case {
+            name: "raw query with a raw space",
+            event: http_get("/api/calls/history", "contact=Ada Lovelace"),
+            status: 200,
+            check: |body| {
+                let calls = body["calls"].as_array().expect("calls");
+                assert!(!calls.is_empty(), "{body}");
+                assert!(calls.iter().all(|c| c["contactName"] == "Ada Lovelace"));
+            },
+        },
+        Case {
+            name: "raw query with angle brackets",
+            event: http_get("/api/calls/history", "contact=<b>"),
+            status: 200,
+            check: |body| assert_eq!(body["count"], 0, "{body}"),
+        },
+        Case {
+            name: "raw query with a lone percent sign",
+            event: http_get("/api/calls/history", "contact=100%"),
+            status: 200,
+            check: history,
+        },
+        Case {
+            name: "repeated query keys",
+            event: http_get("/api/calls/history", "limit=1&limit=2"),
+            status: 400,
+            check: |body| assert!(body["error"].as_str().unwrap().contains("more than once")),
+        },
+        Case {
+            name: "body marked base64 that is not base64",
+            event: http_post_call("{\"contactName\":\"Ada\"}", true),
+            status: 400,
+            check: |body| assert!(body["error"].as_str().unwrap().contains("base64")),
+        },
+        Case {
+            name: "body in valid base64",
+            event: http_post_call(&valid_base64, true),
+            status: 201,
+            check: |body| assert_eq!(body["call"]["contactName"], "Base Sixtyfour"),
+        },
+        Case {
+            name: "percent-encoded dot segments",
+            event: http_get("/api/calls/%2e%2e", ""),
+            status: 404,
+            check: error,
+        },
+        Case {
+            name: "raw space and quote in the path",
+            event: http_get("/api/calls/a \"b\"", ""),
+            status: 400,
+            check: error,
+        },
+        Case {
+            name: "named stage in the raw path",
+            event: with_stage,
+            status: 200,
+            check: |body| assert_eq!(body["count"], 2, "{body}"),
+        },
+        Case {
+            name: "cookies, one of them unusable",
+            event: with_cookies,
+            status: 200,
+            check: |body| assert!(body["currentSource"].is_string(), "{body}"),
+        },
+        Case {
+            name: "non-ASCII header, bad host, bad scheme",
+            event: odd_headers,
+            status: 200,
+            check: |body| assert!(body["currentSource"].is_string(), "{body}"),
+        },
+        Case {
+            name: "non-ASCII bearer token",
+            event: admin,
+            status: 401,
+            check: error,
+        },
+        Case {
+            name: "REST API event under stage prod",
+            event: rest_get(
+                "/api/calls/history",
+                "prod",
+                json!({"contact": "Ada Lovelace"}),
+            ),
+            status: 200,
+            check: |body| {
+                let calls = body["calls"].as_array().expect("calls");
+                assert!(!calls.is_empty(), "{body}");
+                assert!(calls.iter().all(|c| c["contactName"] == "Ada Lovelace"));
+            },
+        },
+        Case {
+            name: "REST API event with a quote in a query value",
+            event: rest_get(
+                "/api/calls/history",
+                "prod",
+                json!({"contact": "\"Ada\" <b>"}),
+            ),
+            status: 200,
+            check: |body| assert_eq!(body["count"], 0, "{body}"),
+        },
+        Case {
+            name: "REST API event with a space in the path",
+            event: rest_get("/db/no such", "$default", json!(null)),
+            status: 404,
+            check: error,
+        },
+        Case {
+            name: "not an API Gateway event",
+            event: json!({"source": "aws.events", "detail": {}}),
+            status: 400,
+            check: error,
+        },
+        Case {
+            name: "not even an object",
+            event: json!([1, 2, 3]),
+            status: 400,
+            check: error,
+        },
+    ]
+}
+
+/// The JSON body of a Lambda answer, after checking that it is an HTTP answer saying JSON.
+fn json_body(name: &str, answer: &Value) -> (u16, Value) {
+    let status = answer["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name}: not an HTTP answer: {answer}"));
+    let content_type = answer["headers"]["content-type"]
+        .as_str()
+        .or_else(|| answer["multiValueHeaders"]["content-type"][0].as_str())
+        .unwrap_or_else(|| panic!("{name}: no content type: {answer}"));
+    assert!(content_type.starts_with("application/json"), "{name}");
+    let text = answer["body"].as_str().expect("a text body");
+    let body = serde_json::from_str(text).unwrap_or_else(|_| panic!("{name}: JSON body: {text}"));
+    (status as u16, body)
+}
+
+fn lambda_config(sqlite: &Path) -> Config {
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9".to_string()),
+        ("SQLITE_PATH", sqlite.display().to_string()),
+    ]);
+    let (config, problems) = Config::from_lookup(|name| vars.get(name).cloned());
+    assert!(problems.is_empty(), "{problems:?}");
+    config
+}
+
+#[tokio::test]
+async fn every_event_gets_an_http_answer_with_a_json_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = call_history::build_app(&lambda_config(&dir.path().join("crm.db"))).await;
+    for case in cases() {
+        let event = LambdaEvent::new(case.event.clone(), Context::default());
+        let answer = call_history::lambda::handle_event(app.router.clone(), event).await;
+        let (status, body) = json_body(case.name, &answer);
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        (case.check)(&body);
+    }
+}
+
+#[tokio::test]
+async fn answers_keep_the_shape_of_the_api_that_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = call_history::build_app(&lambda_config(&dir.path().join("crm.db"))).await;
+    let answer = |event: Value| {
+        let router = app.router.clone();
+        async move {
+            call_history::lambda::handle_event(router, LambdaEvent::new(event, Context::default()))
+                .await
+        }
+    };
+    // REST API answers carry their headers as lists, HTTP API answers as strings.
+    let rest = answer(rest_get("/db/status", "prod", json!(null))).await;
+    assert_eq!(rest["statusCode"], 200, "{rest}");
+    assert_eq!(rest["multiValueHeaders"]["x-data-source"][0], "sqlite");
+    let http = answer(http_get("/db/status", "")).await;
+    assert_eq!(http["headers"]["x-data-source"], "sqlite", "{http}");
+    // A refusal before the router keeps the shape too.
+    let mut refused = rest_get("/api/calls", "prod", json!(null));
+    refused["httpMethod"] = json!("POST");
+    refused["body"] = json!("%%%");
+    refused["isBase64Encoded"] = json!(true);
+    let refused = answer(refused).await;
+    assert_eq!(refused["statusCode"], 400, "{refused}");
+    assert!(refused["multiValueHeaders"]["content-type"].is_array());
+}
+
+// ---- the release binary under a local Lambda Runtime API ----------------------------------
+
+/// What the local Runtime API hands out and what it got back.
+#[derive(Default)]
+struct RuntimeApi {
+    pending: Vec<(String, Value)>,
+    answers: HashMap<String, Value>,
+    errors: HashMap<String, Value>,
+}
+
+type Shared = Arc<Mutex<RuntimeApi>>;
+
+async fn next_invocation(State(api): State<Shared>) -> axum::response::Response {
+    loop {
+        let next = api.lock().unwrap().pending.pop();
+        if let Some((id, event)) = next {
+            let headers = [
+                ("lambda-runtime-aws-request-id", id),
+                ("lambda-runtime-deadline-ms", "4102444800000".to_string()),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:call-history".to_string(),
+                ),
+                (
+                    "lambda-runtime-trace-id",
+                    "Root=1-65f02b6c-3c9b8a7f6e5d4c3b2a19080d;Sampled=0".to_string(),
+                ),
+            ];
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(name, value.parse().unwrap());
+            }
+            return (map, axum::Json(event)).into_response();
+        }
+        // Like Lambda, the next invocation waits until there is one.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn invocation_response(
+    State(api): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    api.lock().unwrap().answers.insert(id, value);
+    StatusCode::ACCEPTED
+}
+
+async fn invocation_error(
+    State(api): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> StatusCode {
+    api.lock().unwrap().errors.insert(id, Value::String(body));
+    StatusCode::ACCEPTED
+}
+
+#[tokio::test]
+async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
+    let cases = cases();
+    let api: Shared = Arc::default();
+    api.lock().unwrap().pending = cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| (format!("request-{i}"), case.event.clone()))
+        .rev()
+        .collect();
+    let routes = axum::Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(invocation_response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(invocation_error),
+        )
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, routes).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut function = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-history"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "call-history")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SQLITE_PATH", dir.path().join("crm.db"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+
+    // Bounded wait for every answer; the function keeps polling for more until it is killed.
+    let mut waited = Duration::ZERO;
+    while {
+        let state = api.lock().unwrap();
+        state.answers.len() + state.errors.len() < cases.len()
+    } {
+        assert!(
+            waited < Duration::from_secs(60),
+            "the function did not answer every event"
+        );
+        if let Ok(Some(status)) = function.try_wait() {
+            panic!("the function exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    function.kill().await.ok();
+
+    let state = api.lock().unwrap();
+    assert!(
+        state.errors.is_empty(),
+        "invocation errors: {:?}",
+        state.errors
+    );
+    for (i, case) in cases.iter().enumerate() {
+        let answer = &state.answers[&format!("request-{i}")];
+        let (status, body) = json_body(case.name, answer);
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        (case.check)(&body);
+    }
+}
