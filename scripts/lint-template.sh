@@ -22,8 +22,13 @@ scripts/template-with-defaults.py \
 scripts/template-with-defaults.py \
     RedshiftWorkgroup=crm-workgroup RedshiftDatabase=crm RedshiftSecretArn="$SECRET_ARN" \
     AdminToken=example-admin-token-0123456789 >"$WORK/workgroup.yaml"
+scripts/template-with-defaults.py \
+    RedshiftClusterId=crm-cluster RedshiftDatabase=crm RedshiftDbUser=app_user \
+    EfsAccessPointArn=arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-0123456789abcdef0 \
+    SubnetIds=subnet-0123456789abcdef0,subnet-0fedcba9876543210 \
+    SecurityGroupIds=sg-0123456789abcdef0 >"$WORK/shared-journal.yaml"
 
-for template in template.yaml "$WORK/cluster.yaml" "$WORK/workgroup.yaml"; do
+for template in template.yaml "$WORK/cluster.yaml" "$WORK/workgroup.yaml" "$WORK/shared-journal.yaml"; do
     echo "cfn-lint and sam validate --lint: $(basename "$template")"
     .venv/bin/cfn-lint "$template"
     SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --region us-east-1 --template "$template" >/dev/null

@@ -409,3 +409,35 @@ fn every_route_of_the_api_is_routed_to_the_function() {
         "unknown paths reach the function's JSON 404"
     );
 }
+
+#[test]
+fn the_shared_journal_is_mounted_where_the_function_keeps_it_in_shared_mode() {
+    let template = template();
+    let function = resource(&template, FUNCTION);
+    let mounts = intrinsic(get(function, "FileSystemConfigs")).expect("an !If on the parameter");
+    let mount_path = text(&mounts.1[1][0], "LocalMountPath");
+    let variables = get(get(function, "Environment"), "Variables");
+    let (_, path_choice) = intrinsic(get(variables, "SQLITE_PATH")).expect("an !If");
+    let shared_path = path_choice[1].as_str().unwrap();
+    assert!(
+        shared_path.starts_with(&format!("{mount_path}/")),
+        "{shared_path} on {mount_path}"
+    );
+    assert_eq!(path_choice[2].as_str(), Some("/tmp/local_crm.db"));
+    // The function itself treats a file there as shared, even without SQLITE_SHARED.
+    let (config, _) = call_history::config::Config::from_lookup(|name| {
+        (name == "SQLITE_PATH").then(|| shared_path.to_string())
+    });
+    assert!(config.sqlite_shared);
+    let (_, shared_choice) = intrinsic(get(variables, "SQLITE_SHARED")).expect("an !If");
+    assert_eq!(shared_choice[1].as_str(), Some("true"));
+    // Mounting needs a VPC, and the role may mount only through the access point.
+    assert!(intrinsic(get(function, "VpcConfig")).is_some());
+    let role = serde_norway::to_string(get(
+        resource(&template, "CallHistoryFunctionRole"),
+        "Policies",
+    ))
+    .unwrap();
+    assert!(role.contains("elasticfilesystem:ClientMount"));
+    assert!(role.contains("elasticfilesystem:AccessPointArn"));
+}

@@ -1,0 +1,338 @@
+//! A journal shared by several environments (EFS in production): real `call-history`
+//! processes on one SQLite file in shared mode, against the Redshift stand-in (which, like
+//! Redshift, enforces no key). Writes taken during an outage reach Redshift exactly once even
+//! when the environment that took them is gone.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::Redshift;
+use redshift_data_local::Fault;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+/// One environment: the release of this build, run as a process of its own.
+struct Environment {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Environment {
+    async fn start(redshift: &Redshift, file: &Path, extra: &[(&str, &str)]) -> Environment {
+        let port = free_port();
+        let log = file.with_extension(format!("{port}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_call-history"));
+        command
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("SQLITE_PATH", file)
+            .env("SQLITE_SHARED", "true")
+            .env("REDSHIFT_CLUSTER_ID", "crm-cluster")
+            .env("REDSHIFT_DATABASE", "crm_db")
+            .env("REDSHIFT_DB_USER", "app_user")
+            .env("REDSHIFT_CHECK_INTERVAL_SECS", "3600")
+            .env("REDSHIFT_TIMEOUT_MS", "3000")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env(
+                "AWS_ENDPOINT_URL_REDSHIFT_DATA",
+                redshift.standin.data_api_url(),
+            )
+            .env(
+                "AWS_ENDPOINT_URL_CLOUDWATCH",
+                redshift.standin.cloudwatch_url(),
+            )
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("the service starts");
+        let environment = Environment {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            log,
+        };
+        for _ in 0..200 {
+            if environment
+                .http
+                .get(environment.url("/db/healthz"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return environment;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the service did not start: {}", environment.log());
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn record(&self, id: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url("/api/calls"))
+            .json(&json!({"id": id, "contactName": "Shared Sam", "notes": ""}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{id}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["source"], "sqlite", "{id}: taken by the backup");
+        body["call"].clone()
+    }
+
+    async fn retry(&self) -> Value {
+        let response = self
+            .http
+            .post(self.url("/db/retry-redshift"))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    async fn pending(&self) -> u64 {
+        self.get("/db/status").await.1["sync"]["pendingWrites"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Ends the process at once, as Lambda ends an environment it recycles.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// Ids that Redshift holds more than once: must always be empty.
+async fn duplicated_ids(redshift: &Redshift) -> Vec<String> {
+    let pg = redshift.postgres().await;
+    let rows = pg
+        .query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn ids_in_redshift(redshift: &Redshift) -> BTreeSet<String> {
+    let pg = redshift.postgres().await;
+    let rows = pg.query("SELECT id FROM calls", &[]).await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// A warehouse with its table, and a scratch folder for the shared file.
+async fn setting() -> (Redshift, tempfile::TempDir) {
+    let redshift = Redshift::start(1000).await;
+    let schema = common::spawn_app_on(&redshift, &[]).await;
+    drop(schema);
+    (redshift, tempfile::tempdir().unwrap())
+}
+
+#[tokio::test]
+async fn three_environments_write_one_is_killed_and_a_survivor_replays_everything_once() {
+    let (redshift, dir) = setting().await;
+    let file = dir.path().join("shared.db");
+    redshift.standin.set_fault(Fault::RefuseConnections);
+    let environments = [
+        Environment::start(&redshift, &file, &[]).await,
+        Environment::start(&redshift, &file, &[]).await,
+        Environment::start(&redshift, &file, &[]).await,
+    ];
+    let mut written = BTreeSet::new();
+    for round in 0..20 {
+        for (n, environment) in environments.iter().enumerate() {
+            let id = format!("env{n}-{round:02}");
+            environment.record(&id).await;
+            written.insert(id);
+        }
+    }
+    let [first, second, third] = environments;
+    // The third environment is recycled before Redshift returns: its writes are on the file.
+    third.kill().await;
+    redshift.standin.clear_fault();
+
+    let retried = first.retry().await;
+    assert_eq!(retried["currentSource"], "redshift", "{retried}");
+    assert_eq!(
+        ids_in_redshift(&redshift).await,
+        written,
+        "every write, whoever took it"
+    );
+    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert_eq!(first.pending().await, 0);
+    let again = second.retry().await;
+    assert_eq!(again["currentSource"], "redshift");
+    assert_eq!(second.pending().await, 0);
+    assert_eq!(
+        redshift.row_count().await,
+        written.len() as i64,
+        "nothing twice"
+    );
+    for id in ["env2-00", "env2-19", "env0-07"] {
+        assert_eq!(second.get(&format!("/api/calls/{id}")).await.0, 200, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn two_survivors_replaying_at_once_leave_one_row_per_id() {
+    let (redshift, dir) = setting().await;
+    let file = dir.path().join("shared.db");
+    redshift.standin.set_fault(Fault::RefuseConnections);
+    let a = Environment::start(&redshift, &file, &[]).await;
+    let b = Environment::start(&redshift, &file, &[]).await;
+    let mut written = BTreeSet::new();
+    for i in 0..300 {
+        let (environment, id) = if i % 2 == 0 {
+            (&a, format!("a-{i:03}"))
+        } else {
+            (&b, format!("b-{i:03}"))
+        };
+        environment.record(&id).await;
+        written.insert(id);
+    }
+    redshift.standin.clear_fault();
+    // Redshift is slow: both replays overlap in time.
+    redshift
+        .standin
+        .set_fault(Fault::Slow(Duration::from_millis(100)));
+    let started = Instant::now();
+    while a.pending().await + b.pending().await > 0 {
+        let (ra, rb) = tokio::join!(a.retry(), b.retry());
+        assert!(started.elapsed() < Duration::from_secs(60), "{ra} {rb}");
+    }
+    redshift.standin.clear_fault();
+    assert_eq!(ids_in_redshift(&redshift).await, written);
+    assert!(duplicated_ids(&redshift).await.is_empty());
+    let logs = a.log() + &b.log();
+    assert!(logs.contains("🔁 Replayed writes from the local backup to Redshift"));
+}
+
+#[tokio::test]
+async fn a_lease_whose_holder_was_killed_is_taken_over_after_it_expires() {
+    let (redshift, dir) = setting().await;
+    let file = dir.path().join("shared.db");
+    redshift.standin.set_fault(Fault::RefuseConnections);
+    let holder = Environment::start(&redshift, &file, &[]).await;
+    let other = Environment::start(&redshift, &file, &[]).await;
+    // The other environment meets the outage too.
+    assert_eq!(other.get("/api/calls/history").await.1["source"], "sqlite");
+    let mut written = BTreeSet::new();
+    for i in 0..50 {
+        let id = format!("lease-{i:02}");
+        holder.record(&id).await;
+        written.insert(id);
+    }
+    // Redshift answers, but its statements take long to start: the holder's replay hangs with
+    // the lease taken (for its 3 s deadline) when it is killed.
+    redshift.standin.clear_fault();
+    redshift
+        .standin
+        .set_fault(Fault::StayStarted(Duration::from_secs(2)));
+    let batches = || redshift.standin.operation_count("BatchExecuteStatement");
+    let before = batches();
+    let http = holder.http.clone();
+    let url = holder.url("/db/retry-redshift");
+    let replaying = tokio::spawn(async move { http.post(url).send().await });
+    let started = Instant::now();
+    while batches() == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the holder replays"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let leased_at = Instant::now();
+    holder.kill().await;
+    let _ = replaying.await;
+    redshift.standin.clear_fault();
+
+    // Within the lease, the other environment does not replay: it finds the lease taken.
+    let blocked = other.retry().await;
+    assert!(
+        leased_at.elapsed() < Duration::from_millis(2500),
+        "checked within the lease"
+    );
+    assert_eq!(blocked["currentSource"], "sqlite", "{blocked}");
+    assert_eq!(other.pending().await, 50);
+    // Once it expires, the other takes over.
+    tokio::time::sleep(Duration::from_millis(3100).saturating_sub(leased_at.elapsed())).await;
+    let mut taken_over = other.retry().await;
+    for _ in 0..5 {
+        if other.pending().await == 0 {
+            break;
+        }
+        taken_over = other.retry().await;
+    }
+    assert_eq!(taken_over["currentSource"], "redshift", "{taken_over}");
+    assert_eq!(other.pending().await, 0);
+    // The killed holder's statement may still have run on the warehouse: nothing twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(ids_in_redshift(&redshift).await, written);
+    assert!(duplicated_ids(&redshift).await.is_empty());
+}
+
+#[tokio::test]
+async fn environments_starting_together_create_the_shared_file_once() {
+    let (redshift, dir) = setting().await;
+    let file = dir.path().join("fresh.db");
+    let (a, b, c) = tokio::join!(
+        Environment::start(&redshift, &file, &[]),
+        Environment::start(&redshift, &file, &[]),
+        Environment::start(&redshift, &file, &[]),
+    );
+    for environment in [&a, &b, &c] {
+        let (status, body) = environment.get("/db/status").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["databases"]["sqlite"]["available"], true, "{body}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("creating"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        mode, "delete",
+        "a rollback journal, never WAL, on a shared file"
+    );
+    let samples: i64 = conn
+        .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(samples, 15, "the sample data, once");
+}
