@@ -19,6 +19,8 @@ export BENCH_BINARY="$PWD/target/release/call-history"
 RUST_LOG=off cargo bench --bench service
 # 32 clients while the warehouse misbehaves, then an audit of what it holds.
 RUST_LOG=off cargo bench --bench chaos
+# Replay throughput, the backup on its own and shared (EFS mode).
+RUST_LOG=off cargo bench --bench journal
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk for the HTTP throughput benchmark" >&2

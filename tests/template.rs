@@ -441,3 +441,26 @@ fn the_shared_journal_is_mounted_where_the_function_keeps_it_in_shared_mode() {
     assert!(role.contains("elasticfilesystem:ClientMount"));
     assert!(role.contains("elasticfilesystem:AccessPointArn"));
 }
+
+#[test]
+fn the_redshift_deadline_fits_the_function_timeout() {
+    let template = template();
+    let parameter = get(get(&template, "Parameters"), "RedshiftTimeoutMs");
+    let (min, max) = (
+        get(parameter, "MinValue").as_u64().unwrap(),
+        get(parameter, "MaxValue").as_u64().unwrap(),
+    );
+    // The template allows exactly what the function accepts.
+    let accepted = call_history::config::REDSHIFT_TIMEOUT_MS;
+    assert_eq!((min, max), (*accepted.start(), *accepted.end()));
+    // A request costs at most the deadline and the answer margin; the function must outlast it.
+    let timeout_ms = get(resource(&template, FUNCTION), "Timeout")
+        .as_u64()
+        .unwrap()
+        * 1000;
+    let answer_margin = call_history::store::failover::ANSWER_MARGIN.as_millis() as u64;
+    assert!(
+        max + answer_margin < timeout_ms,
+        "{max} ms + {answer_margin} ms within the function's {timeout_ms} ms"
+    );
+}
