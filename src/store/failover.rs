@@ -235,12 +235,16 @@ impl RequestBudget {
         }
     }
 
-    /// How long a metrics put may hold the request.
-    fn metrics_wait(&self) -> Duration {
+    /// What is left of the request's whole budget, less the time kept for the answer itself.
+    fn answer_time_left(&self) -> Duration {
         self.end
             .saturating_duration_since(Instant::now())
             .saturating_sub(ANSWER_RESERVE)
-            .min(PUT_TIMEOUT)
+    }
+
+    /// How long a metrics put may hold the request.
+    fn metrics_wait(&self) -> Duration {
+        self.answer_time_left().min(PUT_TIMEOUT)
     }
 }
 
@@ -361,7 +365,9 @@ impl FailoverStore {
         let budget = RequestBudget::start(redshift.timeout());
         match self.route() {
             Route::Redshift(redshift) => match self.attempt(redshift, &op, &budget, false).await {
-                Attempt::Answered(result) => return self.answered_by_redshift(&op, result).await,
+                Attempt::Answered(result) => {
+                    return self.answered_by_redshift(&op, result, &budget).await
+                }
                 Attempt::Replayed | Attempt::CatchingUp => {}
                 Attempt::Failed(err) => self.redshift_failed(&err, false, &budget).await,
             },
@@ -371,7 +377,7 @@ impl FailoverStore {
                     Attempt::Answered(result) => {
                         // Even a refusal proves Redshift answers.
                         self.recovered(&budget).await;
-                        return self.answered_by_redshift(&op, result).await;
+                        return self.answered_by_redshift(&op, result, &budget).await;
                     }
                     // Redshift took a replay: it is back, and catches up from here.
                     Attempt::Replayed => self.recovered(&budget).await,
@@ -451,9 +457,10 @@ impl FailoverStore {
         &self,
         op: &Op<'_>,
         result: Result<Output, StoreError>,
+        budget: &RequestBudget,
     ) -> Served<Output> {
         if let Ok(output) = &result {
-            self.keep_in_backup(op, output).await;
+            self.keep_in_backup(op, output, budget).await;
         }
         if let (Op::Get(id), Ok(Output::Call(None))) = (op, &result) {
             if let Some(call) = self.set_aside_call(id).await {
@@ -480,9 +487,11 @@ impl FailoverStore {
 
     /// Copies what Redshift served or took into the backup, so that a later fallback in this
     /// environment answers with what it last saw. A write Redshift took is copied before it is
-    /// acknowledged (a later fallback must still find it); what Redshift merely served is
-    /// copied off the request path. Losing a copy loses nothing that Redshift does not hold.
-    async fn keep_in_backup(&self, op: &Op<'_>, output: &Output) {
+    /// acknowledged (a later fallback must still find it), within what is left of the request's
+    /// budget (a copy that takes longer finishes in the background, milliseconds later); what
+    /// Redshift merely served is copied off the request path. Losing a copy loses nothing that
+    /// Redshift does not hold.
+    async fn keep_in_backup(&self, op: &Op<'_>, output: &Output, budget: &RequestBudget) {
         let Ok(sqlite) = self.backup.store() else {
             return;
         };
@@ -498,15 +507,13 @@ impl FailoverStore {
         if calls.is_empty() {
             return;
         }
-        let refresh = async move {
+        let refresh = tokio::spawn(async move {
             if let Err(err) = sqlite.refresh(calls).await {
                 tracing::warn!(error = %err.detail, "could not copy Redshift's answer into the local backup");
             }
-        };
+        });
         if wait {
-            refresh.await;
-        } else {
-            tokio::spawn(refresh);
+            let _ = tokio::time::timeout(budget.answer_time_left(), refresh).await;
         }
     }
 
