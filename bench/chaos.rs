@@ -14,9 +14,10 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use call_history::config::Config;
-use redshift_data_local::{create_scratch_database, Fault, Options, StandIn};
+use redshift_data_local::Fault;
 use serde_json::{json, Value};
+
+mod support;
 
 const CLIENTS: usize = 32;
 const RUN_FOR: Duration = Duration::from_secs(40);
@@ -62,41 +63,23 @@ async fn main() {
         eprintln!("chaos: DATABASE_URL is not set (make bench starts PostgreSQL); skipped");
         return;
     };
-    let database_url = create_scratch_database(&admin_url)
-        .await
-        .expect("scratch database");
-    let standin = Arc::new(
-        StandIn::start(Options::new(database_url.clone()))
-            .await
-            .expect("stand-in"),
-    );
-    std::env::set_var("AWS_ENDPOINT_URL_REDSHIFT_DATA", standin.data_api_url());
-    std::env::set_var("AWS_ENDPOINT_URL_CLOUDWATCH", standin.cloudwatch_url());
     let dir = tempfile::tempdir().expect("tmp");
-    let vars = [
-        ("REDSHIFT_CLUSTER_ID", "chaos".to_string()),
-        ("REDSHIFT_DATABASE", "chaos".to_string()),
-        ("REDSHIFT_DB_USER", "chaos".to_string()),
-        ("REDSHIFT_TIMEOUT_MS", DEADLINE_MS.to_string()),
-        ("REDSHIFT_CHECK_INTERVAL_SECS", "2".to_string()),
-        (
-            "SQLITE_PATH",
-            dir.path().join("chaos.db").display().to_string(),
-        ),
-    ];
-    let (config, problems) = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    });
-    assert!(problems.is_empty(), "{problems:?}");
-    let app = call_history::build_app(&config).await;
-    app.store
-        .redshift()
-        .expect("configured")
-        .apply_schema()
-        .await
-        .expect("schema");
+    let support::OnStandIn {
+        standin,
+        app,
+        database_url,
+    } = support::on_standin(
+        &admin_url,
+        &[
+            ("REDSHIFT_TIMEOUT_MS", DEADLINE_MS.to_string()),
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "2".to_string()),
+            (
+                "SQLITE_PATH",
+                dir.path().join("chaos.db").display().to_string(),
+            ),
+        ],
+    )
+    .await;
     let (pg, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await
         .expect("postgres");

@@ -6,9 +6,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use call_history::config::Config;
 use call_history::store::{Call, CallStore};
-use redshift_data_local::{create_scratch_database, Options, StandIn};
+
+mod support;
 
 const ROWS: usize = 5_000;
 
@@ -19,39 +19,19 @@ struct Measured {
 }
 
 async fn replay(admin_url: &str, shared: bool) -> Measured {
-    let database_url = create_scratch_database(admin_url)
-        .await
-        .expect("scratch database");
-    let standin = StandIn::start(Options::new(database_url))
-        .await
-        .expect("stand-in");
-    std::env::set_var("AWS_ENDPOINT_URL_REDSHIFT_DATA", standin.data_api_url());
-    std::env::set_var("AWS_ENDPOINT_URL_CLOUDWATCH", standin.cloudwatch_url());
     let dir = tempfile::tempdir().expect("tmp");
-    let vars = [
-        ("REDSHIFT_CLUSTER_ID", "bench".to_string()),
-        ("REDSHIFT_DATABASE", "bench".to_string()),
-        ("REDSHIFT_DB_USER", "bench".to_string()),
-        ("REDSHIFT_TIMEOUT_MS", "5000".to_string()),
-        (
-            "SQLITE_PATH",
-            dir.path().join("journal.db").display().to_string(),
-        ),
-        ("SQLITE_SHARED", shared.to_string()),
-    ];
-    let (config, problems) = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    });
-    assert!(problems.is_empty(), "{problems:?}");
-    let app = call_history::build_app(&config).await;
-    app.store
-        .redshift()
-        .expect("configured")
-        .apply_schema()
-        .await
-        .expect("schema");
+    let support::OnStandIn { standin, app, .. } = support::on_standin(
+        admin_url,
+        &[
+            ("REDSHIFT_TIMEOUT_MS", "5000".to_string()),
+            (
+                "SQLITE_PATH",
+                dir.path().join("journal.db").display().to_string(),
+            ),
+            ("SQLITE_SHARED", shared.to_string()),
+        ],
+    )
+    .await;
     let sqlite = app.store.sqlite().expect("backup");
     let now = chrono::Utc::now();
     for i in 0..ROWS {

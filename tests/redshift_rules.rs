@@ -12,16 +12,6 @@ use futures::future::join_all;
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
 
-/// Ids that Redshift holds more than once: must always be empty.
-async fn duplicated_ids(redshift: &Redshift) -> Vec<String> {
-    let pg = redshift.postgres().await;
-    let rows = pg
-        .query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[])
-        .await
-        .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
-}
-
 async fn status(app: &TestApp) -> Value {
     app.get("/db/status").await.body
 }
@@ -214,7 +204,7 @@ async fn one_refused_write_among_two_hundred_is_set_aside_and_the_rest_replays()
     assert_eq!(sync["rejectedWrites"], 1);
     assert_eq!(redshift.row_count().await, 199);
     assert_eq!(redshift.copies_of("batch-137").await, 0);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
 
     let set_aside_lines = logs()
         .lines()
@@ -356,7 +346,7 @@ async fn two_replays_of_one_batch_leave_one_row_each() {
         "each row added by exactly one of them"
     );
     assert_eq!(redshift.row_count().await, 60);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
 }
 
 #[tokio::test]
@@ -386,16 +376,12 @@ async fn a_replay_overlapping_an_abandoned_one_leaves_one_row_each() {
 
     let batches = || redshift.standin.operation_count("BatchExecuteStatement");
     let before = batches();
-    let first = tokio::spawn({
-        let client = app.client.clone();
-        let url = app.url("/db/retry-redshift");
-        async move { client.post(url).send().await.unwrap().status() }
-    });
+    let first = app.send_in_background(app.client.post(app.url("/db/retry-redshift")));
     assert!(eventually(Duration::from_secs(5), || async { batches() > before }).await);
     // From now on the Data API answers nothing: the first replay runs into its deadline and
     // its cancel never arrives, so its statement stays queued and will still commit.
     redshift.standin.set_fault(Fault::Hang);
-    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(
         status(&app).await["sync"]["pendingWrites"],
         10,
@@ -404,26 +390,13 @@ async fn a_replay_overlapping_an_abandoned_one_leaves_one_row_each() {
     redshift.standin.clear_fault();
 
     let before = batches();
-    let second = tokio::spawn({
-        let client = app.client.clone();
-        let url = app.url("/db/retry-redshift");
-        async move {
-            client
-                .post(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let second = app.send_in_background(app.client.post(app.url("/db/retry-redshift")));
     assert!(eventually(Duration::from_secs(5), || async { batches() > before }).await);
     lock.commit().await.unwrap();
-    let second = second.await.unwrap();
+    let second = second.await.unwrap().body;
     assert_eq!(second["currentSource"], "redshift", "{second}");
     assert_eq!(redshift.row_count().await, 10);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
     assert_eq!(status(&app).await["sync"]["pendingWrites"], 0);
 }
 
@@ -445,20 +418,7 @@ async fn a_probe_that_succeeds_after_a_concurrent_force_keeps_the_forced_mode() 
         .standin
         .set_fault(Fault::Slow(Duration::from_millis(400)));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let probe = tokio::spawn({
-        let client = app.client.clone();
-        let url = app.url("/api/calls/history");
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let probe = app.send_in_background(app.client.get(app.url("/api/calls/history")));
     assert!(
         eventually(Duration::from_secs(2), || async {
             logs().contains("🔄 Checking whether Redshift is back")
@@ -467,7 +427,7 @@ async fn a_probe_that_succeeds_after_a_concurrent_force_keeps_the_forced_mode() 
     );
     let forced = app.post("/db/force-sqlite", "").await;
     assert_eq!(forced.status, 200);
-    let probed = probe.await.unwrap();
+    let probed = probe.await.unwrap().body;
     assert_eq!(
         probed["source"], "redshift",
         "the probe itself was answered by Redshift"
@@ -550,7 +510,7 @@ async fn a_backlog_replays_under_a_slow_redshift_and_every_write_stays_readable(
     redshift.standin.clear_fault();
 
     assert_eq!(redshift.row_count().await, 1500);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
     for chunk in acknowledged.chunks(50) {
         let replies = join_all(
             chunk

@@ -11,16 +11,6 @@ use common::{spawn_app_on, Redshift, TestApp};
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
 
-/// Ids that Redshift holds more than once: must always be empty.
-async fn duplicated_ids(redshift: &Redshift) -> Vec<String> {
-    let pg = redshift.postgres().await;
-    let rows = pg
-        .query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[])
-        .await
-        .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
-}
-
 async fn record(app: &TestApp, body: Value) -> Value {
     let reply = app.post_json("/api/calls", &body).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
@@ -131,7 +121,7 @@ async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
     assert_eq!(retried.body["currentSource"], "redshift");
     assert_eq!(pending(&app).await, 0);
     assert_eq!(redshift.row_count().await, total as i64);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
 }
 
 #[tokio::test]
@@ -223,7 +213,7 @@ async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_onc
         app.post("/db/retry-redshift", "").await;
     }
     assert_eq!(redshift.row_count().await, 5_000);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
     // Batched: one multi-row insert per batch, plus the probes.
     let statements = redshift.statements() - statements_before;
     let batches = 5_000 / call_history::store::journal::REPLAY_BATCH;

@@ -135,16 +135,6 @@ impl Environment {
     }
 }
 
-/// Ids that Redshift holds more than once: must always be empty.
-async fn duplicated_ids(redshift: &Redshift) -> Vec<String> {
-    let pg = redshift.postgres().await;
-    let rows = pg
-        .query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[])
-        .await
-        .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
-}
-
 async fn ids_in_redshift(redshift: &Redshift) -> BTreeSet<String> {
     let pg = redshift.postgres().await;
     let rows = pg.query("SELECT id FROM calls", &[]).await.unwrap();
@@ -189,7 +179,7 @@ async fn three_environments_write_one_is_killed_and_a_survivor_replays_everythin
         written,
         "every write, whoever took it"
     );
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
     assert_eq!(first.pending().await, 0);
     let again = second.retry().await;
     assert_eq!(again["currentSource"], "redshift");
@@ -233,7 +223,7 @@ async fn two_survivors_replaying_at_once_leave_one_row_per_id() {
     }
     redshift.standin.clear_fault();
     assert_eq!(ids_in_redshift(&redshift).await, written);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
     let logs = a.log() + &b.log();
     assert!(logs.contains("🔁 Replayed writes from the local backup to Redshift"));
 }
@@ -299,7 +289,7 @@ async fn a_lease_whose_holder_was_killed_is_taken_over_after_it_expires() {
     // The killed holder's statement may still have run on the warehouse: nothing twice.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(ids_in_redshift(&redshift).await, written);
-    assert!(duplicated_ids(&redshift).await.is_empty());
+    assert!(redshift.duplicated_ids().await.is_empty());
 }
 
 #[tokio::test]

@@ -64,6 +64,14 @@ impl TestApp {
         self.post(path, &body.to_string()).await
     }
 
+    /// Sends `request` on a task of its own, for a test that acts while it is under way.
+    pub fn send_in_background(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> tokio::task::JoinHandle<Reply> {
+        tokio::spawn(async move { read(request.send().await.expect("request sent")).await })
+    }
+
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         read(request.send().await.expect("request sent")).await
     }
@@ -241,6 +249,16 @@ impl Redshift {
             .await
             .expect("count")
             .get(0)
+    }
+
+    /// Ids that Redshift holds more than once: it enforces no key, so this must stay empty.
+    pub async fn duplicated_ids(&self) -> Vec<String> {
+        let pg = self.postgres().await;
+        let rows = pg
+            .query("SELECT id FROM calls GROUP BY id HAVING COUNT(*) > 1", &[])
+            .await
+            .expect("duplicates");
+        rows.iter().map(|r| r.get(0)).collect()
     }
 
     pub async fn row_count(&self) -> i64 {
