@@ -35,6 +35,8 @@ use crate::metrics::{Metrics, SwitchEvent, PUT_TIMEOUT};
 
 /// What a request may spend beyond `REDSHIFT_TIMEOUT_MS`: putting metrics and answering.
 pub const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+/// Between probes that found another environment replaying.
+const PROBE_PAUSE: Duration = Duration::from_secs(1);
 /// Kept free of metrics waits at the end of a request's budget, for the answer itself.
 const ANSWER_RESERVE: Duration = Duration::from_millis(30);
 
@@ -341,10 +343,7 @@ impl FailoverStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn route(&self) -> Route<'_> {
-        let Some(redshift) = &self.redshift else {
-            return Route::Sqlite;
-        };
+    fn route<'a>(&'a self, redshift: &'a RedshiftStore) -> Route<'a> {
         let health = self.lock_health();
         match health.mode {
             Mode::OnRedshift => Route::Redshift(redshift),
@@ -363,7 +362,7 @@ impl FailoverStore {
             return self.serve_from_sqlite(&op).await;
         };
         let budget = RequestBudget::start(redshift.timeout());
-        match self.route() {
+        match self.route(redshift) {
             Route::Redshift(redshift) => match self.attempt(redshift, &op, &budget, false).await {
                 Attempt::Answered(result) => {
                     return self.answered_by_redshift(&op, result, &budget).await
@@ -381,8 +380,8 @@ impl FailoverStore {
                     }
                     // Redshift took a replay: it is back, and catches up from here.
                     Attempt::Replayed => self.recovered(&budget).await,
-                    // Redshift was not asked: nothing is known yet.
-                    Attempt::CatchingUp => {}
+                    // Another environment replays; Redshift was not asked: ask again shortly.
+                    Attempt::CatchingUp => self.probe_again_soon(),
                     Attempt::Failed(err) => self.redshift_failed(&err, true, &budget).await,
                 }
             }
@@ -588,6 +587,13 @@ impl FailoverStore {
         } else {
             self.heartbeat_if_due(budget).await;
         }
+    }
+
+    /// A probe that could not ask Redshift (another environment holds the replay): the next
+    /// one comes after a short pause rather than on every request, or after a whole interval.
+    fn probe_again_soon(&self) {
+        let pause = self.settings.check_interval.min(PROBE_PAUSE);
+        self.lock_health().next_probe_at = Some(Instant::now() + pause);
     }
 
     async fn recovered(&self, budget: &RequestBudget) {

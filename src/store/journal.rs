@@ -21,7 +21,7 @@
 //! - On a shared file any environment replays any environment's writes: the count of waiting
 //!   writes is read from the file on each probe and at most once per check interval.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,8 @@ pub struct Journal {
     counted_at: Mutex<Instant>,
     /// This environment's name on the replay lease.
     holder: String,
+    /// Another environment holds the lease until then (Unix milliseconds): no need to ask.
+    leased_elsewhere_until: AtomicI64,
     /// Writes set aside, for `/db/status`.
     rejected: AtomicU64,
     last_replay_at: Mutex<Option<DateTime<Utc>>>,
@@ -76,6 +78,7 @@ impl Journal {
             pending: AtomicU64::new(0),
             counted_at: Mutex::new(Instant::now()),
             holder: uuid::Uuid::new_v4().to_string(),
+            leased_elsewhere_until: AtomicI64::new(0),
             rejected: AtomicU64::new(0),
             last_replay_at: Mutex::new(None),
             replay_lock: tokio::sync::Mutex::new(()),
@@ -122,11 +125,17 @@ impl Journal {
         let Ok(_guard) = self.replay_lock.try_lock() else {
             return Ok(busy);
         };
-        let until = Utc::now() + redshift.deadline().remaining();
-        if !sqlite
+        let now = Utc::now();
+        if now.timestamp_millis() < self.leased_elsewhere_until.load(Ordering::Relaxed) {
+            return Ok(busy);
+        }
+        let until = now + redshift.deadline().remaining();
+        if let Err(expires_at) = sqlite
             .take_lease(self.holder.clone(), until.timestamp_millis())
             .await?
         {
+            self.leased_elsewhere_until
+                .store(expires_at, Ordering::Relaxed);
             return Ok(busy);
         }
         let mut run = ReplayRun::new(sqlite, redshift);

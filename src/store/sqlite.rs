@@ -288,9 +288,14 @@ impl SqliteStore {
     }
 
     /// Takes the replay lease for `holder` until `until` (Unix milliseconds), unless another
-    /// holder has it and it has not expired. One replay at a time across every environment on
-    /// the file; a lease whose holder was frozen or killed expires on its own.
-    pub async fn take_lease(&self, holder: String, until: i64) -> Result<bool, StoreError> {
+    /// holder has it and it has not expired: then `Err` with that expiry. One replay at a time
+    /// across every environment on the file; a lease whose holder was frozen or killed expires
+    /// on its own.
+    pub async fn take_lease(
+        &self,
+        holder: String,
+        until: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
         self.with_connection(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: Option<(String, i64)> = tx
@@ -303,7 +308,7 @@ impl SqliteStore {
             let now = Utc::now().timestamp_millis();
             if let Some((other, expires_at)) = current {
                 if other != holder && expires_at > now {
-                    return Ok(false);
+                    return Ok(Err(expires_at));
                 }
             }
             tx.execute(
@@ -311,7 +316,7 @@ impl SqliteStore {
                 named_params! { ":holder": holder, ":until": until },
             )?;
             tx.commit()?;
-            Ok(true)
+            Ok(Ok(()))
         })
         .await
     }
