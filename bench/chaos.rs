@@ -128,14 +128,7 @@ async fn main() {
     let http = reqwest::Client::new();
     let recovery_started = Instant::now();
     loop {
-        let status: Value = http
-            .get(format!("{base}/db/status"))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let status = db_status(&http, &base).await;
         if status["currentSource"] == "redshift" && status["sync"]["pendingWrites"] == 0 {
             break;
         }
@@ -149,14 +142,7 @@ async fn main() {
             .expect("retry");
     }
     let recovery = recovery_started.elapsed();
-    let status: Value = http
-        .get(format!("{base}/db/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = db_status(&http, &base).await;
     let tally = std::mem::take(&mut *tally.lock().expect("tally"));
     let audit = audit(&pg, &tally).await;
     let report = report(&tally, &status, &audit, recovery);
@@ -164,6 +150,11 @@ async fn main() {
     let out = std::env::var("CHAOS_OUT").unwrap_or_else(|_| "bench/results/chaos.md".into());
     std::fs::write(&out, report).expect("write results");
     println!("results written to {out}");
+}
+
+async fn db_status(http: &reqwest::Client, base: &str) -> Value {
+    let response = http.get(format!("{base}/db/status")).send().await;
+    response.expect("status").json().await.expect("JSON")
 }
 
 async fn run_client(
