@@ -58,6 +58,9 @@ pub struct Journal {
     /// ask SQLite. The journal itself is the truth; this is refreshed from it after every replay
     /// (and, on a shared file, from time to time: see [`Journal::recount_due`]).
     pending: AtomicU64,
+    /// Writes journaled by this environment since it started: tells a count of the journal that
+    /// raced with a new write.
+    journaled_total: AtomicU64,
     /// When the journal was last counted.
     counted_at: Mutex<Instant>,
     /// This environment's name on the replay lease.
@@ -76,6 +79,7 @@ impl Journal {
     pub async fn load(sqlite: Option<&SqliteStore>, metrics: Arc<Metrics>) -> Journal {
         let journal = Journal {
             pending: AtomicU64::new(0),
+            journaled_total: AtomicU64::new(0),
             counted_at: Mutex::new(Instant::now()),
             holder: uuid::Uuid::new_v4().to_string(),
             leased_elsewhere_until: AtomicI64::new(0),
@@ -108,6 +112,7 @@ impl Journal {
     /// A write was journaled. Counted before the write is acknowledged, so that a read that
     /// follows the acknowledgement knows a write waits.
     pub fn journaled(&self) {
+        self.journaled_total.fetch_add(1, Ordering::AcqRel);
         self.pending.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -165,9 +170,25 @@ impl Journal {
     }
 
     /// Counts the journal again (writes of other environments sharing the file included).
+    ///
+    /// A write journaled while the count runs may or may not be in it; the count is taken only
+    /// when no write was journaled meanwhile, so the number can be too high (a replay then finds
+    /// less to do) but never too low (a read from Redshift could then miss a waiting write).
     pub async fn recount(&self, sqlite: &SqliteStore) {
-        if let Ok(pending) = sqlite.pending_count().await {
-            self.pending.store(pending, Ordering::Release);
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let before = self.journaled_total.load(Ordering::Acquire);
+            let Ok(counted) = sqlite.pending_count().await else {
+                break;
+            };
+            if self.journaled_total.load(Ordering::Acquire) == before {
+                self.pending.store(counted, Ordering::Release);
+                break;
+            }
+            if attempt == ATTEMPTS {
+                // Writes keep coming: the journal holds at least what was counted.
+                self.pending.fetch_max(counted, Ordering::AcqRel);
+            }
         }
         if let Ok(rejected) = sqlite.rejected_count().await {
             self.rejected.store(rejected, Ordering::Relaxed);
