@@ -40,19 +40,17 @@ pub struct App {
 /// Builds the whole service from its configuration. Never fails: whatever cannot be set up is
 /// logged and the service serves with what it has.
 pub async fn build_app(config: &Config) -> App {
-    let backup = Backup::open(&config.sqlite_path, config.redshift.is_some());
-    let (redshift, metrics) = match &config.redshift {
-        Some(redshift_config) => {
-            let sdk = load_sdk_config(redshift_config).await;
-            let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
-            let metrics = Metrics::new(
-                Some(cloudwatch_client(&sdk)),
-                config.metrics_namespace.clone(),
-                config.function_name.clone(),
-            );
-            (Some(redshift), metrics)
-        }
-        None => (None, Metrics::disabled()),
+    let (backup, (redshift, metrics)) = match &config.redshift {
+        // Opening the backup waits for the disk (a new file is created and synced), loading the
+        // SDK's configuration for its files and the CPU: at start-up they overlap.
+        Some(redshift_config) => tokio::join!(
+            open_backup_off_thread(config.sqlite_path.clone(), true),
+            redshift_services(config, redshift_config),
+        ),
+        None => (
+            Backup::open(&config.sqlite_path, false),
+            (None, Metrics::disabled()),
+        ),
     };
     let settings = FailoverSettings {
         check_interval: config.check_interval,
@@ -68,6 +66,29 @@ pub async fn build_app(config: &Config) -> App {
         router: api::router(state),
         store,
     }
+}
+
+/// [`Backup::open`] on the blocking pool.
+async fn open_backup_off_thread(path: std::path::PathBuf, journal_writes: bool) -> Backup {
+    tokio::task::spawn_blocking(move || Backup::open(&path, journal_writes))
+        .await
+        // Opening never panics by design; should it, start-up fails as it would have inline.
+        .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
+}
+
+/// The Redshift store and the metrics client, on the SDK's configuration.
+async fn redshift_services(
+    config: &Config,
+    redshift_config: &RedshiftConfig,
+) -> (Option<RedshiftStore>, Metrics) {
+    let sdk = load_sdk_config(redshift_config).await;
+    let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
+    let metrics = Metrics::new(
+        Some(cloudwatch_client(&sdk)),
+        config.metrics_namespace.clone(),
+        config.function_name.clone(),
+    );
+    (Some(redshift), metrics)
 }
 
 /// Serves one Lambda event through the router. The body is collected so that the response is
