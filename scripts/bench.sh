@@ -40,6 +40,11 @@ cargo build --release --bin call-history
 export BENCH_BINARY="${BENCH_BINARY:-$PWD/target/release/call-history}"
 
 if [ "$only_pinned" = false ]; then
+    # Fake credentials and region for the real AWS SDK clients that talk to the local stand-ins
+    # (as scripts/test.sh sets them); without them the SDK looks for an instance role.
+    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-bench}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-bench}"
+    export AWS_REGION="${AWS_REGION:-us-east-1}"
+    unset AWS_PROFILE AWS_SESSION_TOKEN
     if [ -z "${DATABASE_URL:-}" ]; then
         scripts/pg-test-cluster.sh status >/dev/null 2>&1 || started_pg=true
         export "$(scripts/pg-test-cluster.sh start)"
