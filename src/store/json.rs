@@ -130,7 +130,7 @@ fn needs_escape(word: u64) -> u64 {
 pub enum Timestamp<'a> {
     /// Text in the local backup's canonical form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, already known
     /// to name a valid instant: only its fraction needs shortening on the way out.
-    Micros(&'a [u8]),
+    Micros(&'a [u8; MICROS_TEXT_LEN]),
     Instant(DateTime<Utc>),
 }
 
@@ -427,7 +427,8 @@ mod tests {
             ("2024-05-01T10:00:00.000999Z", ".000999"),
         ] {
             let mut out = Vec::new();
-            push_timestamp(&mut out, &Timestamp::Micros(stored.as_bytes()));
+            let bytes: &[u8; MICROS_TEXT_LEN] = stored.as_bytes().try_into().unwrap();
+            push_timestamp(&mut out, &Timestamp::Micros(bytes));
             let instant = DateTime::parse_from_rfc3339(stored).unwrap().to_utc();
             let mut from_instant = Vec::new();
             push_timestamp(&mut from_instant, &Timestamp::Instant(instant));

@@ -607,8 +607,8 @@ fn column<'r, T>(
 #[inline]
 fn stored_time<'r>(row: &'r Row<'_>, index: usize) -> rusqlite::Result<Timestamp<'r>> {
     if let ValueRef::Text(bytes) = row.get_ref(index)? {
-        if is_canonical_db_time(bytes) {
-            return Ok(Timestamp::Micros(bytes));
+        if let Some(canonical) = canonical_db_time(bytes) {
+            return Ok(Timestamp::Micros(canonical));
         }
     }
     let text = column(row, index, ValueRef::as_str)?;
@@ -618,7 +618,7 @@ fn stored_time<'r>(row: &'r Row<'_>, index: usize) -> rusqlite::Result<Timestamp
 fn instant(index: usize, t: Timestamp<'_>) -> rusqlite::Result<DateTime<Utc>> {
     match t {
         // Canonical text is ASCII.
-        Timestamp::Micros(text) => from_db_time(index, &String::from_utf8_lossy(text)),
+        Timestamp::Micros(text) => from_db_time(index, &String::from_utf8_lossy(text.as_slice())),
         Timestamp::Instant(t) => Ok(t),
     }
 }
@@ -666,21 +666,20 @@ impl FormWord {
         const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
         // A digit byte minus '0' is 0..=9; bytes outside the digits' places become 0 here.
         let offsets = (word ^ (ONES * u64::from(b'0'))) & self.digits;
-        // Adding 127 - 9 to a byte above 9 (or with its high bit already set) sets its high bit,
-        // and no byte carries into the next: exactly "some byte is above 9".
+        // Adding 127 - 9 sets the high bit of a byte above 9 (or keeps it, `| offsets`); only a
+        // byte whose high bit was set can carry into the next, and it already answers yes. So:
+        // exactly "some byte is above 9".
         let above_nine = (offsets.wrapping_add(ONES * (127 - 9)) | offsets) & HIGH_BITS;
         above_nine == 0 && word & !self.digits == self.fixed
     }
 }
 
-/// True for `YYYY-MM-DDTHH:MM:SS.ffffffZ` naming a real instant (no 30th of February, no hour
-/// 24, no leap second): exactly the text that chrono parses to an instant whose RFC 3339 form
-/// is this text with its fraction shortened.
+/// The text when it is `YYYY-MM-DDTHH:MM:SS.ffffffZ` naming a real instant (no 30th of
+/// February, no hour 24, no leap second): exactly the text that chrono parses to an instant
+/// whose RFC 3339 form is this text with its fraction shortened.
 #[inline]
-fn is_canonical_db_time(text: &[u8]) -> bool {
-    let Ok(b) = <&[u8; MICROS_TEXT_LEN]>::try_from(text) else {
-        return false;
-    };
+fn canonical_db_time(text: &[u8]) -> Option<&[u8; MICROS_TEXT_LEN]> {
+    let b = <&[u8; MICROS_TEXT_LEN]>::try_from(text).ok()?;
     // The form, eight bytes at a time (the last word overlaps the third).
     let word = |at: usize| {
         let mut bytes = [0u8; 8];
@@ -691,7 +690,7 @@ fn is_canonical_db_time(text: &[u8]) -> bool {
         .iter()
         .fold(true, |ok, form| ok & form.matches(word(form.at)));
     if !in_form {
-        return false;
+        return None;
     }
     let number = |from: usize, to: usize| {
         b[from..to]
@@ -704,12 +703,13 @@ fn is_canonical_db_time(text: &[u8]) -> bool {
         4 | 6 | 9 | 11 => 30,
         2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
         2 => 28,
-        _ => return false,
+        _ => return None,
     };
-    (1..=days_in_month).contains(&day)
+    let valid = (1..=days_in_month).contains(&day)
         && number(11, 13) < 24
         && number(14, 16) < 60
-        && number(17, 19) < 60
+        && number(17, 19) < 60;
+    valid.then_some(b)
 }
 
 /// The call, or `None` (logged) for a stored row that cannot be read back: written by hand or
@@ -751,7 +751,7 @@ mod tests {
                             let text = format!(
                                 "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction}Z"
                             );
-                            if !is_canonical_db_time(text.as_bytes()) {
+                            if canonical_db_time(text.as_bytes()).is_none() {
                                 continue;
                             }
                             canonical += 1;
@@ -778,7 +778,7 @@ mod tests {
             "2024-01-01T10:00:00,000000Z",
             "２024-01-01T10:00:00.000000Z",
         ] {
-            assert!(!is_canonical_db_time(other.as_bytes()), "{other}");
+            assert!(canonical_db_time(other.as_bytes()).is_none(), "{other}");
         }
     }
 
@@ -803,7 +803,7 @@ mod tests {
                     let mut text = valid;
                     text[at] = byte;
                     let leap_second = text[17..19] == *b"60";
-                    let quick = is_canonical_db_time(&text);
+                    let quick = canonical_db_time(&text).is_some();
                     assert!(
                         quick == reads_back(&text) || (leap_second && !quick),
                         "{}",
