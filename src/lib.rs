@@ -48,25 +48,21 @@ pub struct App {
 /// Builds the whole service from its configuration. Never fails: whatever cannot be set up is
 /// logged and the service serves with what it has.
 pub async fn build_app(config: &Config) -> App {
-    let backup = Backup::open(
-        &config.sqlite_path,
-        SqliteOptions {
-            journal_writes: config.redshift.is_some(),
-            shared: config.sqlite_shared,
-        },
-    );
-    let (redshift, metrics) = match &config.redshift {
-        Some(redshift_config) => {
-            let sdk = load_sdk_config(redshift_config.region_hint.clone()).await;
-            let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
-            let metrics = Metrics::new(
-                Some(cloudwatch_client(&sdk)),
-                config.metrics_namespace.clone(),
-                config.function_name.clone(),
-            );
-            (Some(redshift), metrics)
-        }
-        None => (None, Metrics::disabled()),
+    let options = SqliteOptions {
+        journal_writes: config.redshift.is_some(),
+        shared: config.sqlite_shared,
+    };
+    let (backup, (redshift, metrics)) = match &config.redshift {
+        // Opening the backup waits for the disk (a new file is created and synced), loading the
+        // SDK's configuration for its files and the CPU: at start-up they overlap.
+        Some(redshift_config) => tokio::join!(
+            open_backup_off_thread(config.sqlite_path.clone(), options),
+            redshift_services(config, redshift_config),
+        ),
+        None => (
+            Backup::open(&config.sqlite_path, options),
+            (None, Metrics::disabled()),
+        ),
     };
     let settings = FailoverSettings {
         check_interval: config.check_interval,
@@ -94,6 +90,29 @@ async fn admin_policy(config: &Config) -> AdminPolicy {
         }
         None => AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
     }
+}
+
+/// [`Backup::open`] on the blocking pool.
+async fn open_backup_off_thread(path: std::path::PathBuf, options: SqliteOptions) -> Backup {
+    tokio::task::spawn_blocking(move || Backup::open(&path, options))
+        .await
+        // Opening never panics by design; should it, start-up fails as it would have inline.
+        .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
+}
+
+/// The Redshift store and the metrics client, on the SDK's configuration.
+async fn redshift_services(
+    config: &Config,
+    redshift_config: &RedshiftConfig,
+) -> (Option<RedshiftStore>, Metrics) {
+    let sdk = load_sdk_config(redshift_config.region_hint.clone()).await;
+    let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
+    let metrics = Metrics::new(
+        Some(cloudwatch_client(&sdk)),
+        config.metrics_namespace.clone(),
+        config.function_name.clone(),
+    );
+    (Some(redshift), metrics)
 }
 
 /// The SDK's own configuration chain (environment, profile, Lambda role); the region falls back

@@ -8,8 +8,8 @@ use std::ops::RangeInclusive;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::de::value::MapAccessDeserializer;
@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::{with_source, AppState};
+use crate::store::json::{push_str, push_u64, CallsJson};
 use crate::store::rules::{
     TextField, ACCOUNT_NAME, CONTACT_NAME, FIRST_INSTANT, LAST_INSTANT, NOTES, OUTCOME,
 };
@@ -226,21 +227,39 @@ pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         Ok(calls) => calls,
         Err(err) if err.is_refusal() => return refused("query", &err).with_source(served.source),
         // Both databases down: an empty answer, as the guide says; the source tells why.
-        Err(_) => Vec::new(),
+        Err(_) => CallsJson::with_room_for(0),
     };
     tracing::info!(
         "✅ Found {} from {} {}",
-        count_of_calls(calls.len()),
+        count_of_calls(calls.count()),
         served.source.as_str(),
         served.source.emoji()
     );
-    let body = HistoryResponse {
-        calls: &calls,
-        count: calls.len(),
-        source: served.source,
-        message: history_message(served.source),
-    };
-    with_source(served.source, Json(body))
+    with_source(served.source, history_answer(calls, served.source))
+}
+
+/// `{"calls": [...], "count": n, "source": "...", "message": "..."}`, written around the calls
+/// already in JSON (the fields in this order, as serde wrote them from a struct).
+fn history_answer(calls: CallsJson, source: Source) -> Response {
+    let count = calls.count() as u64;
+    let body = calls.into_document(br#"{"calls":"#, |out| {
+        out.extend_from_slice(br#","count":"#);
+        push_u64(out, count);
+        out.extend_from_slice(br#","source":"#);
+        push_str(out, source.as_str());
+        out.extend_from_slice(br#","message":"#);
+        push_str(out, history_message(source));
+        out.push(b'}');
+    });
+    (
+        // `json_charset` adds the charset, as to every JSON answer.
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// "1 call", "15 calls": the guide's log line, in good English for every count.

@@ -28,6 +28,7 @@ use super::backup::Backup;
 use super::deadline::Deadline;
 use super::error::{ErrorKind, SqliteProblem};
 use super::journal::{Journal, ReplayReport};
+use super::json::CallsJson;
 use super::redshift::{RedshiftSession, RedshiftStore};
 use super::sqlite::SqliteStore;
 use super::{Call, CallStore, HistoryQuery, InsertOutcome, Source, StoreError};
@@ -188,6 +189,8 @@ enum Op<'a> {
 
 enum Output {
     Calls(Vec<Call>),
+    /// History from the backup, written as JSON straight from its rows.
+    CallsJson(CallsJson),
     Call(Option<Call>),
     Inserted(InsertOutcome),
 }
@@ -199,6 +202,15 @@ impl Op<'_> {
             Op::Get(id) => Output::Call(store.get(id).await?),
             Op::Insert(call) => Output::Inserted(store.insert(call).await?),
         })
+    }
+
+    /// As [`Op::run`], on the backup: what it answers goes to the client and nowhere else, so
+    /// history is written as the answer's JSON at once.
+    async fn run_on_backup(&self, sqlite: &SqliteStore) -> Result<Output, StoreError> {
+        match self {
+            Op::History(query) => Ok(Output::CallsJson(sqlite.history_json(query).await?)),
+            _ => self.run(sqlite).await,
+        }
     }
 }
 
@@ -303,10 +315,12 @@ impl FailoverStore {
         &self.journal
     }
 
-    pub async fn history(&self, query: &HistoryQuery) -> Served<Vec<Call>> {
+    /// History as the JSON array of the answer, from whichever database serves.
+    pub async fn history(&self, query: &HistoryQuery) -> Served<CallsJson> {
         let served = self.serve(Op::History(query)).await;
         unwrap_output(served, |out| match out {
-            Output::Calls(calls) => Some(calls),
+            Output::Calls(calls) => Some(CallsJson::from_calls(&calls)),
+            Output::CallsJson(json) => Some(json),
             _ => None,
         })
     }
@@ -533,7 +547,7 @@ impl FailoverStore {
             }
         };
         tracing::info!("💾 Executing query on local SQLite");
-        let result = op.run(&sqlite).await;
+        let result = op.run_on_backup(&sqlite).await;
         if is_write {
             self.backup.write_done(result.as_ref().map(|_| ()));
         }
