@@ -288,11 +288,14 @@ async fn app_on_standin(admin_url: &str, extra: &[(&str, &str)]) -> OnStandIn {
 
 async fn redshift_paths(report: &mut Report, admin_url: &str) {
     report.section("Redshift path against the stand-in (PostgreSQL behind the Data API)");
-    let deadline_ms = 1000;
+    // Long enough for a server-side wait: WaitTimeSeconds never exceeds what is left of the
+    // deadline, so with a deadline of a second or less every statement is polled instead.
+    let deadline_ms = 1500;
+    let deadline = deadline_ms.to_string();
     let on = app_on_standin(
         admin_url,
         &[
-            ("REDSHIFT_TIMEOUT_MS", "1000"),
+            ("REDSHIFT_TIMEOUT_MS", deadline.as_str()),
             ("REDSHIFT_CHECK_INTERVAL_SECS", "1"),
         ],
     )
