@@ -55,9 +55,16 @@ impl<T: AsyncWrite + Unpin> JsonErrors<T> {
     }
 }
 
+/// hyper's own error answers are a status line, a date and `content-length: 0`.
+const MAX_HYPER_ERROR_HEAD: usize = 256;
+
 /// The status of an empty error answer of hyper's own (a head alone, `content-length: 0`,
 /// status 400, 414 or 431), or `None` for anything else.
 fn hyper_error_status(written: &[u8]) -> Option<StatusCode> {
+    // A head alone, and a short one: anything longer is not hyper's refusal (and is not scanned).
+    if written.len() > MAX_HYPER_ERROR_HEAD || !written.starts_with(b"HTTP/1.1 4") {
+        return None;
+    }
     let head = written.strip_suffix(b"\r\n\r\n")?;
     if head.windows(4).any(|w| w == b"\r\n\r\n") {
         return None;
@@ -135,10 +142,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrors<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
-    // Not vectored: hyper then writes each answer from one buffer, head and body together, so
-    // that an answer is seen whole.
+    /// hyper writes an answer with a body as its head and body in separate buffers (no copy of
+    /// the body), and an answer without one, as its own errors are, as the head alone: only a
+    /// write of one buffer can be one of those, and goes through [`Self::poll_write`].
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match bufs {
+            [only] => self.poll_write(cx, only),
+            // A replacement under way is finished first (hyper retries the write it started).
+            [first, ..] if self.replacing.is_some() => self.poll_write(cx, first),
+            _ => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
     fn is_write_vectored(&self) -> bool {
-        false
+        self.inner.is_write_vectored()
     }
 }
 
