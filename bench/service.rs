@@ -4,15 +4,18 @@
 //!
 //! Sections needing PostgreSQL (the Redshift stand-in) run when `DATABASE_URL` is set.
 
+mod support;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request};
-use call_history::config::Config;
 use call_history::store::{Call, CallStore, HistoryQuery};
-use redshift_data_local::{create_scratch_database, Fault, Options, StandIn};
+use redshift_data_local::Fault;
+use support::{config, on_standin, OnStandIn};
+use tempfile::TempDir;
 use tower::ServiceExt;
 
 const HISTORY: &str = "/api/calls/history?limit=50";
@@ -40,16 +43,6 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn config(vars: &[(&str, String)]) -> Config {
-    let (config, problems) = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    });
-    assert!(problems.is_empty(), "{problems:?}");
-    config
 }
 
 /// Fills a new local database with `n` calls in one transaction.
@@ -247,43 +240,13 @@ fn time_raw_query(conn: &rusqlite::Connection, limit: u32, n: usize) -> Vec<Dura
     samples
 }
 
-struct OnStandIn {
-    standin: StandIn,
-    router: axum::Router,
-    store: std::sync::Arc<call_history::store::failover::FailoverStore>,
-    _dir: tempfile::TempDir,
-}
-
-async fn app_on_standin(admin_url: &str, extra: &[(&str, &str)]) -> OnStandIn {
-    let database_url = create_scratch_database(admin_url)
-        .await
-        .expect("scratch database");
-    let standin = StandIn::start(Options::new(database_url))
-        .await
-        .expect("stand-in");
-    std::env::set_var("AWS_ENDPOINT_URL_REDSHIFT_DATA", standin.data_api_url());
-    std::env::set_var("AWS_ENDPOINT_URL_CLOUDWATCH", standin.cloudwatch_url());
+/// The service on a fresh stand-in, with its backup in a folder of its own (kept as long as the
+/// service is).
+async fn app_on_standin(admin_url: &str, extra: &[(&str, &str)]) -> (OnStandIn, TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut vars: Vec<(&str, String)> = vec![
-        ("REDSHIFT_CLUSTER_ID", "bench".into()),
-        ("REDSHIFT_DATABASE", "bench".into()),
-        ("REDSHIFT_DB_USER", "bench".into()),
-        ("SQLITE_PATH", dir.path().join("b.db").display().to_string()),
-    ];
+    let mut vars = vec![("SQLITE_PATH", dir.path().join("b.db").display().to_string())];
     vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    let app = call_history::build_app(&config(&vars)).await;
-    app.store
-        .redshift()
-        .expect("configured")
-        .apply_schema()
-        .await
-        .expect("schema");
-    OnStandIn {
-        standin,
-        router: app.router,
-        store: app.store,
-        _dir: dir,
-    }
+    (on_standin(admin_url, &vars).await, dir)
 }
 
 async fn redshift_paths(report: &mut Report, admin_url: &str) {
@@ -292,7 +255,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     // deadline, so with a deadline of a second or less every statement is polled instead.
     let deadline_ms = 1500;
     let deadline = deadline_ms.to_string();
-    let on = app_on_standin(
+    let (on, _dir) = app_on_standin(
         admin_url,
         &[
             ("REDSHIFT_TIMEOUT_MS", deadline.as_str()),
@@ -300,7 +263,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
         ],
     )
     .await;
-    let redshift = on.store.redshift().expect("configured");
+    let redshift = on.app.store.redshift().expect("configured");
     let calls: Vec<Call> = (0..200)
         .map(|i| Call {
             id: format!("rs-{i}"),
@@ -318,11 +281,11 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     for chunk in calls.chunks(100) {
         redshift.insert_missing(chunk).await.expect("seed");
     }
-    time_requests(&on.router, HISTORY, 20).await;
+    time_requests(&on.app.router, HISTORY, 20).await;
     let before = on.standin.operation_count("ExecuteStatement")
         + on.standin.operation_count("GetStatementResult")
         + on.standin.operation_count("DescribeStatement");
-    let mut samples = time_requests(&on.router, HISTORY, 200).await;
+    let mut samples = time_requests(&on.app.router, HISTORY, 200).await;
     let after = on.standin.operation_count("ExecuteStatement")
         + on.standin.operation_count("GetStatementResult")
         + on.standin.operation_count("DescribeStatement");
@@ -344,7 +307,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
 
     on.standin.set_fault(Fault::Hang);
     let started = Instant::now();
-    let (_, body) = request(&on.router, Method::GET, HISTORY).await;
+    let (_, body) = request(&on.app.router, Method::GET, HISTORY).await;
     let first = started.elapsed();
     assert_eq!(body["source"], "sqlite");
     report.row(
@@ -352,7 +315,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
         ms(first),
         &format!("< {} ms", deadline_ms + 100),
     );
-    let mut after_hang = time_requests(&on.router, HISTORY, 200).await;
+    let mut after_hang = time_requests(&on.app.router, HISTORY, 200).await;
     report.row(
         "requests after that, until the next probe, p50",
         ms(percentile(&mut after_hang, 0.50)),
@@ -362,7 +325,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     on.standin.clear_fault();
     let cleared = Instant::now();
     loop {
-        let (_, body) = request(&on.router, Method::GET, HISTORY).await;
+        let (_, body) = request(&on.app.router, Method::GET, HISTORY).await;
         if body["source"] == "redshift" {
             break;
         }
@@ -375,10 +338,10 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
     );
 
     on.standin.set_fault(Fault::FailStatements("bench".into()));
-    request(&on.router, Method::GET, HISTORY).await;
+    request(&on.app.router, Method::GET, HISTORY).await;
     on.standin.clear_fault();
     let retry = Instant::now();
-    let (_, body) = request(&on.router, Method::POST, "/db/retry-redshift").await;
+    let (_, body) = request(&on.app.router, Method::POST, "/db/retry-redshift").await;
     assert_eq!(body["currentSource"], "redshift");
     report.row(
         "POST /db/retry-redshift → back on Redshift",
@@ -389,9 +352,9 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
 
 async fn replay_throughput(report: &mut Report, admin_url: &str) {
     report.section("Replay of writes taken during an outage (5,000 rows)");
-    let on = app_on_standin(admin_url, &[("REDSHIFT_TIMEOUT_MS", "20000")]).await;
-    request(&on.router, Method::POST, "/db/force-sqlite").await;
-    let sqlite = on.store.sqlite().expect("sqlite");
+    let (on, _dir) = app_on_standin(admin_url, &[("REDSHIFT_TIMEOUT_MS", "20000")]).await;
+    request(&on.app.router, Method::POST, "/db/force-sqlite").await;
+    let sqlite = on.app.store.sqlite().expect("sqlite");
     let now = chrono::Utc::now();
     for i in 0..5_000 {
         let call = Call {
@@ -414,7 +377,7 @@ async fn replay_throughput(report: &mut Report, admin_url: &str) {
     let started = Instant::now();
     let mut replayed = 0;
     while replayed < 5_000 {
-        let report = on.store.replay().await.expect("replay");
+        let report = on.app.store.replay().await.expect("replay");
         replayed += report.replayed;
     }
     let elapsed = started.elapsed();
