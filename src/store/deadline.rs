@@ -10,6 +10,11 @@ use super::StoreError;
 /// The Data API holds an answer for at most this long (`WaitTimeSeconds`).
 const MAX_SERVER_WAIT_SECS: u64 = 30;
 
+/// Room kept after a server-side wait for its answer to come back: a call still waiting when
+/// the deadline passes has not told us its statement's id, so that statement could not be
+/// cancelled.
+const WAIT_SLACK: Duration = Duration::from_millis(250);
+
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
     at: Instant,
@@ -26,10 +31,6 @@ impl Deadline {
         self.at.saturating_duration_since(Instant::now())
     }
 
-    pub fn expired(&self) -> bool {
-        Instant::now() >= self.at
-    }
-
     /// Runs `work` until it ends or the deadline passes (a timeout error then).
     pub async fn run<T>(
         &self,
@@ -40,10 +41,15 @@ impl Deadline {
             .unwrap_or_else(|_| Err(StoreError::timeout()))
     }
 
-    /// `WaitTimeSeconds` for a Data API call: whole seconds that fit in what is left (never
-    /// more), at most the API's 30. `None` when less than a second is left: the caller polls.
+    /// `WaitTimeSeconds` for a Data API call: whole seconds that fit in what is left with
+    /// [`WAIT_SLACK`] to spare, at most the API's 30. `None` when less than a second would be
+    /// left: the caller polls.
     pub fn server_wait_secs(&self) -> Option<i32> {
-        let secs = self.remaining().as_secs().min(MAX_SERVER_WAIT_SECS);
+        let secs = self
+            .remaining()
+            .saturating_sub(WAIT_SLACK)
+            .as_secs()
+            .min(MAX_SERVER_WAIT_SECS);
         // Bounded by MAX_SERVER_WAIT_SECS, so the conversion cannot fail.
         (secs > 0).then(|| i32::try_from(secs).unwrap_or(30))
     }
@@ -58,6 +64,11 @@ mod tests {
         assert_eq!(
             Deadline::after(Duration::from_millis(1_999)).server_wait_secs(),
             Some(1)
+        );
+        // Under a second and the slack: a wait of a second could outlast the deadline.
+        assert_eq!(
+            Deadline::after(Duration::from_millis(1_200)).server_wait_secs(),
+            None
         );
         assert_eq!(
             Deadline::after(Duration::from_millis(900)).server_wait_secs(),
@@ -78,6 +89,6 @@ mod tests {
         };
         let err = deadline.run(slow).await.unwrap_err();
         assert!(err.is_timeout());
-        assert!(deadline.expired());
+        assert_eq!(deadline.remaining(), Duration::ZERO);
     }
 }

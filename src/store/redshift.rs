@@ -12,7 +12,7 @@
 //! to serialise writers) makes the check and the insert atomic, so no interleaving of requests,
 //! replays or retries can store an id twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_redshiftdata::config::http::HttpResponse;
@@ -229,9 +229,9 @@ impl RedshiftSession<'_> {
         let ended = match self.deadline.run(self.wait_until_done(&submitted)).await {
             Ok(ended) => ended,
             Err(err) => {
-                if err.is_timeout() {
-                    self.store.cancel_in_background(&submitted.id);
-                }
+                // Abandoned, whether at the deadline or because following it failed: it must
+                // neither run on nor count against the active-statement limit.
+                self.store.cancel_in_background(&submitted.id);
                 return Err(err);
             }
         };
@@ -244,51 +244,36 @@ impl RedshiftSession<'_> {
         let store = self.store;
         let parameters = statement.parameters()?;
         let wait = self.deadline.server_wait_secs();
-        // Both requests take the same target and credentials members.
-        macro_rules! target_and_auth {
+        // The two requests share every member but the SQL, and no trait: one body for both.
+        macro_rules! send {
             ($request:expr) => {{
+                let request = $request
+                    .database(&store.config.database)
+                    .set_parameters(parameters)
+                    .set_wait_time_seconds(wait);
                 let request = match &store.config.target {
-                    RedshiftTarget::Cluster(id) => $request.cluster_identifier(id),
-                    RedshiftTarget::Workgroup(name) => $request.workgroup_name(name),
+                    RedshiftTarget::Cluster(id) => request.cluster_identifier(id),
+                    RedshiftTarget::Workgroup(name) => request.workgroup_name(name),
                 };
-                match &store.config.auth {
+                let request = match &store.config.auth {
                     RedshiftAuth::SecretArn(arn) => request.secret_arn(arn),
                     RedshiftAuth::DbUser(user) => request.db_user(user),
                     RedshiftAuth::Iam => request,
-                }
+                };
+                let out = request.send().await.map_err(classify)?;
+                Submitted::new(
+                    out.id(),
+                    out.status().map(|s| s.as_str()),
+                    out.has_result_set(),
+                )
             }};
         }
         let submitted = match statement.sqls.as_slice() {
-            [sql] => {
-                let request = store
-                    .client
-                    .execute_statement()
-                    .sql(sql)
-                    .database(&store.config.database)
-                    .set_parameters(parameters)
-                    .set_wait_time_seconds(wait);
-                let out = target_and_auth!(request).send().await.map_err(classify)?;
-                Submitted::new(
-                    out.id(),
-                    out.status().map(|s| s.as_str()),
-                    out.has_result_set(),
-                )
-            }
-            sqls => {
-                let request = store
-                    .client
-                    .batch_execute_statement()
-                    .set_sqls(Some(sqls.to_vec()))
-                    .database(&store.config.database)
-                    .set_parameters(parameters)
-                    .set_wait_time_seconds(wait);
-                let out = target_and_auth!(request).send().await.map_err(classify)?;
-                Submitted::new(
-                    out.id(),
-                    out.status().map(|s| s.as_str()),
-                    out.has_result_set(),
-                )
-            }
+            [sql] => send!(store.client.execute_statement().sql(sql)),
+            sqls => send!(store
+                .client
+                .batch_execute_statement()
+                .set_sqls(Some(sqls.to_vec()))),
         };
         submitted.ok_or_else(|| StoreError::decode("the Data API returned no statement id"))
     }
@@ -353,7 +338,7 @@ impl RedshiftSession<'_> {
         let mut records = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
-            let page = self
+            let mut page = self
                 .store
                 .client
                 .get_statement_result()
@@ -362,9 +347,9 @@ impl RedshiftSession<'_> {
                 .send()
                 .await
                 .map_err(classify)?;
-            records.extend(page.records().iter().cloned());
-            match page.next_token() {
-                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+            records.append(&mut page.records);
+            match page.next_token {
+                Some(token) if !token.is_empty() => next_token = Some(token),
                 _ => return Ok(records),
             }
         }
@@ -373,11 +358,12 @@ impl RedshiftSession<'_> {
     async fn select_calls(&self, statement: Statement) -> Result<Vec<Call>, StoreError> {
         let result = self.run(statement).await?;
         let mut calls = Vec::with_capacity(result.records.len());
+        let mut seen = HashSet::with_capacity(result.records.len());
         for record in &result.records {
             let call = call_from_record(record)?;
             // Redshift enforces no key: should another writer ever have stored an id twice,
             // a reader still sees it once.
-            if !calls.iter().any(|c: &Call| c.id == call.id) {
+            if seen.insert(call.id.clone()) {
                 calls.push(call);
             }
         }
