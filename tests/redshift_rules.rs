@@ -582,3 +582,44 @@ async fn a_request_costs_one_deadline_whatever_redshift_and_cloudwatch_do() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_journal_that_cannot_be_read_is_not_taken_for_a_redshift_outage() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "1")]).await;
+    redshift.standin.set_fault(Fault::RefuseConnections);
+    let body = json!({"id": "journal-unreadable", "contactName": "Ada"});
+    assert_eq!(app.post_json("/api/calls", &body).await.status, 201);
+    let failures = status(&app).await["databases"]["redshift"]["consecutiveFailures"].clone();
+
+    // The backup breaks where only a replay looks (its lease), and Redshift returns.
+    let local = rusqlite::Connection::open(&app.sqlite_path).unwrap();
+    local
+        .execute_batch("ALTER TABLE replay_lease RENAME TO replay_lease_away")
+        .unwrap();
+    redshift.standin.clear_fault();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get("/api/calls/history").await.status, 200);
+    let after = status(&app).await;
+    assert_eq!(
+        after["databases"]["redshift"]["consecutiveFailures"], failures,
+        "Redshift was not what failed: {after}"
+    );
+    assert_ne!(after["databases"]["redshift"]["message"], "SQLite error");
+    assert_eq!(after["sync"]["pendingWrites"], 1);
+    assert!(logs().contains("The journal could not be read or updated"));
+
+    // Mended, the next probe replays the write and Redshift serves.
+    local
+        .execute_batch("ALTER TABLE replay_lease_away RENAME TO replay_lease")
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.get("/api/calls/history").await;
+            let now = status(&app).await;
+            now["currentSource"] == "redshift" && now["sync"]["pendingWrites"] == 0
+        })
+        .await
+    );
+    assert_eq!(redshift.copies_of("journal-unreadable").await, 1);
+}

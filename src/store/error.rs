@@ -26,6 +26,11 @@ pub enum ErrorKind {
     TooManyStatements,
     /// The function's role may not use the database.
     AccessDenied,
+    /// The Data API found the request itself invalid (`ValidationException`): a cluster,
+    /// workgroup or database that does not exist in this region, say. The API takes only values
+    /// both stores hold, so this is never the client's values: an outage, to be fixed by the
+    /// operator.
+    Rejected,
     /// The service failed (5xx, an unexpected error type).
     Service,
     /// The statement ran and failed for a reason that is not the request's values.
@@ -34,8 +39,8 @@ pub enum ErrorKind {
     StatementAborted,
     /// The answer could not be understood.
     Decode,
-    /// The database works and refuses this value or statement (validation, out of range,
-    /// invalid byte sequence, value too long). Never a reason to switch databases.
+    /// The database works and refuses this value (out of range, invalid byte sequence, value
+    /// too long). Never a reason to switch databases.
     Refused(Refusal),
     /// The local SQLite database failed.
     Sqlite(SqliteProblem),
@@ -45,8 +50,6 @@ pub enum ErrorKind {
 /// repeating the database's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The Data API refused the request itself (for example an empty parameter value).
-    Validation,
     /// A text value is longer than its column holds.
     ValueTooLong,
     /// A number or timestamp outside the column's range.
@@ -82,6 +85,7 @@ impl ErrorKind {
             ErrorKind::Throttled => "Throttled",
             ErrorKind::TooManyStatements => "Too many active statements",
             ErrorKind::AccessDenied => "Access denied",
+            ErrorKind::Rejected => "Request rejected",
             ErrorKind::Service => "Service error",
             ErrorKind::StatementFailed => "Statement failed",
             ErrorKind::StatementAborted => "Statement aborted",
@@ -95,7 +99,6 @@ impl ErrorKind {
 impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
-            Refusal::Validation => "Refused: request not valid for the Data API",
             Refusal::ValueTooLong => "Refused: value too long",
             Refusal::OutOfRange => "Refused: value out of range",
             Refusal::InvalidText => "Refused: invalid text",
@@ -106,7 +109,6 @@ impl Refusal {
     /// What was refused, as a clause of a sentence for the client.
     pub fn explanation(self) -> &'static str {
         match self {
-            Refusal::Validation => "the Data API does not accept its parameters",
             Refusal::ValueTooLong => "a text value is longer than Redshift's column holds",
             Refusal::OutOfRange => "a number or time is outside what Redshift can store",
             Refusal::InvalidText => "a text value is not valid in Redshift's encoding",

@@ -10,9 +10,10 @@
 //! - [`FailoverStore::attempt`]: while writes wait in the journal, Redshift answers no read: a
 //!   request that finds the replay free spends its time replaying and is answered from SQLite,
 //!   which holds every acknowledged write; other reads are answered from SQLite meanwhile, and
-//!   new writes go to Redshift (copied into SQLite before they are acknowledged). So no read
-//!   from Redshift can miss a write this environment acknowledged, and the journal only shrinks
-//!   once Redshift is back, whatever the write rate.
+//!   writes of new ids go to Redshift (copied into SQLite before they are acknowledged). So no
+//!   read from Redshift can miss a write this environment acknowledged, and the journal only
+//!   shrinks once Redshift is back, whatever the write rate. A journal that cannot be read (the
+//!   backup failed) holds back nothing: Redshift answers, and the failure is not Redshift's.
 //! - A refusal (Redshift rejects the request's values) answers the client and switches nothing;
 //!   any other failure is an outage: the same request is answered from SQLite and the switch is
 //!   logged and measured ([`FailoverStore::redshift_failed`]).
@@ -235,6 +236,18 @@ enum Attempt {
     Failed(StoreError),
 }
 
+/// What replaying the journal before a request came to.
+enum CatchUp {
+    /// Redshift took what the journal held (or it was set aside as refused); or, with nothing
+    /// to replay, Redshift answered a probe.
+    Done,
+    /// Another request or environment holds the replay, or the backup failed: Redshift was
+    /// not asked.
+    NotNow,
+    /// An outage.
+    Failed(StoreError),
+}
+
 /// A request's time: Redshift work until the deadline, then [`ANSWER_MARGIN`] for the rest.
 struct RequestBudget {
     redshift: Deadline,
@@ -413,13 +426,20 @@ impl FailoverStore {
         probing: bool,
     ) -> Attempt {
         let session = redshift.within(budget.redshift);
-        if self.writes_waiting(probing).await > 0 {
-            match self.replay_with(session).await {
-                Err(err) => return Attempt::Failed(err),
-                Ok(report) if !report.busy => return Attempt::Replayed,
-                Ok(_) if !matches!(op, Op::Insert(_)) => return Attempt::CatchingUp,
-                // A new write while another request replays: Redshift takes it.
-                Ok(_) => {}
+        // Without the backup the journal cannot be read: its writes wait for it to return, and
+        // Redshift answers meanwhile.
+        let backup = match self.writes_waiting(probing).await {
+            0 => None,
+            _ => self.backup.store().ok(),
+        };
+        if let Some(sqlite) = backup {
+            match self.catch_up(&sqlite, session).await {
+                CatchUp::Done => return Attempt::Replayed,
+                CatchUp::Failed(err) => return Attempt::Failed(err),
+                CatchUp::NotNow if self.backup_answers_meanwhile(&sqlite, op).await => {
+                    return Attempt::CatchingUp
+                }
+                CatchUp::NotNow => {}
             }
         }
         tracing::info!("☁️ Executing query on Redshift");
@@ -449,20 +469,37 @@ impl FailoverStore {
         self.journal.pending()
     }
 
-    /// Replays the journal within `session`'s deadline.
-    async fn replay_with(&self, session: RedshiftSession<'_>) -> Result<ReplayReport, StoreError> {
-        // Without the backup the journal cannot be read; its writes wait for it to return.
-        let Ok(sqlite) = self.backup.store() else {
-            return Ok(ReplayReport::default());
-        };
-        self.journal.replay(&sqlite, session).await
+    /// Replays the journal within `session`'s deadline, before a request is served.
+    async fn catch_up(&self, sqlite: &SqliteStore, session: RedshiftSession<'_>) -> CatchUp {
+        match self.journal.replay(sqlite, session).await {
+            Ok(report) if report.busy => CatchUp::NotNow,
+            Ok(_) => CatchUp::Done,
+            // The backup failed, not Redshift: nothing switches, and the writes wait for the
+            // next try.
+            Err(err) if matches!(err.kind, ErrorKind::Sqlite(_)) => {
+                tracing::warn!(error = %err, detail = %err.detail, "The journal could not be read or updated; its writes wait for the next try");
+                CatchUp::NotNow
+            }
+            Err(err) => CatchUp::Failed(err),
+        }
+    }
+
+    /// Whether, while writes wait and this request cannot replay them, the backup answers it:
+    /// a read, since only the backup holds those writes; and a write of an id the backup
+    /// holds, since it may be one of them and only the backup can tell the same body (200)
+    /// from another (409). A write of a new id goes to Redshift.
+    async fn backup_answers_meanwhile(&self, sqlite: &SqliteStore, op: &Op<'_>) -> bool {
+        match op {
+            Op::Insert(call) => matches!(sqlite.get(&call.id).await, Ok(Some(_))),
+            _ => true,
+        }
     }
 
     /// Replays journaled writes to Redshift now, under a fresh deadline (tools and tests).
     pub async fn replay(&self) -> Result<ReplayReport, StoreError> {
-        match &self.redshift {
-            Some(redshift) => self.replay_with(redshift.session()).await,
-            None => Ok(ReplayReport::default()),
+        match (&self.redshift, self.backup.store()) {
+            (Some(redshift), Ok(sqlite)) => self.journal.replay(&sqlite, redshift.session()).await,
+            _ => Ok(ReplayReport::default()),
         }
     }
 
@@ -714,16 +751,23 @@ impl FailoverStore {
         tracing::info!("🔄 Retrying Redshift connection");
         let budget = RequestBudget::start(redshift.timeout());
         let session = redshift.within(budget.redshift);
-        let outcome = if self.writes_waiting(true).await > 0 {
-            self.replay_with(session).await.map(Some)
-        } else {
-            session.probe().await.map(|()| None)
+        let backup = match self.writes_waiting(true).await {
+            0 => None,
+            _ => self.backup.store().ok(),
+        };
+        let outcome = match backup {
+            Some(sqlite) => self.catch_up(&sqlite, session).await,
+            None => match session.probe().await {
+                Ok(()) => CatchUp::Done,
+                Err(err) => CatchUp::Failed(err),
+            },
         };
         match outcome {
-            // Another environment holds the replay: Redshift was not asked.
-            Ok(Some(report)) if report.busy => {}
-            Ok(_) => self.recovered(&budget).await,
-            Err(err) => self.redshift_failed(&err, true, &budget).await,
+            // Another environment holds the replay, or the journal could not be read: Redshift
+            // was not asked.
+            CatchUp::NotNow => {}
+            CatchUp::Done => self.recovered(&budget).await,
+            CatchUp::Failed(err) => self.redshift_failed(&err, true, &budget).await,
         }
         self.current_source()
     }

@@ -89,9 +89,7 @@ impl Statement {
                     .name(name)
                     .value(value)
                     .build()
-                    .map_err(|e| {
-                        StoreError::new(ErrorKind::Refused(Refusal::Validation), e.to_string())
-                    })
+                    .map_err(|e| StoreError::new(ErrorKind::Rejected, e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
@@ -619,9 +617,9 @@ where
 /// The Data API's error types, by what they mean for the fallback.
 fn kind_of_service_error(code: &str, status: u16) -> ErrorKind {
     match code {
-        // The request itself is invalid (an empty parameter value, say): another try, on this
-        // or any later request, is refused the same way.
-        "ValidationException" => ErrorKind::Refused(Refusal::Validation),
+        // Never the client's values (the API refuses what Redshift would, and empty strings go
+        // as constants): a target or database that is not there, an outage for the operator.
+        "ValidationException" => ErrorKind::Rejected,
         "ActiveStatementsExceededException"
         | "ActiveSessionsExceededException"
         | "ActiveWaitingRequestsExceededException" => ErrorKind::TooManyStatements,
@@ -712,7 +710,7 @@ mod tests {
     fn service_errors_are_told_apart() {
         assert_eq!(
             kind_of_service_error("ValidationException", 400),
-            ErrorKind::Refused(Refusal::Validation)
+            ErrorKind::Rejected
         );
         assert_eq!(
             kind_of_service_error("ThrottlingException", 400),
