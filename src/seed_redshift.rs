@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::store::journal::REPLAY_BATCH;
 use crate::store::redshift::RedshiftStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Call, CallStore, HistoryQuery, StoreError};
 use crate::App;
 
@@ -68,7 +68,7 @@ pub async fn seed(redshift: &RedshiftStore) -> Result<SeedReport, SeedError> {
 /// SQL for SQLite, and the SQLite store is what turns it into calls.
 pub async fn sample_calls() -> Result<Vec<Call>, StoreError> {
     let file = TemporaryDatabase::new();
-    let sample = SqliteStore::open(&file.path, false)?;
+    let sample = SqliteStore::open(&file.path, SqliteOptions::default())?;
     let mut calls = Vec::new();
     loop {
         let page = HistoryQuery {
@@ -132,7 +132,7 @@ mod tests {
     async fn the_temporary_database_leaves_no_file_behind() {
         let file = TemporaryDatabase::new();
         let path = file.path.clone();
-        let store = SqliteStore::open(&path, false).unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         store.ping().await.unwrap();
         assert!(path.exists());
         drop(store);

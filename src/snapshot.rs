@@ -70,7 +70,7 @@ fn optional(value: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::{SqliteOptions, SqliteStore};
     use chrono::Utc;
 
     #[tokio::test]
@@ -87,8 +87,12 @@ mod tests {
         };
         let calls = vec![call("a", "O'Brien"), call("b", "nul\0inside")];
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_with_seed(&dir.path().join("s.db"), false, &seed_sql(&calls))
-            .unwrap();
+        let store = SqliteStore::open_with(
+            &dir.path().join("s.db"),
+            SqliteOptions::default(),
+            &seed_sql(&calls),
+        )
+        .unwrap();
         for expected in &calls {
             let stored = store.get(&expected.id).await.unwrap().expect("seeded");
             assert_eq!(&stored, expected);

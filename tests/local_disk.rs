@@ -91,7 +91,8 @@ async fn a_busy_file_is_not_mistaken_for_damage_and_is_opened_once_free() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("busy.db");
     {
-        let store = call_history::store::sqlite::SqliteStore::open(&path, false).unwrap();
+        let store =
+            call_history::store::sqlite::SqliteStore::open(&path, Default::default()).unwrap();
         let (call, _) =
             call_history::api::calls::parse_new_call(br#"{"id":"kept-1","contactName":"Kept"}"#)
                 .unwrap();

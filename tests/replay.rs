@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use call_history::store::sqlite::SqliteStore;
+use call_history::store::sqlite::{SqliteOptions, SqliteStore};
 use call_history::store::{CallStore, HistoryQuery};
 use common::{spawn_app_on, Redshift, TestApp};
 use redshift_data_local::Fault;
@@ -344,7 +344,15 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
     let seed = std::fs::read_to_string(&seed_path).unwrap();
 
     // A cold start in an outage: a fresh /tmp, the snapshot as shipped data.
-    let cold = SqliteStore::open_with_seed(&dir.path().join("cold.db"), true, &seed).unwrap();
+    let cold = SqliteStore::open_with(
+        &dir.path().join("cold.db"),
+        SqliteOptions {
+            journal_writes: true,
+            ..SqliteOptions::default()
+        },
+        &seed,
+    )
+    .unwrap();
     let query = HistoryQuery {
         contact: Some("Snap Sam".into()),
         limit: 500,
@@ -354,4 +362,60 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
     let in_redshift = app.store.redshift().unwrap().history(&query).await.unwrap();
     assert_eq!(served.len(), 120);
     assert_eq!(served, in_redshift);
+}
+
+#[tokio::test]
+async fn redshift_reads_rewrite_in_the_backup_only_what_changed() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[]).await;
+    let pg = redshift.postgres().await;
+    pg.batch_execute(
+        "INSERT INTO calls (id, contact_name, started_at, notes, created_at) VALUES
+           ('steady-1', 'Steady Sam', '2026-03-01 10:00:00', 'first', '2026-03-01 10:05:00')",
+    )
+    .await
+    .unwrap();
+    let local = rusqlite::Connection::open(&app.sqlite_path).unwrap();
+    let notes = || {
+        local
+            .query_row("SELECT notes FROM calls WHERE id = 'steady-1'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .ok()
+    };
+    let read = || app.get("/api/calls/history?contact=Steady%20Sam");
+    assert_eq!(read().await.body["source"], "redshift");
+    for _ in 0..40 {
+        if notes().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(notes().as_deref(), Some("first"));
+
+    // The same rows again: nothing is written (data_version moves with every commit made by
+    // another connection).
+    let version = |c: &rusqlite::Connection| {
+        c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    let before = version(&local);
+    for _ in 0..3 {
+        assert_eq!(read().await.body["source"], "redshift");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(version(&local), before, "unchanged rows were written again");
+
+    // A row Redshift changed is copied.
+    pg.batch_execute("UPDATE calls SET notes = 'second' WHERE id = 'steady-1'")
+        .await
+        .unwrap();
+    read().await;
+    for _ in 0..40 {
+        if notes().as_deref() == Some("second") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(notes().as_deref(), Some("second"));
 }

@@ -89,7 +89,7 @@ impl Backup {
     /// Opens the file at `path` (creating it with the sample data when missing). A failure is
     /// logged and kept; the next try comes with a request after [`REOPEN_AFTER`].
     pub fn open(path: &Path, options: SqliteOptions) -> Backup {
-        let state = match SqliteStore::open_as(path, options) {
+        let state = match SqliteStore::open(path, options) {
             Ok(store) => opened(store),
             Err(error) => closed(path, error),
         };
@@ -100,22 +100,9 @@ impl Backup {
         }
     }
 
-    /// A backup around a store already open (tests, tools).
-    pub fn from_store(store: SqliteStore) -> Backup {
-        Backup {
-            path: store.path().to_path_buf(),
-            options: store.options(),
-            state: Mutex::new(opened(store)),
-        }
-    }
-
     /// Whether several environments share the file.
     pub fn shared(&self) -> bool {
         self.options.shared
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The open store for a read, or why there is none. Tries to open the file again once the
@@ -150,8 +137,12 @@ impl Backup {
         if let Err(error) = outcome {
             self.query_failed(error);
         }
+        // Damage was repaired just now, on a fresh file: nothing to report.
         if let State::Open { write_failure, .. } = &mut *self.lock() {
-            *write_failure = outcome.err().cloned();
+            *write_failure = outcome
+                .err()
+                .filter(|e| e.kind != ErrorKind::Sqlite(SqliteProblem::Corrupt))
+                .cloned();
         }
     }
 
@@ -206,7 +197,7 @@ impl Backup {
             }
             State::Closed { .. } => {}
         }
-        match SqliteStore::open_as(&self.path, self.options) {
+        match SqliteStore::open(&self.path, self.options) {
             Ok(store) => {
                 tracing::info!(path = %self.path.display(), "💾 Local SQLite backup opened again");
                 *state = opened(store.clone());
@@ -235,8 +226,8 @@ impl Backup {
                 .map_err(|e| {
                     StoreError::new(ErrorKind::Sqlite(SqliteProblem::CannotOpen), e.to_string())
                 })
-                .and_then(|()| SqliteStore::open_as(&self.path, self.options)),
-            Err(_) => SqliteStore::open_as(&self.path, self.options),
+                .and_then(|()| SqliteStore::open(&self.path, self.options)),
+            Err(_) => SqliteStore::open(&self.path, self.options),
         };
         match (&rescued, reopened) {
             (Ok(()), Ok(store)) => {

@@ -82,40 +82,18 @@ impl Pool {
 }
 
 impl SqliteStore {
-    /// Opens the database at `path`, creating it with schema and sample data when missing, and
-    /// moving an unreadable file aside (kept for inspection) before creating a fresh one.
-    pub fn open(path: &Path, journal_writes: bool) -> Result<SqliteStore, StoreError> {
-        let options = SqliteOptions {
-            journal_writes,
-            shared: false,
-        };
+    /// Opens the database at `path` used as `options` say, creating it with schema and the
+    /// sample data when missing.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         Self::open_with(path, options, SEED)
     }
 
-    /// As [`SqliteStore::open`], with other sample data for a new database (a snapshot of
-    /// Redshift, say) than the one compiled in.
+    /// Opens the database at `path` used as `options` say, creating it from `seed` when missing
+    /// (a snapshot of Redshift, say, rather than the sample data compiled in).
     ///
     /// Only a damaged file (not a database, or corrupt) is moved aside, with its `-wal` and
     /// `-shm` files, and recreated; a transient failure (busy, disk full, read-only) is returned
     /// as it is, so that the caller can try again later without losing the file.
-    pub fn open_with_seed(
-        path: &Path,
-        journal_writes: bool,
-        seed: &str,
-    ) -> Result<SqliteStore, StoreError> {
-        let options = SqliteOptions {
-            journal_writes,
-            shared: false,
-        };
-        Self::open_with(path, options, seed)
-    }
-
-    /// As [`SqliteStore::open`], used as `options` say.
-    pub fn open_as(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
-        Self::open_with(path, options, SEED)
-    }
-
-    /// Opens the database at `path` used as `options` say, creating it from `seed` when missing.
     pub fn open_with(
         path: &Path,
         options: SqliteOptions,
@@ -147,10 +125,6 @@ impl SqliteStore {
             }),
             options,
         })
-    }
-
-    pub fn options(&self) -> SqliteOptions {
-        self.options
     }
 
     pub fn path(&self) -> &Path {
@@ -387,7 +361,8 @@ impl SqliteStore {
     }
 
     /// Keeps the local copy in step with what Redshift served, so that a later fallback in this
-    /// environment answers with recent data. Rows waiting for replay are left as they are.
+    /// environment answers with recent data. Rows waiting for replay are left as they are, and
+    /// rows already as Redshift has them are not written again (a read then writes nothing).
     pub async fn refresh(&self, calls: Vec<Call>) -> Result<(), StoreError> {
         if calls.is_empty() {
             return Ok(());
@@ -402,7 +377,12 @@ impl SqliteStore {
                      account_name = excluded.account_name, started_at = excluded.started_at, \
                      duration_seconds = excluded.duration_seconds, outcome = excluded.outcome, \
                      notes = excluded.notes, created_at = excluded.created_at \
-                     WHERE calls.id NOT IN (SELECT id FROM pending_sync)"
+                     WHERE calls.id NOT IN (SELECT id FROM pending_sync) \
+                     AND (calls.contact_name, calls.account_name, calls.started_at, \
+                          calls.duration_seconds, calls.outcome, calls.notes, calls.created_at) \
+                     IS NOT (excluded.contact_name, excluded.account_name, excluded.started_at, \
+                          excluded.duration_seconds, excluded.outcome, excluded.notes, \
+                          excluded.created_at)"
                 );
                 let mut stmt = tx.prepare_cached(&sql)?;
                 for call in &calls {
