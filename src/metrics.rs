@@ -84,18 +84,13 @@ impl Metrics {
             .set_metric_data(Some(self.data_for(event)))
             .send();
         let failure_logged = Arc::clone(&self.failure_logged);
+        // The client's operation timeout (PUT_TIMEOUT) ends a put that gets no answer.
         let task = tokio::spawn(async move {
-            let outcome = match tokio::time::timeout(PUT_TIMEOUT, put).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(err)) => {
-                    Err(aws_sdk_cloudwatch::error::DisplayErrorContext(err).to_string())
-                }
-                Err(_) => Err(format!("no answer within {} ms", PUT_TIMEOUT.as_millis())),
-            };
-            match outcome {
-                Ok(()) => failure_logged.store(false, Ordering::Relaxed),
-                Err(reason) => {
+            match put.await {
+                Ok(_) => failure_logged.store(false, Ordering::Relaxed),
+                Err(err) => {
                     if !failure_logged.swap(true, Ordering::Relaxed) {
+                        let reason = aws_sdk_cloudwatch::error::DisplayErrorContext(err);
                         tracing::warn!(reason = %reason, "CloudWatch metrics could not be put; requests are unaffected");
                     }
                 }

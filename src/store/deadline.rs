@@ -27,6 +27,11 @@ impl Deadline {
         }
     }
 
+    /// The same deadline, `by` later.
+    pub fn extended(&self, by: Duration) -> Deadline {
+        Deadline { at: self.at + by }
+    }
+
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
     }

@@ -59,8 +59,8 @@ enum Mode {
 #[derive(Debug)]
 struct HealthState {
     mode: Mode,
-    /// `Connected`, `Forced to SQLite`, or the last failure's class.
-    redshift_message: String,
+    /// The class of Redshift's last failure, while nothing has succeeded since.
+    last_failure: Option<ErrorKind>,
     next_probe_at: Option<Instant>,
     last_probe_at: Option<DateTime<Utc>>,
     consecutive_failures: u32,
@@ -72,6 +72,21 @@ struct HealthState {
 }
 
 impl HealthState {
+    /// Redshift's message in the status: `Connected`, `Not configured`, `Forced to SQLite`, or
+    /// the class of the failure that moved this environment to SQLite.
+    fn redshift_message(&self) -> &'static str {
+        match self.mode {
+            Mode::NotConfigured => "Not configured",
+            Mode::OnRedshift => "Connected",
+            Mode::OnSqlite { forced: true, .. } => "Forced to SQLite",
+            Mode::OnSqlite { forced: false, .. } => match self.last_failure {
+                Some(kind) => kind.as_str(),
+                // Out of forced mode, Redshift not asked yet.
+                None => "Not checked yet",
+            },
+        }
+    }
+
     fn new(configured: bool, forced: bool) -> Self {
         let mode = match (configured, forced) {
             (false, _) => Mode::NotConfigured,
@@ -82,14 +97,9 @@ impl HealthState {
             },
             (true, false) => Mode::OnRedshift,
         };
-        let redshift_message = match mode {
-            Mode::NotConfigured => "Not configured",
-            Mode::OnSqlite { .. } => "Forced to SQLite",
-            Mode::OnRedshift => "Connected",
-        };
         HealthState {
             mode,
-            redshift_message: redshift_message.to_string(),
+            last_failure: None,
             next_probe_at: None,
             last_probe_at: None,
             consecutive_failures: 0,
@@ -251,27 +261,22 @@ enum CatchUp {
 /// A request's time: Redshift work until the deadline, then [`ANSWER_MARGIN`] for the rest.
 struct RequestBudget {
     redshift: Deadline,
-    end: Instant,
 }
 
 impl RequestBudget {
     fn start(redshift_timeout: Duration) -> Self {
         RequestBudget {
             redshift: Deadline::after(redshift_timeout),
-            end: Instant::now() + redshift_timeout + ANSWER_MARGIN,
         }
     }
 
-    /// What is left of the request's whole budget, less the time kept for the answer itself.
+    /// What is left of the request's whole budget, less the time kept for the answer itself:
+    /// how long copies into the backup and metrics puts may hold the request.
     fn answer_time_left(&self) -> Duration {
-        self.end
-            .saturating_duration_since(Instant::now())
+        self.redshift
+            .extended(ANSWER_MARGIN)
+            .remaining()
             .saturating_sub(ANSWER_RESERVE)
-    }
-
-    /// How long a metrics put may hold the request.
-    fn metrics_wait(&self) -> Duration {
-        self.answer_time_left().min(PUT_TIMEOUT)
     }
 }
 
@@ -619,7 +624,7 @@ impl FailoverStore {
         tracing::warn!(detail = %err.detail, "⚠️ Redshift unavailable, falling back to local SQLite: {err}");
         let switched = {
             let mut health = self.lock_health();
-            health.redshift_message = err.to_string();
+            health.last_failure = Some(err.kind);
             health.consecutive_failures += 1;
             health.next_probe_at = Some(Instant::now() + self.settings.check_interval);
             if probe {
@@ -633,7 +638,7 @@ impl FailoverStore {
         };
         if switched {
             self.metrics
-                .record(SwitchEvent::FellBack, budget.metrics_wait())
+                .record(SwitchEvent::FellBack, budget.answer_time_left())
                 .await;
         } else {
             self.heartbeat_if_due(budget).await;
@@ -654,18 +659,15 @@ impl FailoverStore {
             health.consecutive_failures = 0;
             health.next_probe_at = None;
             // A `/db/force-sqlite` that arrived while the probe ran wins: forced stays forced.
+            health.last_failure = None;
             let Mode::OnSqlite {
                 since,
                 forced: false,
                 ..
             } = health.mode
             else {
-                if health.mode == Mode::OnRedshift {
-                    health.redshift_message = "Connected".to_string();
-                }
                 return;
             };
-            health.redshift_message = "Connected".to_string();
             health.mode = Mode::OnRedshift;
             health.recoveries += 1;
             let duration = since.elapsed();
@@ -677,7 +679,10 @@ impl FailoverStore {
             "✅ Redshift connection restored"
         );
         self.metrics
-            .record(SwitchEvent::Recovered { fallback }, budget.metrics_wait())
+            .record(
+                SwitchEvent::Recovered { fallback },
+                budget.answer_time_left(),
+            )
             .await;
     }
 
@@ -701,7 +706,7 @@ impl FailoverStore {
         self.metrics
             .record(
                 SwitchEvent::StillOnSqlite { elapsed },
-                budget.metrics_wait(),
+                budget.answer_time_left(),
             )
             .await;
     }
@@ -713,7 +718,6 @@ impl FailoverStore {
             if health.mode == Mode::NotConfigured {
                 ForceOutcome::NotConfigured
             } else {
-                health.redshift_message = "Forced to SQLite".to_string();
                 if health.move_to_sqlite(true) {
                     health.forced_switches += 1;
                     ForceOutcome::Switched
@@ -744,7 +748,11 @@ impl FailoverStore {
         let _guard = self.probe_lock.lock().await;
         {
             let mut health = self.lock_health();
-            if matches!(health.mode, Mode::OnSqlite { .. }) {
+            if let Mode::OnSqlite { forced, .. } = health.mode {
+                if forced {
+                    // Whatever failed before the force is not what this try will find.
+                    health.last_failure = None;
+                }
                 health.move_to_sqlite(false);
             }
         }
@@ -810,7 +818,7 @@ impl FailoverStore {
             configured: self.redshift.is_some(),
             forced,
             redshift_available: health.mode == Mode::OnRedshift,
-            redshift_message: health.redshift_message.clone(),
+            redshift_message: health.redshift_message().to_string(),
             sqlite_available,
             sqlite_writable,
             sqlite_message,
