@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::{with_source, AppState};
-use crate::store::json::{push_str, push_u64, CallsJson};
+use crate::store::json::{push_int, push_str, CallsJson};
 use crate::store::rules::{
     TextField, ACCOUNT_NAME, CONTACT_NAME, FIRST_INSTANT, LAST_INSTANT, NOTES, OUTCOME,
 };
@@ -244,7 +244,7 @@ fn history_answer(calls: CallsJson, source: Source) -> Response {
     let count = calls.count() as u64;
     let body = calls.into_document(br#"{"calls":"#, |out| {
         out.extend_from_slice(br#","count":"#);
-        push_u64(out, count);
+        push_int(out, count);
         out.extend_from_slice(br#","source":"#);
         push_str(out, source.as_str());
         out.extend_from_slice(br#","message":"#);

@@ -97,13 +97,7 @@ fn scan(bytes: &[u8]) -> (bool, bool) {
     if !rest.is_empty() {
         let last = match bytes.len().checked_sub(8) {
             Some(start) => word(&bytes[start..]),
-            None => {
-                let mut padded = [b' '; 8];
-                for (slot, &byte) in padded.iter_mut().zip(rest) {
-                    *slot = byte;
-                }
-                u64::from_le_bytes(padded)
-            }
+            None => word(rest),
         };
         all_bits |= last;
         escapes |= needs_escape(last);
@@ -188,7 +182,7 @@ impl CallsJson {
         push_timestamp(out, &call.started_at);
         out.extend_from_slice(br#","durationSeconds":"#);
         match call.duration_seconds {
-            Some(seconds) => push_i64(out, seconds),
+            Some(seconds) => push_int(out, seconds),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(br#","outcome":"#);
@@ -248,11 +242,7 @@ fn push_opt_text(out: &mut Vec<u8>, text: Option<Text<'_>>) {
     }
 }
 
-pub fn push_i64(out: &mut Vec<u8>, n: i64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+pub fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
@@ -451,7 +441,7 @@ mod tests {
         ] {
             let document = CallsJson::from_calls(&calls).into_document(prefix.as_bytes(), |out| {
                 out.extend_from_slice(b",\"count\":");
-                push_u64(out, 1);
+                push_int(out, 1);
             });
             let mut want = prefix.as_bytes().to_vec();
             want.extend_from_slice(&array);
