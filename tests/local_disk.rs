@@ -353,3 +353,36 @@ async fn a_full_disk_refuses_writes_says_so_and_recovers_when_space_returns() {
     assert_eq!(app.get("/api/calls/history").await.body["source"], "sqlite");
     assert_eq!(record(&app, "room-again").await.status, 201);
 }
+
+#[tokio::test]
+async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again() {
+    use call_history::store::backup::Backup;
+    use call_history::store::sqlite::{SqliteOptions, SqliteStore};
+    use call_history::store::CallStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let shared = SqliteOptions {
+        journal_writes: true,
+        shared: true,
+    };
+    let this = Backup::open(&path, shared);
+    this.store_for_write().unwrap();
+
+    // Another environment recreates the file: a new database, holding a write of its own.
+    let theirs = dir.path().join("theirs.db");
+    {
+        let store = SqliteStore::open(&theirs, shared).unwrap();
+        let (call, _) =
+            call_history::api::calls::parse_new_call(br#"{"id":"theirs-1","contactName":"Kept"}"#)
+                .unwrap();
+        store.insert(&call).await.unwrap();
+    }
+    std::fs::rename(&theirs, &path).unwrap();
+
+    let store = this.store_for_write().unwrap();
+    assert!(
+        store.get("theirs-1").await.unwrap().is_some(),
+        "the other environment's file is used, with its write"
+    );
+    assert!(!path.with_extension("unreadable").exists());
+}

@@ -34,7 +34,7 @@ enum State {
     Open {
         store: SqliteStore,
         /// The file that was opened, to notice when the path names another one (or none).
-        file: Option<FileId>,
+        file: Option<OpenedFile>,
         /// The last write failed for this reason (disk full, read-only): reads still work.
         write_failure: Option<StoreError>,
     },
@@ -58,21 +58,64 @@ fn file_id(path: &Path) -> Option<FileId> {
     })
 }
 
+/// The database file that was opened, held open for as long as it is in use: its header is
+/// read through this handle, and the handle is never closed while SQLite's connections use the
+/// file (closing any descriptor of a file drops every POSIX lock the process holds on it,
+/// SQLite's included).
+struct OpenedFile {
+    id: FileId,
+    handle: std::fs::File,
+}
+
+impl OpenedFile {
+    fn open(path: &Path) -> Option<OpenedFile> {
+        let handle = std::fs::File::open(path).ok()?;
+        let meta = handle.metadata().ok()?;
+        Some(OpenedFile {
+            id: FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+            handle,
+        })
+    }
+
+    /// What `path` names now, against this file. Two system calls and 16 bytes: cheap enough
+    /// for every write.
+    fn check(&self, path: &Path) -> FileCheck {
+        use std::os::unix::fs::FileExt;
+        let looks_like_database = |file: &std::fs::File| {
+            let mut header = [0u8; 16];
+            file.read_exact_at(&mut header, 0)
+                .is_ok_and(|()| &header == SQLITE_HEADER)
+        };
+        match file_id(path) {
+            Some(id) if id == self.id => match looks_like_database(&self.handle) {
+                true => FileCheck::Intact,
+                false => FileCheck::Broken,
+            },
+            Some(_) => match std::fs::File::open(path) {
+                Ok(other) if looks_like_database(&other) => FileCheck::Replaced,
+                _ => FileCheck::Broken,
+            },
+            None => FileCheck::Broken,
+        }
+    }
+}
+
+/// What the backup's path names, against the file that was opened.
+enum FileCheck {
+    /// The same file, still a database.
+    Intact,
+    /// Another file that is a database (on a shared file: another environment's repair).
+    Replaced,
+    /// Nothing, or the file opened, truncated or overwritten, or another file that is no
+    /// database.
+    Broken,
+}
+
 /// Every SQLite database file starts with these bytes.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// True when the path still names the file that was opened and it still looks like a database
-/// (not truncated, not overwritten). Two system calls and 16 bytes: cheap enough for every write.
-fn still_intact(path: &Path, opened: FileId) -> bool {
-    use std::io::Read;
-    if file_id(path) != Some(opened) {
-        return false;
-    }
-    let mut header = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut file| file.read_exact(&mut header))
-        .is_ok_and(|()| &header == SQLITE_HEADER)
-}
 
 /// What the backup can do now, for `/db/status`.
 #[derive(Clone, Debug)]
@@ -90,7 +133,7 @@ impl Backup {
     /// logged and kept; the next try comes with a request after [`REOPEN_AFTER`].
     pub fn open(path: &Path, options: SqliteOptions) -> Backup {
         let state = match SqliteStore::open(path, options) {
-            Ok(store) => opened(store),
+            Ok(store) => opened_state(store),
             Err(error) => closed(path, error),
         };
         Backup {
@@ -119,13 +162,24 @@ impl Backup {
         let mut state = self.lock();
         if let State::Open {
             store,
-            file: Some(open),
+            file: Some(opened),
             ..
         } = &*state
         {
-            if !still_intact(&self.path, *open) {
-                let store = store.clone();
-                *state = self.recreate(&store, "deleted, replaced, truncated or overwritten");
+            match opened.check(&self.path) {
+                FileCheck::Intact => {}
+                // Another environment sharing the file repaired it: its file is the backup now.
+                FileCheck::Replaced if self.options.shared => {
+                    tracing::info!(path = %self.path.display(), "💾 Local SQLite backup replaced by another environment; using it");
+                    *state = match SqliteStore::open(&self.path, self.options) {
+                        Ok(store) => opened_state(store),
+                        Err(error) => closed(&self.path, error),
+                    };
+                }
+                FileCheck::Replaced | FileCheck::Broken => {
+                    let store = store.clone();
+                    *state = self.recreate(&store, "deleted, replaced, truncated or overwritten");
+                }
             }
         }
         self.current(&mut state)
@@ -200,7 +254,7 @@ impl Backup {
         match SqliteStore::open(&self.path, self.options) {
             Ok(store) => {
                 tracing::info!(path = %self.path.display(), "💾 Local SQLite backup opened again");
-                *state = opened(store.clone());
+                *state = opened_state(store.clone());
                 Ok(store)
             }
             Err(error) => {
@@ -213,8 +267,10 @@ impl Backup {
     /// A new file at the path, from what `old` can still read; from the sample data when it
     /// can read nothing. Damaged files are moved aside (kept for inspection), never deleted.
     fn recreate(&self, old: &SqliteStore, why: &str) -> State {
-        let rescue = self.path.with_extension("rescue");
-        let _ = std::fs::remove_file(&rescue);
+        // A name of its own: environments sharing the file may repair it at once.
+        let rescue = self
+            .path
+            .with_extension(format!("rescue-{}", uuid::Uuid::new_v4().simple()));
         let rescued = old.copy_to(&rescue);
         if self.path.exists() {
             if let Err(err) = SqliteStore::move_aside(&self.path) {
@@ -222,7 +278,8 @@ impl Backup {
             }
         }
         let reopened = match &rescued {
-            Ok(()) => std::fs::rename(&rescue, &self.path)
+            Ok(()) => self
+                .put_in_place(&rescue)
                 .map_err(|e| {
                     StoreError::new(ErrorKind::Sqlite(SqliteProblem::CannotOpen), e.to_string())
                 })
@@ -232,14 +289,28 @@ impl Backup {
         match (&rescued, reopened) {
             (Ok(()), Ok(store)) => {
                 tracing::warn!(path = %self.path.display(), "💾 Local SQLite backup was {why}; recreated with every call and write it held");
-                opened(store)
+                opened_state(store)
             }
             (Err(lost), Ok(store)) => {
                 tracing::error!(path = %self.path.display(), error = %lost.detail, "❌ Local SQLite backup was {why} and unreadable; recreated from the sample data: writes that waited for Redshift in it are lost");
-                opened(store)
+                opened_state(store)
             }
             (_, Err(error)) => closed(&self.path, error),
         }
+    }
+
+    /// Makes the rescued copy the backup. On a shared file, only if no other environment put
+    /// its own in place first (then that one is used): a link never replaces a file.
+    fn put_in_place(&self, rescue: &Path) -> std::io::Result<()> {
+        if !self.options.shared {
+            return std::fs::rename(rescue, &self.path);
+        }
+        let linked = match std::fs::hard_link(rescue, &self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        };
+        let _ = std::fs::remove_file(rescue);
+        linked
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -250,9 +321,9 @@ impl Backup {
     }
 }
 
-fn opened(store: SqliteStore) -> State {
+fn opened_state(store: SqliteStore) -> State {
     State::Open {
-        file: file_id(store.path()),
+        file: OpenedFile::open(store.path()),
         store,
         write_failure: None,
     }
