@@ -21,7 +21,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{with_source, AppState};
 use crate::store::json::{push_int, push_str, CallsJson};
 use crate::store::rules::{
-    TextField, ACCOUNT_NAME, CONTACT_NAME, FIRST_INSTANT, LAST_INSTANT, NOTES, OUTCOME,
+    TextField, TextProblem, ACCOUNT_NAME, CONTACT_NAME, FIRST_INSTANT, LAST_INSTANT, NOTES, OUTCOME,
 };
 use crate::store::{
     rules, truncate_to_micros, Call, HistoryQuery, InsertOutcome, Source, StoreError,
@@ -596,18 +596,16 @@ pub fn parse_new_call(body: &[u8]) -> Result<(Call, bool), ApiError> {
 /// Text both databases store exactly: no NUL (Redshift and PostgreSQL refuse it), within the
 /// field's characters and its column's bytes. An empty string is fine and stays empty.
 fn check_text(name: &str, value: &str, field: &TextField) -> Result<(), ApiError> {
-    if value.contains('\0') {
-        return Err(ApiError::BadRequest(format!(
+    match field.problem(value) {
+        Some(TextProblem::Nul) => Err(ApiError::BadRequest(format!(
             "{name} must not contain the NUL character (\\u0000)."
-        )));
-    }
-    if !field.fits(value) {
-        return Err(ApiError::BadRequest(format!(
+        ))),
+        Some(TextProblem::TooLong) => Err(ApiError::BadRequest(format!(
             "{name} must be at most {} characters.",
             field.max_chars
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// serde's message in a client's words: no Rust type names, no parser jargon, and without the

@@ -335,7 +335,7 @@ impl<'a> ReplayRun<'a> {
 
     fn too_long_for_warehouse(&self, call: &Call) -> Option<String> {
         let widths = self.widths.as_ref()?;
-        rules::text_columns(call).into_iter().find_map(|(column, value)| {
+        rules::text_columns(call).find_map(|(column, value)| {
             let (value, width) = (value?, *widths.get(column)?);
             (value.len() > width).then(|| {
                 format!(

@@ -21,10 +21,31 @@ pub struct TextField {
     pub column_bytes: usize,
 }
 
+/// Why a text value cannot be stored as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextProblem {
+    /// A NUL character, which Redshift and PostgreSQL refuse.
+    Nul,
+    /// More characters than the field takes, or more bytes than its column holds.
+    TooLong,
+}
+
 impl TextField {
     /// Within the field's characters and the column's bytes (NUL is checked apart).
     pub fn fits(&self, value: &str) -> bool {
         value.len() <= self.column_bytes && value.chars().count() <= self.max_chars
+    }
+
+    /// What keeps `value` from being stored exactly by both databases, if anything. An empty
+    /// string is fine and stays empty.
+    pub fn problem(&self, value: &str) -> Option<TextProblem> {
+        if value.contains('\0') {
+            Some(TextProblem::Nul)
+        } else if !self.fits(value) {
+            Some(TextProblem::TooLong)
+        } else {
+            None
+        }
     }
 }
 
@@ -64,15 +85,20 @@ pub fn instant_fits(t: &DateTime<Utc>) -> bool {
     (1..=9999).contains(&t.year())
 }
 
-/// The call's text values by Redshift column.
-pub fn text_columns(call: &Call) -> [(&'static str, Option<&str>); 5] {
+/// The call's text fields other than its id, with their values.
+fn text_fields(call: &Call) -> [(&'static TextField, Option<&str>); 4] {
     [
-        ("id", Some(call.id.as_str())),
-        (CONTACT_NAME.column, Some(call.contact_name.as_str())),
-        (ACCOUNT_NAME.column, call.account_name.as_deref()),
-        (OUTCOME.column, call.outcome.as_deref()),
-        (NOTES.column, call.notes.as_deref()),
+        (&CONTACT_NAME, Some(call.contact_name.as_str())),
+        (&ACCOUNT_NAME, call.account_name.as_deref()),
+        (&OUTCOME, call.outcome.as_deref()),
+        (&NOTES, call.notes.as_deref()),
     ]
+}
+
+/// The call's text values by Redshift column.
+pub fn text_columns(call: &Call) -> impl Iterator<Item = (&'static str, Option<&str>)> {
+    let fields = text_fields(call).map(|(field, value)| (field.column, value));
+    std::iter::once(("id", Some(call.id.as_str()))).chain(fields)
 }
 
 /// Why a stored call cannot go to Redshift as it is, if it cannot.
@@ -80,19 +106,13 @@ pub fn unstorable(call: &Call) -> Option<String> {
     if call.id.is_empty() || call.id.len() > ID_COLUMN_BYTES || call.id.contains('\0') {
         return Some("id is not one Redshift's column holds".to_string());
     }
-    let texts = [
-        (&CONTACT_NAME, Some(call.contact_name.as_str())),
-        (&ACCOUNT_NAME, call.account_name.as_deref()),
-        (&OUTCOME, call.outcome.as_deref()),
-        (&NOTES, call.notes.as_deref()),
-    ];
-    for (field, value) in texts {
-        let Some(value) = value else { continue };
-        if value.contains('\0') {
-            return Some(format!("{} holds a NUL character", field.name));
-        }
-        if !field.fits(value) {
-            return Some(format!("{} is longer than its column holds", field.name));
+    for (field, value) in text_fields(call) {
+        match value.and_then(|value| field.problem(value)) {
+            Some(TextProblem::Nul) => return Some(format!("{} holds a NUL character", field.name)),
+            Some(TextProblem::TooLong) => {
+                return Some(format!("{} is longer than its column holds", field.name))
+            }
+            None => {}
         }
     }
     for (name, t) in [
