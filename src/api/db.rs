@@ -269,7 +269,7 @@ pub struct ForceSqliteResponse {
     responses(
         (status = 200, description = "Serving from SQLite now.", body = ForceSqliteResponse),
         (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
-        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token).", body = ErrorBody),
+        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token, or when the token could not be read from its secret).", body = ErrorBody),
     )
 )]
 pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -318,7 +318,7 @@ pub struct RetryRedshiftResponse {
     responses(
         (status = 200, description = "Probed; `currentSource` tells the outcome.", body = RetryRedshiftResponse),
         (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
-        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token).", body = ErrorBody),
+        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token, or when the token could not be read from its secret).", body = ErrorBody),
     )
 )]
 pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -337,6 +337,11 @@ pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -
     };
     with_source(source, Json(body))
 }
+
+/// The refusal while the admin endpoints are closed. Closed means no token is set, or the one of
+/// `ADMIN_TOKEN_SECRET_ARN` could not be read (the log line says why; the client is not told).
+const CLOSED_MESSAGE: &str = "Admin endpoints are disabled: no admin token is configured \
+    (ADMIN_TOKEN or ADMIN_TOKEN_SECRET_ARN) or it could not be read (see the function's log).";
 
 /// Who may use the admin endpoints.
 #[derive(Clone)]
@@ -359,15 +364,11 @@ impl AdminPolicy {
     }
 
     pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let expected =
-            match self {
-                AdminPolicy::Open => return Ok(()),
-                AdminPolicy::Closed => return Err(ApiError::Forbidden(
-                    "Admin endpoints are disabled: set ADMIN_TOKEN on the function to enable them."
-                        .into(),
-                )),
-                AdminPolicy::Token(token) => token,
-            };
+        let expected = match self {
+            AdminPolicy::Open => return Ok(()),
+            AdminPolicy::Closed => return Err(ApiError::Forbidden(CLOSED_MESSAGE.into())),
+            AdminPolicy::Token(token) => token,
+        };
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
