@@ -1,5 +1,7 @@
 //! `/db/*`: which database serves, the health of both, and the admin switches.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -343,11 +345,12 @@ pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -
 const CLOSED_MESSAGE: &str = "Admin endpoints are disabled: no admin token is configured \
     (ADMIN_TOKEN or ADMIN_TOKEN_SECRET_ARN) or it could not be read (see the function's log).";
 
-/// Who may use the admin endpoints.
+/// Who may use the admin endpoints. Cheap to clone: axum clones the state, this with it, for
+/// every request.
 #[derive(Clone)]
 pub enum AdminPolicy {
     /// `Authorization: Bearer <token>` required.
-    Token(String),
+    Token(Arc<str>),
     /// Local server without a token: open, so the guide's curl walkthrough works.
     Open,
     /// Inside Lambda without a token: never open to the internet.
@@ -357,7 +360,7 @@ pub enum AdminPolicy {
 impl AdminPolicy {
     pub fn new(token: Option<String>, in_lambda: bool) -> Self {
         match (token, in_lambda) {
-            (Some(token), _) => AdminPolicy::Token(token),
+            (Some(token), _) => AdminPolicy::Token(token.into()),
             (None, false) => AdminPolicy::Open,
             (None, true) => AdminPolicy::Closed,
         }
