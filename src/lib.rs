@@ -45,6 +45,21 @@ pub struct App {
     pub store: Arc<FailoverStore>,
 }
 
+/// A command that works on Redshift itself (`migrate`, `snapshot`, `seed-redshift`) was run
+/// without it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Redshift is not configured: set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP and REDSHIFT_DATABASE"
+)]
+pub struct RedshiftNotConfigured;
+
+impl App {
+    /// The Redshift store, for the commands that need it.
+    pub fn configured_redshift(&self) -> Result<&RedshiftStore, RedshiftNotConfigured> {
+        self.store.redshift().ok_or(RedshiftNotConfigured)
+    }
+}
+
 /// Builds the whole service from its configuration. Never fails: whatever cannot be set up is
 /// logged and the service serves with what it has.
 pub async fn build_app(config: &Config) -> App {
