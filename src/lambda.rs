@@ -11,8 +11,8 @@
 //! `Adapter`), and its response conversion (`LambdaResponse`). Anything that still fails in the
 //! conversion answers a JSON 400 too; nothing becomes an invocation error.
 //!
-//! The router is the same one the local server runs; [`handle_lambda_request`] serves one
-//! converted request through it.
+//! The router is the same one the local server runs; [`handle_event`] is the entry, and
+//! `handle_lambda_request` serves one converted request through the router.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -96,7 +96,7 @@ pub async fn handle_event(router: axum::Router, event: LambdaEvent<Value>) -> Va
 /// prefix (`/prod/db/status` under stage `prod`), so routes match under any stage. The body is
 /// collected so that the response is `Sync`, as the concurrent runtime needs; API Gateway
 /// buffers responses anyway.
-pub async fn handle_lambda_request(
+async fn handle_lambda_request(
     router: axum::Router,
     mut request: lambda_http::Request,
 ) -> Result<lambda_http::Response<Body>, lambda_http::Error> {

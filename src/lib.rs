@@ -28,8 +28,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-pub use lambda::handle_lambda_request;
-
 use api::db::AdminPolicy;
 use api::AppState;
 use config::{Config, RedshiftConfig};
