@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorBody;
 use super::{calls, db, AppState};
+use crate::server::ServerLimits;
 use crate::store::{Call, Source};
 
 #[derive(utoipa::OpenApi)]
@@ -116,18 +117,32 @@ pub async fn serve_document() -> impl IntoResponse {
     )
 }
 
-/// The statuses the local server answers before any handler, for every operation.
-const SERVER_STATUSES: [(&str, &str); 3] = [
-    (
-        "408",
-        "The request head or body did not arrive in time (local server).",
-    ),
-    ("414", "The URL is longer than 8 KiB (local server)."),
-    (
-        "431",
-        "The request headers are larger than 16 KiB or more than 100 (local server).",
-    ),
-];
+/// The statuses the local server answers before any handler, for every operation, with the
+/// limits it runs with ([`ServerLimits::default`]).
+fn server_statuses() -> [(&'static str, String); 3] {
+    let limits = ServerLimits::default();
+    [
+        (
+            "408",
+            "The request head or body did not arrive in time (local server).".to_string(),
+        ),
+        (
+            "414",
+            format!(
+                "The URL is longer than {} KiB (local server).",
+                limits.max_uri_bytes / 1024
+            ),
+        ),
+        (
+            "431",
+            format!(
+                "The request headers are larger than {} KiB or more than {} (local server).",
+                limits.max_header_bytes / 1024,
+                limits.max_headers
+            ),
+        ),
+    ]
+}
 
 fn complete(document: &mut OpenApi) {
     let components = document.components.get_or_insert_with(Default::default);
@@ -144,6 +159,7 @@ fn complete(document: &mut OpenApi) {
     );
     // The router stamps `X-Data-Source` on every answer it gives (`super::data_source_header`),
     // so every documented answer carries it but the local server's own refusals in front of it.
+    let server_statuses = server_statuses();
     for item in document.paths.paths.values_mut() {
         for operation in operations(item) {
             for response in operation.responses.responses.values_mut() {
@@ -157,7 +173,7 @@ fn complete(document: &mut OpenApi) {
                 "The method is not allowed on this path.",
                 true,
             );
-            for (status, description) in SERVER_STATUSES {
+            for (status, description) in &server_statuses {
                 add_error_status(operation, status, description, false);
             }
             if operation.operation_id.as_deref() == Some("create_call") {
