@@ -33,7 +33,7 @@ pub async fn admin_policy(sdk: &SdkConfig, secret_arn: &str) -> AdminPolicy {
     match read_admin_token(sdk, secret_arn).await {
         Ok(token) => {
             tracing::info!("🔑 Admin token read from Secrets Manager");
-            AdminPolicy::Token(token)
+            AdminPolicy::Token(token.into())
         }
         Err(err) => {
             tracing::error!(

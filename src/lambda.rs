@@ -11,8 +11,8 @@
 //! `Adapter`), and its response conversion (`LambdaResponse`). Anything that still fails in the
 //! conversion answers a JSON 400 too; nothing becomes an invocation error.
 //!
-//! The router is the same one the local server runs; [`handle_lambda_request`] serves one
-//! converted request through it.
+//! The router is the same one the local server runs; [`handle_event`] is the entry, and
+//! `handle_lambda_request` serves one converted request through the router.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -25,6 +25,14 @@ use lambda_http::tower::{Service, ServiceExt};
 use lambda_http::{Adapter, Body, LambdaEvent, RequestExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{json, Map, Value};
+
+/// The refusal of an event that is not an API Gateway HTTP request (not a JSON object, or a shape
+/// `lambda_http` does not know).
+const NOT_AN_HTTP_EVENT: &str =
+    "The request is not an API Gateway HTTP request this function can read.";
+
+/// The answer when the router's response cannot be turned into the event's response.
+const NO_RESPONSE: &str = "The response could not be produced.";
 
 /// Runs the Lambda runtime loop with the router; `AWS_LAMBDA_MAX_CONCURRENCY` above 1 serves
 /// that many invocations at once (Lambda Managed Instances), as `lambda_http::run_concurrent`.
@@ -75,20 +83,12 @@ pub async fn handle_event(router: axum::Router, event: LambdaEvent<Value>) -> Va
         Ok(response) => serde_json::to_value(response),
         Err(err) => {
             tracing::error!(error = %err, "❌ The response could not be produced");
-            return error_response(
-                shape,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The response could not be produced.",
-            );
+            return error_response(shape, StatusCode::INTERNAL_SERVER_ERROR, NO_RESPONSE);
         }
     };
     converted.unwrap_or_else(|err| {
         tracing::error!(error = %err, "❌ The response could not be serialised");
-        error_response(
-            shape,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The response could not be produced.",
-        )
+        error_response(shape, StatusCode::INTERNAL_SERVER_ERROR, NO_RESPONSE)
     })
 }
 
@@ -96,7 +96,7 @@ pub async fn handle_event(router: axum::Router, event: LambdaEvent<Value>) -> Va
 /// prefix (`/prod/db/status` under stage `prod`), so routes match under any stage. The body is
 /// collected so that the response is `Sync`, as the concurrent runtime needs; API Gateway
 /// buffers responses anyway.
-pub async fn handle_lambda_request(
+async fn handle_lambda_request(
     router: axum::Router,
     mut request: lambda_http::Request,
 ) -> Result<lambda_http::Response<Body>, lambda_http::Error> {
@@ -149,7 +149,7 @@ pub fn prepare(mut event: Value) -> Result<LambdaRequest, Refusal> {
     // `LambdaRequest` reads events through `RawValue`, which needs JSON text.
     let text = event.to_string();
     serde_json::from_str::<LambdaRequest>(&text).map_err(|err| Refusal {
-        message: "The request is not an API Gateway HTTP request this function can read.".into(),
+        message: NOT_AN_HTTP_EVENT.into(),
         // serde's message can quote a value from the event (a header, a token): only its kind
         // and place go to the log.
         log_reason: format!(
@@ -198,8 +198,7 @@ const QUERY_ENCODE: &AsciiSet = &PATH_ENCODE.remove(b'?');
 pub fn repair_event(event: &mut Value) -> Result<(), Refusal> {
     let Some(object) = event.as_object_mut() else {
         return Err(Refusal {
-            message: "The request is not an API Gateway HTTP request this function can read."
-                .into(),
+            message: NOT_AN_HTTP_EVENT.into(),
             log_reason: "the event is not a JSON object".into(),
         });
     };

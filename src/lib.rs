@@ -28,8 +28,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-pub use lambda::handle_lambda_request;
-
 use api::db::AdminPolicy;
 use api::AppState;
 use config::{Config, RedshiftConfig};
@@ -45,6 +43,21 @@ pub struct App {
     pub store: Arc<FailoverStore>,
 }
 
+/// A command that works on Redshift itself (`migrate`, `snapshot`, `seed-redshift`) was run
+/// without it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Redshift is not configured: set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP and REDSHIFT_DATABASE"
+)]
+pub struct RedshiftNotConfigured;
+
+impl App {
+    /// The Redshift store, for the commands that need it.
+    pub fn configured_redshift(&self) -> Result<&RedshiftStore, RedshiftNotConfigured> {
+        self.store.redshift().ok_or(RedshiftNotConfigured)
+    }
+}
+
 /// Builds the whole service from its configuration. Never fails: whatever cannot be set up is
 /// logged and the service serves with what it has.
 pub async fn build_app(config: &Config) -> App {
@@ -52,27 +65,34 @@ pub async fn build_app(config: &Config) -> App {
         journal_writes: config.redshift.is_some(),
         shared: config.sqlite_shared,
     };
-    let (backup, (redshift, metrics)) = match &config.redshift {
-        // Opening the backup waits for the disk (a new file is created and synced), loading the
-        // SDK's configuration for its files and the CPU: at start-up they overlap.
-        Some(redshift_config) => tokio::join!(
+    let needs_aws = config.redshift.is_some() || config.admin_token_secret_arn.is_some();
+    let (backup, aws) = if needs_aws {
+        // Opening the backup waits for the disk (a new file is created and synced); loading the
+        // SDK's configuration waits for its files and the CPU, and reading the admin token's
+        // secret for Secrets Manager: at start-up they overlap.
+        tokio::join!(
             open_backup_off_thread(config.sqlite_path.clone(), options),
-            redshift_services(config, redshift_config),
-        ),
-        None => (
-            Backup::open(&config.sqlite_path, options),
-            (None, Metrics::disabled()),
-        ),
+            aws_services(config),
+        )
+    } else {
+        let backup = Backup::open(&config.sqlite_path, options);
+        let aws = AwsServices {
+            redshift: None,
+            metrics: Metrics::disabled(),
+            admin: environment_admin_policy(config),
+        };
+        (backup, aws)
     };
     let settings = FailoverSettings {
         check_interval: config.check_interval,
         force_sqlite: config.force_sqlite,
         heartbeat_every: config.metrics_heartbeat,
     };
-    let store = Arc::new(FailoverStore::new(redshift, backup, settings, Arc::new(metrics)).await);
+    let store =
+        Arc::new(FailoverStore::new(aws.redshift, backup, settings, Arc::new(aws.metrics)).await);
     let state = AppState {
         store: Arc::clone(&store),
-        admin: admin_policy(config).await,
+        admin: aws.admin,
     };
     App {
         router: api::router(state),
@@ -80,16 +100,37 @@ pub async fn build_app(config: &Config) -> App {
     }
 }
 
-/// Who may use the admin endpoints: the token of `ADMIN_TOKEN_SECRET_ARN` when that is set (read
-/// now, once), otherwise `ADMIN_TOKEN`.
-async fn admin_policy(config: &Config) -> AdminPolicy {
-    match &config.admin_token_secret_arn {
-        Some(arn) => {
-            let region_hint = config.redshift.as_ref().and_then(|r| r.region_hint.clone());
-            admin_secret::admin_policy(&load_sdk_config(region_hint).await, arn).await
-        }
-        None => AdminPolicy::new(config.admin_token.clone(), config.in_lambda),
+/// What start-up takes from AWS, all on one SDK configuration.
+struct AwsServices {
+    redshift: Option<RedshiftStore>,
+    metrics: Metrics,
+    admin: AdminPolicy,
+}
+
+/// Loads the SDK's configuration once, builds the Redshift and CloudWatch clients on it when
+/// Redshift is configured, and reads the admin token of `ADMIN_TOKEN_SECRET_ARN` when that is
+/// set (once per cold start).
+async fn aws_services(config: &Config) -> AwsServices {
+    let region_hint = config.redshift.as_ref().and_then(|r| r.region_hint.clone());
+    let sdk = load_sdk_config(region_hint).await;
+    let (redshift, metrics) = match &config.redshift {
+        Some(redshift_config) => redshift_services(&sdk, config, redshift_config),
+        None => (None, Metrics::disabled()),
+    };
+    let admin = match &config.admin_token_secret_arn {
+        Some(arn) => admin_secret::admin_policy(&sdk, arn).await,
+        None => environment_admin_policy(config),
+    };
+    AwsServices {
+        redshift,
+        metrics,
+        admin,
     }
+}
+
+/// Who may use the admin endpoints when no secret holds the token: `ADMIN_TOKEN`, if set.
+fn environment_admin_policy(config: &Config) -> AdminPolicy {
+    AdminPolicy::new(config.admin_token.clone(), config.in_lambda)
 }
 
 /// [`Backup::open`] on the blocking pool.
@@ -101,14 +142,14 @@ async fn open_backup_off_thread(path: std::path::PathBuf, options: SqliteOptions
 }
 
 /// The Redshift store and the metrics client, on the SDK's configuration.
-async fn redshift_services(
+fn redshift_services(
+    sdk: &SdkConfig,
     config: &Config,
     redshift_config: &RedshiftConfig,
 ) -> (Option<RedshiftStore>, Metrics) {
-    let sdk = load_sdk_config(redshift_config.region_hint.clone()).await;
-    let redshift = redshift_store(&sdk, redshift_config, config.redshift_timeout);
+    let redshift = redshift_store(sdk, redshift_config, config.redshift_timeout);
     let metrics = Metrics::new(
-        Some(cloudwatch_client(&sdk)),
+        Some(cloudwatch_client(sdk)),
         config.metrics_namespace.clone(),
         config.function_name.clone(),
     );

@@ -22,12 +22,24 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let app = build_app(&config).await;
 
-    match args.get(1).map(String::as_str) {
-        Some("migrate") => return migrate(&app).await,
-        Some("snapshot") => return snapshot(&app, args.get(2).map(String::as_str)).await,
-        Some("seed-redshift") => return Ok(call_history::seed_redshift::run(&app).await?),
-        _ => {}
+    let outcome = match args.get(1).map(String::as_str) {
+        Some("migrate") => migrate(&app).await,
+        Some("snapshot") => snapshot(&app, args.get(2).map(String::as_str)).await,
+        Some("seed-redshift") => call_history::seed_redshift::run(&app)
+            .await
+            .map_err(Into::into),
+        _ => return serve(&config, app).await,
+    };
+    if let Err(err) = outcome {
+        // One sentence, as everything else in the log, rather than the error's debug form.
+        tracing::error!("❌ {err}");
+        std::process::exit(1);
     }
+    Ok(())
+}
+
+/// Inside Lambda, the runtime loop; elsewhere, the local server until Ctrl-C.
+async fn serve(config: &Config, app: call_history::App) -> Result<(), lambda_http::Error> {
     if config.in_lambda {
         return call_history::lambda::run(app.router).await;
     }
@@ -65,7 +77,7 @@ fn write_openapi(path: Option<&str>) -> Result<(), lambda_http::Error> {
 /// `call-history snapshot [PATH]`: writes the newest calls in Redshift as the seed SQL that
 /// the next build ships (default `sql/sqlite/seed.sql`).
 async fn snapshot(app: &call_history::App, path: Option<&str>) -> Result<(), lambda_http::Error> {
-    let redshift = configured_redshift(app)?;
+    let redshift = app.configured_redshift()?;
     let (sql, rows) =
         call_history::snapshot::snapshot(redshift, call_history::snapshot::DEFAULT_SNAPSHOT_ROWS)
             .await?;
@@ -75,17 +87,9 @@ async fn snapshot(app: &call_history::App, path: Option<&str>) -> Result<(), lam
     Ok(())
 }
 
-fn configured_redshift(
-    app: &call_history::App,
-) -> Result<&call_history::store::redshift::RedshiftStore, lambda_http::Error> {
-    app.store.redshift().ok_or_else(|| {
-        "Redshift is not configured: set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP and REDSHIFT_DATABASE".into()
-    })
-}
-
 /// `call-history migrate`: creates the Redshift `calls` table when it is missing.
 async fn migrate(app: &call_history::App) -> Result<(), lambda_http::Error> {
-    configured_redshift(app)?.apply_schema().await?;
+    app.configured_redshift()?.apply_schema().await?;
     tracing::info!("✅ Redshift schema is in place");
     Ok(())
 }

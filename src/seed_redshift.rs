@@ -11,15 +11,13 @@ use crate::store::journal::REPLAY_BATCH;
 use crate::store::redshift::RedshiftStore;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Call, CallStore, HistoryQuery, StoreError};
-use crate::App;
+use crate::{App, RedshiftNotConfigured};
 
 /// Why the sample calls could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    #[error(
-        "Redshift is not configured: set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP and REDSHIFT_DATABASE"
-    )]
-    NotConfigured,
+    #[error(transparent)]
+    NotConfigured(#[from] RedshiftNotConfigured),
     #[error("the shipped sample calls could not be read: {0}")]
     Sample(StoreError),
     #[error("Redshift did not take the sample calls: {0}")]
@@ -37,7 +35,7 @@ pub struct SeedReport {
 
 /// The command: loads the sample calls into the configured Redshift and logs what it did.
 pub async fn run(app: &App) -> Result<(), SeedError> {
-    let redshift = app.store.redshift().ok_or(SeedError::NotConfigured)?;
+    let redshift = app.configured_redshift()?;
     let report = seed(redshift).await?;
     tracing::info!(
         "✅ Redshift holds the {} sample calls ({} added now, {} were already there)",

@@ -2,19 +2,17 @@
 //! database between invocations, and every sample event in `events/` must get the status
 //! `events/expected.json` records on the first send and on every send after it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use call_history::config::Config;
 
-/// Sends the event through the Lambda handler path of an already built app.
+/// Sends the event through the Lambda entry of an already built app.
 async fn invoke(router: &axum::Router, event_file: &Path) -> u16 {
     let event = std::fs::read_to_string(event_file).expect("event readable");
-    let request = lambda_http::request::from_str(&event).expect("a valid API Gateway event");
-    let response = call_history::handle_lambda_request(router.clone(), request)
-        .await
-        .expect("handled");
-    response.status().as_u16()
+    common::invoke_lambda(router, &event).await.status()
 }
 
 #[tokio::test]

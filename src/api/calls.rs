@@ -421,7 +421,7 @@ fn body_rejected(rejection: BytesRejection) -> ApiError {
             super::MAX_BODY_BYTES / 1024
         ))
     } else {
-        ApiError::BadRequest("The request body could not be read.".into())
+        ApiError::unreadable_body()
     }
 }
 

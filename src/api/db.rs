@@ -1,5 +1,7 @@
 //! `/db/*`: which database serves, the health of both, and the admin switches.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -269,7 +271,7 @@ pub struct ForceSqliteResponse {
     responses(
         (status = 200, description = "Serving from SQLite now.", body = ForceSqliteResponse),
         (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
-        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token).", body = ErrorBody),
+        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token, or when the token could not be read from its secret).", body = ErrorBody),
     )
 )]
 pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -318,7 +320,7 @@ pub struct RetryRedshiftResponse {
     responses(
         (status = 200, description = "Probed; `currentSource` tells the outcome.", body = RetryRedshiftResponse),
         (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
-        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token).", body = ErrorBody),
+        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token, or when the token could not be read from its secret).", body = ErrorBody),
     )
 )]
 pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -338,11 +340,17 @@ pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -
     with_source(source, Json(body))
 }
 
-/// Who may use the admin endpoints.
+/// The refusal while the admin endpoints are closed. Closed means no token is set, or the one of
+/// `ADMIN_TOKEN_SECRET_ARN` could not be read (the log line says why; the client is not told).
+const CLOSED_MESSAGE: &str = "Admin endpoints are disabled: no admin token is configured \
+    (ADMIN_TOKEN or ADMIN_TOKEN_SECRET_ARN) or it could not be read (see the function's log).";
+
+/// Who may use the admin endpoints. Cheap to clone: axum clones the state, this with it, for
+/// every request.
 #[derive(Clone)]
 pub enum AdminPolicy {
     /// `Authorization: Bearer <token>` required.
-    Token(String),
+    Token(Arc<str>),
     /// Local server without a token: open, so the guide's curl walkthrough works.
     Open,
     /// Inside Lambda without a token: never open to the internet.
@@ -352,22 +360,18 @@ pub enum AdminPolicy {
 impl AdminPolicy {
     pub fn new(token: Option<String>, in_lambda: bool) -> Self {
         match (token, in_lambda) {
-            (Some(token), _) => AdminPolicy::Token(token),
+            (Some(token), _) => AdminPolicy::Token(token.into()),
             (None, false) => AdminPolicy::Open,
             (None, true) => AdminPolicy::Closed,
         }
     }
 
     pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let expected =
-            match self {
-                AdminPolicy::Open => return Ok(()),
-                AdminPolicy::Closed => return Err(ApiError::Forbidden(
-                    "Admin endpoints are disabled: set ADMIN_TOKEN on the function to enable them."
-                        .into(),
-                )),
-                AdminPolicy::Token(token) => token,
-            };
+        let expected = match self {
+            AdminPolicy::Open => return Ok(()),
+            AdminPolicy::Closed => return Err(ApiError::Forbidden(CLOSED_MESSAGE.into())),
+            AdminPolicy::Token(token) => token,
+        };
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

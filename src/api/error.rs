@@ -60,6 +60,12 @@ impl ApiError {
         }
     }
 
+    /// A request body that broke off or could not be taken apart into data (the router's
+    /// extractor and the local server's body read say the same).
+    pub fn unreadable_body() -> Self {
+        ApiError::BadRequest("The request body could not be read.".into())
+    }
+
     /// The error with the source that was asked, for database-backed endpoints.
     pub fn with_source(self, source: Source) -> Response {
         super::with_source(source, self)

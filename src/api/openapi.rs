@@ -7,7 +7,7 @@
 //!
 //! What is the same for every operation is added here, once, in [`complete`]: the statuses the
 //! local server's limits answer (405, 408, 414, 431), the `X-Data-Source` header of every
-//! database-backed answer, the bearer token scheme, and the link from a recorded call to
+//! answer the router gives, the bearer token scheme, and the link from a recorded call to
 //! `GET /api/calls/{id}`.
 
 use std::sync::OnceLock;
@@ -25,13 +25,14 @@ use utoipa_axum::routes;
 
 use super::error::ErrorBody;
 use super::{calls, db, AppState};
+use crate::server::ServerLimits;
 use crate::store::{Call, Source};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(
         title = "Call history API",
-        description = "CRM call history on Amazon Redshift (through the Redshift Data API) with an automatic SQLite fallback. Every answer of a database-backed endpoint says which database served it: the `source` field and the `X-Data-Source` header (`redshift`, `sqlite`, or `unavailable` when neither answers). Every error is `{\"error\": \"<one sentence>\"}`.",
+        description = "CRM call history on Amazon Redshift (through the Redshift Data API) with an automatic SQLite fallback. Every answer says which database served it, or would have: the `X-Data-Source` header (`redshift`, `sqlite`, or `unavailable` when neither answers), and the `source` field of the database-backed endpoints' bodies. Every error is `{\"error\": \"<one sentence>\"}`.",
         license(name = "Proprietary")
     ),
     tags(
@@ -44,7 +45,7 @@ use crate::store::{Call, Source};
 )]
 struct ApiDoc;
 
-/// The database-backed routes: their answers carry `X-Data-Source`.
+/// The database-backed routes: their bodies say which database served (`source`).
 pub fn database_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(db::status))
@@ -82,7 +83,7 @@ pub fn document_json() -> &'static str {
     })
 }
 
-/// utoipa's header object has no `required`; every database-backed answer does carry
+/// utoipa's header object has no `required`; every answer of the router does carry
 /// `X-Data-Source`, so the description says so.
 fn mark_source_header_required(json: &mut serde_json::Value) {
     let Some(paths) = json.get_mut("paths").and_then(|p| p.as_object_mut()) else {
@@ -116,18 +117,32 @@ pub async fn serve_document() -> impl IntoResponse {
     )
 }
 
-/// The statuses the local server answers before any handler, for every operation.
-const SERVER_STATUSES: [(&str, &str); 3] = [
-    (
-        "408",
-        "The request head or body did not arrive in time (local server).",
-    ),
-    ("414", "The URL is longer than 8 KiB (local server)."),
-    (
-        "431",
-        "The request headers are larger than 16 KiB or more than 100 (local server).",
-    ),
-];
+/// The statuses the local server answers before any handler, for every operation, with the
+/// limits it runs with ([`ServerLimits::default`]).
+fn server_statuses() -> [(&'static str, String); 3] {
+    let limits = ServerLimits::default();
+    [
+        (
+            "408",
+            "The request head or body did not arrive in time (local server).".to_string(),
+        ),
+        (
+            "414",
+            format!(
+                "The URL is longer than {} KiB (local server).",
+                limits.max_uri_bytes / 1024
+            ),
+        ),
+        (
+            "431",
+            format!(
+                "The request headers are larger than {} KiB or more than {} (local server).",
+                limits.max_header_bytes / 1024,
+                limits.max_headers
+            ),
+        ),
+    ]
+}
 
 fn complete(document: &mut OpenApi) {
     let components = document.components.get_or_insert_with(Default::default);
@@ -142,23 +157,23 @@ fn complete(document: &mut OpenApi) {
                 .build(),
         ),
     );
-    for (path, item) in document.paths.paths.iter_mut() {
-        let database_backed = path != "/openapi.json";
+    // The router stamps `X-Data-Source` on every answer it gives (`super::data_source_header`),
+    // so every documented answer carries it but the local server's own refusals in front of it.
+    let server_statuses = server_statuses();
+    for item in document.paths.paths.values_mut() {
         for operation in operations(item) {
-            if database_backed {
-                for response in operation.responses.responses.values_mut() {
-                    if let RefOr::T(response) = response {
-                        add_source_header(response);
-                    }
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    add_source_header(response);
                 }
             }
             add_error_status(
                 operation,
                 "405",
                 "The method is not allowed on this path.",
-                database_backed,
+                true,
             );
-            for (status, description) in SERVER_STATUSES {
+            for (status, description) in &server_statuses {
                 add_error_status(operation, status, description, false);
             }
             if operation.operation_id.as_deref() == Some("create_call") {

@@ -144,9 +144,7 @@ async fn read_body_in_time(
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(_)) => {
-            ApiError::BadRequest("The request body could not be read.".into()).into_response()
-        }
+        Ok(Err(_)) => ApiError::unreadable_body().into_response(),
         Err(_elapsed) => limits.body_timeout().into_response(),
     }
 }

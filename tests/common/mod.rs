@@ -156,6 +156,45 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
     spawn_app_with(vars, &[]).await
 }
 
+// ---- the Lambda entry --------------------------------------------------------------------
+
+/// What the function answers an API Gateway event with, as the Lambda runtime sends it back.
+pub struct LambdaAnswer(pub Value);
+
+impl LambdaAnswer {
+    pub fn status(&self) -> u16 {
+        let status = self.0["statusCode"].as_u64();
+        let status = status.unwrap_or_else(|| panic!("not an HTTP answer: {}", self.0));
+        status as u16
+    }
+
+    /// A header, from an HTTP API answer (`headers`) or a REST API one (`multiValueHeaders`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.0["headers"][name]
+            .as_str()
+            .or_else(|| self.0["multiValueHeaders"][name][0].as_str())
+    }
+
+    /// The body as text: what API Gateway sends when the answer is not base64.
+    pub fn text(&self) -> &str {
+        assert_ne!(self.0["isBase64Encoded"], true, "a text body: {}", self.0);
+        self.0["body"].as_str().unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.text()).unwrap_or_else(|_| panic!("a JSON body: {}", self.0))
+    }
+}
+
+/// Sends one API Gateway event (its JSON text) through the function's own entry,
+/// `lambda::handle_event`: the event's repair, `lambda_http`'s conversion, the router and the
+/// conversion of its answer, as in Lambda.
+pub async fn invoke_lambda(router: &axum::Router, event: &str) -> LambdaAnswer {
+    let event: Value = serde_json::from_str(event).expect("an event in JSON");
+    let event = lambda_http::LambdaEvent::new(event, lambda_http::Context::default());
+    LambdaAnswer(call_history::lambda::handle_event(router.clone(), event).await)
+}
+
 /// Fake credentials and a region: the real SDK signs requests, nothing checks them.
 pub const FAKE_AWS: [(&str, &str); 3] = [
     ("AWS_ACCESS_KEY_ID", "test"),
