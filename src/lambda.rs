@@ -104,7 +104,7 @@ async fn handle_lambda_request(
     let response = router.oneshot(request.map(axum::body::Body::new)).await?;
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await?;
-    let body = match String::from_utf8(bytes.to_vec()) {
+    let body = match String::from_utf8(Vec::from(bytes)) {
         Ok(text) if text.is_empty() => Body::Empty,
         Ok(text) => Body::Text(text),
         Err(raw) => Body::Binary(raw.into_bytes()),
