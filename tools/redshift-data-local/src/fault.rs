@@ -21,6 +21,9 @@ pub enum Fault {
     /// ExecuteStatement and BatchExecuteStatement are refused with
     /// `ActiveStatementsExceededException`.
     ActiveStatementsExceeded,
+    /// Requests that carry `WaitTimeSeconds` are refused with
+    /// `ActiveWaitingRequestsExceededException`; those without it are answered.
+    ActiveWaitingRequestsExceeded,
     /// Statements are accepted but end FAILED with this error.
     FailStatements(String),
     /// Statements are accepted but end ABORTED.

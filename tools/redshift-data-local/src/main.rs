@@ -26,6 +26,7 @@ Options:
 Control API (JSON):
   POST   /fault              {\"fault\":\"hang\"}, {\"fault\":\"http-status\",\"status\":503},
                              {\"fault\":\"throttle\"}, {\"fault\":\"active-statements-exceeded\"},
+                             {\"fault\":\"active-waiting-requests-exceeded\"},
                              {\"fault\":\"fail-statements\",\"message\":\"...\"},
                              {\"fault\":\"abort-statements\"}, {\"fault\":\"stay-started\",\"seconds\":5},
                              {\"fault\":\"slow\",\"millis\":300}, {\"fault\":\"refuse-connections\"}
