@@ -827,3 +827,56 @@ async fn a_retry_with_the_same_client_token_is_validated_again() {
         "{retry:?}"
     );
 }
+
+#[tokio::test]
+async fn transactions_are_serializable_as_on_redshift() {
+    let env = Env::start().await;
+    let isolation = env
+        .run_ok("SELECT current_setting('transaction_isolation')")
+        .await;
+    assert_eq!(
+        env.records(isolation.id()).await,
+        vec![vec![text("serializable")]]
+    );
+
+    // Write skew: each transaction reads both rows, then changes the one the other did not.
+    // Read committed lets both commit; serializable, as Redshift, fails one of them.
+    env.run_ok("CREATE TABLE on_call (name text, active bool)")
+        .await;
+    env.run_ok("INSERT INTO on_call VALUES ('a', true), ('b', true)")
+        .await;
+    let stand_down = |name: &str| {
+        env.data
+            .batch_execute_statement()
+            .cluster_identifier(CLUSTER)
+            .database(DATABASE)
+            .db_user(DB_USER)
+            .set_sqls(Some(vec![
+                "SELECT count(*) FROM on_call WHERE active".to_owned(),
+                // Both transactions have read before either writes.
+                "SELECT pg_sleep(1)".to_owned(),
+                format!("UPDATE on_call SET active = false WHERE name = '{name}'"),
+            ]))
+            .send()
+    };
+    let (first, second) = tokio::join!(stand_down("a"), stand_down("b"));
+    let mut failures = Vec::new();
+    for submitted in [first, second] {
+        let id = submitted
+            .expect("BatchExecuteStatement")
+            .id()
+            .unwrap_or_default()
+            .to_owned();
+        let described = wait_done(&env.data, &id).await;
+        if described.status() == Some(&StatusString::Failed) {
+            failures.push(described.error().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("serialize"), "{failures:?}");
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM on_call WHERE active")
+            .await,
+        1
+    );
+}
