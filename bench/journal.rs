@@ -11,6 +11,9 @@ use call_history::store::{Call, CallStore};
 mod support;
 
 const ROWS: usize = 5_000;
+/// How long the replay may take before the bench fails: many times what it takes, so that only
+/// a replay that stopped making progress reaches it.
+const REPLAY_LIMIT: Duration = Duration::from_secs(120);
 
 struct Measured {
     elapsed: Duration,
@@ -58,6 +61,11 @@ async fn replay(admin_url: &str, shared: bool) -> Measured {
     let started = Instant::now();
     let mut requests = 0;
     while app.store.journal().pending() > 0 {
+        assert!(
+            started.elapsed() < REPLAY_LIMIT,
+            "{} rows still pending after {REPLAY_LIMIT:?} of replay",
+            app.store.journal().pending()
+        );
         requests += 1;
         app.store.replay().await.expect("replay");
     }

@@ -23,11 +23,22 @@ export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${A
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
-else
-    cargo test --workspace --no-fail-fast "$@"
-fi
+# cargo-nextest runs every test in a process of its own, which the tests that read the captured
+# log (common::logs()) rely on: under `cargo test` they would see each other's lines. Installed
+# here when missing: the prebuilt binary (seconds), else from source (minutes).
+ensure_nextest() {
+    cargo nextest --version >/dev/null 2>&1 && return
+    local bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+    echo "test: installing cargo-nextest into $bin" >&2
+    mkdir -p "$bin"
+    if ! curl -LsSf https://get.nexte.st/latest/linux | tar zxf - -C "$bin"; then
+        echo "test: the prebuilt cargo-nextest could not be fetched; building it (several minutes)" >&2
+        cargo install cargo-nextest --locked
+    fi
+    cargo nextest --version >/dev/null 2>&1 || { echo "test: cargo-nextest is still missing" >&2; exit 1; }
+}
+ensure_nextest
+cargo nextest run --workspace --no-fail-fast "$@"
 
 # The template's alarms and dashboard: tests/template.rs checked their metrics; these check the rest.
 scripts/lint-template.sh

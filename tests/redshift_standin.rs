@@ -183,6 +183,7 @@ fault_tests! {
     service_unavailable: Fault::HttpStatus(503) => "Service error";
     throttled: Fault::Throttle => "Throttled";
     too_many_active_statements: Fault::ActiveStatementsExceeded => "Too many active statements";
+    too_many_waiting_requests: Fault::ActiveWaitingRequestsExceeded => "Too many active statements";
     statements_fail: Fault::FailStatements("disk full on node 3".into()) => "Statement failed";
     statements_aborted: Fault::AbortStatements => "Statement aborted";
     statements_stay_started: Fault::StayStarted(Duration::from_secs(30)) => "Connection timeout";

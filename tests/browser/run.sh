@@ -94,7 +94,9 @@ fi
 command -v psql >/dev/null || die "psql not found (it comes with postgresql-15; scripts/pg-test-cluster.sh installs it)"
 
 log "building the service and the Redshift stand-in"
-cargo build --quiet --bins
+# Each package by name: at the workspace root a bare `cargo build` builds only the service.
+cargo build --quiet -p call-history --bin call-history
+cargo build --quiet -p redshift-data-local --bin redshift-data-local
 
 mkdir -p "$OUT"
 work=$(mktemp -d)

@@ -237,7 +237,8 @@ pub fn capture_logs() {
     });
 }
 
-/// Everything logged so far in this process.
+/// Everything logged so far in this process. Assertions on it hold because every test runs in a
+/// process of its own (cargo nextest, which `make test` installs and uses).
 pub fn logs() -> String {
     let buffer = LOGS.get().expect("capture_logs called");
     String::from_utf8_lossy(&buffer.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()

@@ -49,6 +49,7 @@ enum FaultSpec {
     },
     Throttle,
     ActiveStatementsExceeded,
+    ActiveWaitingRequestsExceeded,
     FailStatements {
         #[serde(default = "default_failure")]
         message: String,
@@ -77,6 +78,7 @@ impl FaultSpec {
             Self::HttpStatus { status } => return Err(format!("{status} is not an HTTP status")),
             Self::Throttle => Fault::Throttle,
             Self::ActiveStatementsExceeded => Fault::ActiveStatementsExceeded,
+            Self::ActiveWaitingRequestsExceeded => Fault::ActiveWaitingRequestsExceeded,
             Self::FailStatements { message } => Fault::FailStatements(message),
             Self::AbortStatements => Fault::AbortStatements,
             Self::StayStarted { seconds } => Fault::StayStarted(

@@ -1,8 +1,10 @@
 //! Faults that tests inject so that every failure mode of the real services can
 //! be reproduced on demand.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::lock;
 
 /// A misbehaviour of an endpoint. It applies to every request (or connection)
 /// that arrives after it is set, until it is cleared or replaced.
@@ -21,6 +23,9 @@ pub enum Fault {
     /// ExecuteStatement and BatchExecuteStatement are refused with
     /// `ActiveStatementsExceededException`.
     ActiveStatementsExceeded,
+    /// Requests that carry `WaitTimeSeconds` are refused with
+    /// `ActiveWaitingRequestsExceededException`; those without it are answered.
+    ActiveWaitingRequestsExceeded,
     /// Statements are accepted but end FAILED with this error.
     FailStatements(String),
     /// Statements are accepted but end ABORTED.
@@ -40,7 +45,7 @@ pub(crate) struct FaultSwitch {
 
 impl FaultSwitch {
     pub(crate) fn set(&self, fault: Option<Fault>) {
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+        *lock(&self.current) = fault;
     }
 
     /// While connections are refused, a request that arrives anyway (on a
@@ -66,9 +71,6 @@ impl FaultSwitch {
     }
 
     pub(crate) fn get(&self) -> Option<Fault> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.current).clone()
     }
 }

@@ -36,7 +36,7 @@ mod server;
 mod sql;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -209,10 +209,7 @@ impl StandIn {
             self.tasks.clone(),
         )?;
         let url = server.url();
-        self.control_servers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(server);
+        lock(&self.control_servers).push(server);
         Ok(url)
     }
 
@@ -222,12 +219,7 @@ impl StandIn {
         self.shutdown.cancel();
         self.controls.data_api.server.close();
         self.controls.cloudwatch.server.close();
-        for server in self
-            .control_servers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for server in lock(&self.control_servers).iter() {
             server.close();
         }
         self.tasks.close();
@@ -240,6 +232,12 @@ impl Drop for StandIn {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Locks `mutex` even when a panic poisoned it: every critical section in this crate is one
+/// read or one update, so a panic cannot have left the value half-changed.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn log_failure(result: Result<(), StandInError>) {

@@ -9,7 +9,8 @@ use std::str::FromStr;
 use redshift_data_local::{DEFAULT_PAGE_SIZE, Options, StandIn, StandInError};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "\
+/// The help text down to the port options, which [`usage`] writes from the [`PortSetting`]s.
+const USAGE_HEAD: &str = "\
 Local stand-in for the Amazon Redshift Data API (executing on PostgreSQL) and CloudWatch.
 
 Usage: redshift-data-local [OPTIONS]
@@ -17,15 +18,16 @@ Usage: redshift-data-local [OPTIONS]
 Options:
   --database-url <URL>     PostgreSQL connection string [env: DATABASE_URL]
   --host <ADDR>            address to listen on [default: 127.0.0.1]
-  --port <PORT>            Redshift Data API port [env: REDSHIFT_LOCAL_PORT] [default: 8100]
-  --cloudwatch-port <PORT> CloudWatch port [env: REDSHIFT_LOCAL_CLOUDWATCH_PORT] [default: 8101]
-  --control-port <PORT>    control API port [env: REDSHIFT_LOCAL_CONTROL_PORT] [default: 8102]
-  --page-size <ROWS>       rows per GetStatementResult page [default: 1000]
+";
+
+/// The help text after the port options.
+const USAGE_TAIL: &str = "  --page-size <ROWS>       rows per GetStatementResult page [default: 1000]
   -h, --help               print this help
 
 Control API (JSON):
   POST   /fault              {\"fault\":\"hang\"}, {\"fault\":\"http-status\",\"status\":503},
                              {\"fault\":\"throttle\"}, {\"fault\":\"active-statements-exceeded\"},
+                             {\"fault\":\"active-waiting-requests-exceeded\"},
                              {\"fault\":\"fail-statements\",\"message\":\"...\"},
                              {\"fault\":\"abort-statements\"}, {\"fault\":\"stay-started\",\"seconds\":5},
                              {\"fault\":\"slow\",\"millis\":300}, {\"fault\":\"refuse-connections\"}
@@ -64,6 +66,22 @@ const CONTROL_PORT: PortSetting = PortSetting {
     variable: "REDSHIFT_LOCAL_CONTROL_PORT",
     default: 8102,
 };
+const PORTS: [PortSetting; 3] = [DATA_API_PORT, CLOUDWATCH_PORT, CONTROL_PORT];
+
+/// The help text, its port options written from [`PORTS`] so that they cannot drift from
+/// what the parser reads.
+fn usage() -> String {
+    let mut text = USAGE_HEAD.to_owned();
+    for port in PORTS {
+        let option = format!("{} <PORT>", port.flag);
+        text.push_str(&format!(
+            "  {option:<24} port for {} [env: {}] [default: {}]\n",
+            port.what, port.variable, port.default
+        ));
+    }
+    text.push_str(USAGE_TAIL);
+    text
+}
 
 /// Why the command line could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -227,11 +245,11 @@ async fn main() -> ExitCode {
         Ok(Command::Run(args)) => args,
         Ok(Command::Help) => {
             // A closed pipe (`--help | head`) is not an error worth a panic.
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
+            let _ = writeln!(std::io::stdout(), "{}", usage());
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            eprintln!("redshift-data-local: {error}.\n\n{USAGE}");
+            eprintln!("redshift-data-local: {error}.\n\n{}", usage());
             return ExitCode::from(2);
         }
     };
@@ -357,6 +375,22 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn help_shows_each_port_with_its_flag_variable_and_default() {
+        let help = usage();
+        for port in PORTS {
+            let line = help
+                .lines()
+                .find(|line| {
+                    line.trim_start()
+                        .starts_with(&format!("{} <PORT>", port.flag))
+                })
+                .unwrap_or_else(|| panic!("{} in {help}", port.flag));
+            let expected = format!("[env: {}] [default: {}]", port.variable, port.default);
+            assert!(line.ends_with(&expected), "{line}");
+        }
     }
 
     #[test]

@@ -2,13 +2,10 @@
 //! counts per operation and every CloudWatch metric datum.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
 use crate::cloudwatch::CapturedMetric;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::lock;
 
 /// Requests received per operation name (`ExecuteStatement`, `PutMetricData`...).
 #[derive(Debug, Default)]
@@ -27,6 +24,11 @@ impl OperationCounter {
 
     pub(crate) fn all(&self) -> BTreeMap<String, usize> {
         lock(&self.counts).clone()
+    }
+
+    /// Requests of every operation together.
+    pub(crate) fn total(&self) -> usize {
+        lock(&self.counts).values().sum()
     }
 }
 

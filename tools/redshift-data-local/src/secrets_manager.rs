@@ -17,24 +17,26 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::data_api::json_response;
 use crate::error::StandInError;
+use crate::lock;
+use crate::recorder::OperationCounter;
 use crate::server::HttpServer;
 
 const TARGET_PREFIX: &str = "secretsmanager.";
-const CONTENT_TYPE_JSON_11: &str = "application/x-amz-json-1.1";
 
 /// Secrets by the id they are asked for (an ARN or a name).
 type Secrets = Arc<Mutex<HashMap<String, String>>>;
@@ -42,30 +44,22 @@ type Secrets = Arc<Mutex<HashMap<String, String>>>;
 /// A running Secrets Manager endpoint. It stops on [`SecretsManager::shutdown`] or when dropped.
 pub struct SecretsManager {
     server: HttpServer,
-    secrets: Secrets,
-    requests: Arc<Mutex<usize>>,
+    shared: Shared,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
-#[derive(Clone)]
+/// What the request handler and the owner of the endpoint both reach.
+#[derive(Clone, Default)]
 struct Shared {
     secrets: Secrets,
-    requests: Arc<Mutex<usize>>,
+    operations: Arc<OperationCounter>,
 }
 
 impl SecretsManager {
     /// Listens on a free port of 127.0.0.1. Must be called inside a Tokio runtime.
     pub async fn start() -> Result<SecretsManager, StandInError> {
-        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
-    }
-
-    /// Listens on `addr` (port 0 picks a free port).
-    pub async fn start_on(addr: SocketAddr) -> Result<SecretsManager, StandInError> {
-        let shared = Shared {
-            secrets: Secrets::default(),
-            requests: Arc::default(),
-        };
+        let shared = Shared::default();
         let router = Router::new()
             .route("/", post(handle))
             .with_state(shared.clone());
@@ -73,15 +67,14 @@ impl SecretsManager {
         let tasks = TaskTracker::new();
         let server = HttpServer::start(
             "secrets-manager",
-            addr,
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             router,
             shutdown.clone(),
             tasks.clone(),
         )?;
         Ok(SecretsManager {
             server,
-            secrets: shared.secrets,
-            requests: shared.requests,
+            shared,
             shutdown,
             tasks,
         })
@@ -94,12 +87,12 @@ impl SecretsManager {
 
     /// Stores `value` as the `SecretString` of the secret asked for as `id`.
     pub fn put_secret(&self, id: &str, value: &str) {
-        lock(&self.secrets).insert(id.to_owned(), value.to_owned());
+        lock(&self.shared.secrets).insert(id.to_owned(), value.to_owned());
     }
 
     /// Requests received so far, answered or not.
     pub fn request_count(&self) -> usize {
-        *lock(&self.requests)
+        self.shared.operations.total()
     }
 
     /// Stops listening and waits for open connections to end.
@@ -115,10 +108,6 @@ impl Drop for SecretsManager {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Deserialize)]
@@ -141,12 +130,13 @@ struct GetSecretValueResponse<'a> {
 }
 
 async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    *lock(&shared.requests) += 1;
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
+    let operation = target.strip_prefix(TARGET_PREFIX);
+    shared.operations.record(operation.unwrap_or(target));
+    let Some(operation) = operation else {
         return error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -193,7 +183,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     } else {
         format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{id}")
     };
-    json(
+    json_response(
         StatusCode::OK,
         &GetSecretValueResponse {
             arn,
@@ -208,13 +198,8 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
 
 /// An AWS JSON 1.1 error: the type in `__type`, as the SDK reads it.
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    json(
+    json_response(
         status,
         &serde_json::json!({ "__type": code, "message": message }),
     )
-}
-
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    let body = serde_json::to_vec(body).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE_JSON_11)], body).into_response()
 }

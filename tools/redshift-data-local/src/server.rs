@@ -9,7 +9,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
 use axum::Router;
@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::error::StandInError;
+use crate::lock;
 
 /// How many connections may wait in the kernel's accept queue.
 const BACKLOG: u32 = 1024;
@@ -128,10 +129,6 @@ impl HttpServer {
     fn lock_session(&self) -> MutexGuard<'_, Option<Session>> {
         lock(&self.session)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Binds with `SO_REUSEADDR` so that the port can be bound again while

@@ -114,16 +114,16 @@ fn no_postgres_says_how_to_start_one() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 }
 
+/// What the help says of each port is checked against the settings the parser reads, in the
+/// program's own tests; here, that `--help` prints it and succeeds.
 #[test]
-fn help_shows_the_default_ports_and_their_variables() {
+fn help_goes_to_stdout_and_succeeds() {
     let output = standin().arg("--help").output().expect("runs");
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
-    for expected in [
-        "[env: REDSHIFT_LOCAL_PORT] [default: 8100]",
-        "[env: REDSHIFT_LOCAL_CLOUDWATCH_PORT] [default: 8101]",
-        "[env: REDSHIFT_LOCAL_CONTROL_PORT] [default: 8102]",
-    ] {
-        assert!(help.contains(expected), "{expected} in {help}");
-    }
+    assert!(
+        help.contains("Usage: redshift-data-local [OPTIONS]"),
+        "{help}"
+    );
+    assert!(help.contains("--control-port <PORT>"), "{help}");
 }

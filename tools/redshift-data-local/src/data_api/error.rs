@@ -74,6 +74,14 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn active_waiting_requests_exceeded() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ActiveWaitingRequestsExceededException",
+            "The number of active requests with WaitTimeSeconds for the same SQL statement exceeds the limit.",
+        )
+    }
+
     pub(crate) fn unknown_operation(target: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -86,7 +86,7 @@ async fn handle(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Bytes
     api.fault.stall_if_refusing().await;
     api.operations.record(operation);
     debug!(operation, "Data API request");
-    if let Some(response) = obey_fault(&api, operation).await {
+    if let Some(response) = obey_fault(&api, operation, &body).await {
         return response;
     }
     let result = match operation {
@@ -104,13 +104,16 @@ async fn handle(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Bytes
 }
 
 /// Answers for the injected fault, if it concerns this request.
-async fn obey_fault(api: &DataApi, operation: &str) -> Option<Response> {
+async fn obey_fault(api: &DataApi, operation: &str, body: &[u8]) -> Option<Response> {
     let fault = api.fault.obey_transport_faults().await?;
     let refusal = match fault {
         Fault::HttpStatus(status) => ApiError::http_status(status),
         Fault::Throttle => ApiError::throttling(),
         Fault::ActiveStatementsExceeded if operations::submits_statements(operation) => {
             ApiError::active_statements_exceeded()
+        }
+        Fault::ActiveWaitingRequestsExceeded if wire::WaitMember::carried_by(body) => {
+            ApiError::active_waiting_requests_exceeded()
         }
         // The statement faults act when statements run.
         _ => return None,

@@ -15,7 +15,7 @@ use super::statement::{CancelOutcome, Query, Statement, Status, Target};
 use super::wire::{
     BatchExecuteStatementRequest, CancelResponse, CancelStatementRequest, DescribeResponse,
     DescribeStatementRequest, ExecuteStatementRequest, GetStatementResultRequest, ResultPage,
-    SubmitFields, SubmitResponse, TargetFields,
+    SqlParameter, SubmitFields, SubmitResponse, TargetFields,
 };
 use super::{DataApi, json_response};
 use crate::sql::params;
@@ -24,6 +24,10 @@ use crate::sql::params;
 const MAX_BATCH: usize = 40;
 /// The longest server-side wait the API allows.
 const MAX_WAIT_SECONDS: i64 = 30;
+/// The longest SQL text (in bytes) of one statement. AWS documents the limit as 100 KB without
+/// saying which kilobyte; the smaller reading is taken, so that nothing the stand-in accepts
+/// could be refused by AWS.
+const MAX_SQL_BYTES: usize = 100_000;
 
 pub(crate) fn submits_statements(operation: &str) -> bool {
     matches!(operation, "ExecuteStatement" | "BatchExecuteStatement")
@@ -78,7 +82,13 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let wait = wait_time(fields.wait_time_seconds)?;
     reject_unsupported(&fields)?;
+    check_sql_sizes(&sqls)?;
     let target = target(fields.target)?;
+    // The whole request is checked before the ClientToken is looked up, so that a retry is
+    // refused as its first try would have been rather than answered with an earlier statement.
+    let parameters = parameter_pairs(fields.parameters)?;
+    let bound_sqls =
+        params::bind(&sqls, &parameters).map_err(|e| ApiError::validation(e.to_string()))?;
     let existing = fields
         .client_token
         .as_deref()
@@ -86,25 +96,15 @@ async fn submit(
     let id = match existing {
         // Idempotent retry: the statement already submitted with this token.
         Some(statement) => statement.id,
-        None => {
-            let parameters: Vec<(String, String)> = fields
-                .parameters
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| (p.name, p.value))
-                .collect();
-            let bound_sqls = params::bind(&sqls, &parameters)
-                .map_err(|e| ApiError::validation(e.to_string()))?;
-            api.submit(NewStatement {
-                target,
-                parameters,
-                sqls,
-                bound_sqls,
-                is_batch,
-                mode,
-                client_token: fields.client_token,
-            })
-        }
+        None => api.submit(NewStatement {
+            target,
+            parameters,
+            sqls,
+            bound_sqls,
+            is_batch,
+            mode,
+            client_token: fields.client_token,
+        }),
     };
     if let Some(wait) = wait {
         api.statements.wait_until_done(&id, wait).await;
@@ -216,6 +216,33 @@ fn wait_time(seconds: Option<i64>) -> Result<Option<Duration>, ApiError> {
         Some(s) => Err(ApiError::validation(format!(
             "WaitTimeSeconds must be between 0 and {MAX_WAIT_SECONDS}; {s} was given."
         ))),
+    }
+}
+
+/// Each statement's text within the API's size limit, refused in AWS's words.
+fn check_sql_sizes(sqls: &[String]) -> Result<(), ApiError> {
+    if sqls.iter().any(|sql| sql.len() > MAX_SQL_BYTES) {
+        return Err(ApiError::validation(
+            "Cannot process query string larger than 100kB",
+        ));
+    }
+    Ok(())
+}
+
+/// The parameters as name/value pairs. An absent list means none; a present one must hold at
+/// least one parameter (the API's own constraint, in AWS's words).
+fn parameter_pairs(
+    parameters: Option<Vec<SqlParameter>>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    match parameters {
+        Some(list) if list.is_empty() => Err(ApiError::validation(
+            "1 validation error detected: Value '[]' at 'parameters' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        )),
+        list => Ok(list
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect()),
     }
 }
 

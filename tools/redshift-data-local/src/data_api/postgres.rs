@@ -17,8 +17,11 @@ use super::statement::Status;
 use crate::error::StandInError;
 use crate::sql::dialect;
 
-/// Session settings that make PostgreSQL print values the way Redshift does.
-const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex";
+/// Session settings that make PostgreSQL print values the way Redshift does, and isolate
+/// transactions as Redshift does (serializable: PostgreSQL's default, read committed, would let
+/// through concurrent writes that Redshift refuses).
+const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex \
+    -c default_transaction_isolation=serializable";
 
 /// Redshift records primary key, unique and foreign key constraints but enforces none of
 /// them; PostgreSQL enforces all three. Run after every statement that defines a table, this

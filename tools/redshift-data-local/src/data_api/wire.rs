@@ -73,6 +73,22 @@ pub(crate) struct GetStatementResultRequest {
     pub(crate) wait_time_seconds: Option<i64>,
 }
 
+/// Only the `WaitTimeSeconds` member of any request body: the one member the
+/// `ActiveWaitingRequestsExceeded` fault looks at, before the operation decodes the rest.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct WaitMember {
+    /// Any JSON value but null: whether it is a valid wait is the operation's to say.
+    wait_time_seconds: Option<serde_json::Value>,
+}
+
+impl WaitMember {
+    /// Whether the body asks for a server-side wait (a body that is not JSON does not).
+    pub(crate) fn carried_by(body: &[u8]) -> bool {
+        serde_json::from_slice::<Self>(body).is_ok_and(|member| member.wait_time_seconds.is_some())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct CancelStatementRequest {

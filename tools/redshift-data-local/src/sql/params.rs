@@ -19,7 +19,7 @@ pub(crate) enum ParameterError {
     #[error("The parameter {0} is specified more than once.")]
     Duplicate(String),
     #[error(
-        "The parameter name {0:?} is invalid: it must start with a letter or underscore and contain only letters, digits and underscores."
+        "The parameter name {0:?} is invalid: it must be one or more letters, digits and underscores."
     )]
     InvalidName(String),
     /// The API's own constraint on `SqlParameter.value` (minimum length 1), in AWS's words.
@@ -59,7 +59,7 @@ fn index_parameters(
         if value.is_empty() {
             return Err(ParameterError::EmptyValue(index + 1));
         }
-        if placeholder_len(name.as_bytes()) != name.len() {
+        if name.is_empty() || name_len(name.as_bytes()) != name.len() {
             return Err(ParameterError::InvalidName(name.clone()));
         }
         if values.insert(name.as_str(), value.as_str()).is_some() {
@@ -104,12 +104,19 @@ fn bind_code<'a>(
             at += 2; // the `::` cast operator
             continue;
         }
-        let name_len = placeholder_len(&bytes[at + 1..]);
+        let name_len = name_len(&bytes[at + 1..]);
         if name_len == 0 {
             at += 1;
             continue;
         }
         let name = &code[at + 1..at + 1 + name_len];
+        // A name may start with a digit (the API's pattern is [0-9a-zA-Z_]+), but `:2` is also
+        // SQL's own (the array slice `a[1:2]`): such a run is a placeholder only when a
+        // parameter has that name.
+        if name.starts_with(|c: char| c.is_ascii_digit()) && !values.contains_key(name) {
+            at += 1 + name_len;
+            continue;
+        }
         let (&key, &value) = values
             .get_key_value(name)
             .ok_or_else(|| ParameterError::Missing(name.to_owned()))?;
@@ -123,15 +130,12 @@ fn bind_code<'a>(
     Ok(())
 }
 
-/// Length of the placeholder name at the start of `bytes` (0 when none).
-fn placeholder_len(bytes: &[u8]) -> usize {
-    match bytes.first() {
-        Some(b) if b.is_ascii_alphabetic() || *b == b'_' => bytes
-            .iter()
-            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-            .unwrap_or(bytes.len()),
-        _ => 0,
-    }
+/// Length of the run of name characters (letters, digits, underscores) at the start of `bytes`.
+fn name_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        .unwrap_or(bytes.len())
 }
 
 /// An untyped standard SQL string literal; with `standard_conforming_strings`
@@ -212,6 +216,18 @@ mod tests {
         assert_eq!(
             bind(&sqls, &params(&[("a", "x")])),
             Ok(vec!["SELECT 'x'".to_owned(), "SELECT 2".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_name_may_start_with_a_digit_as_the_api_allows() {
+        assert_eq!(
+            bind_one("SELECT :1st, a[1:2]", &[("1st", "x")]).as_deref(),
+            Ok("SELECT 'x', a[1:2]")
+        );
+        assert_eq!(
+            bind_one("SELECT 1", &[("", "x")]),
+            Err(ParameterError::InvalidName(String::new()))
         );
     }
 

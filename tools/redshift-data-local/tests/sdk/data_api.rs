@@ -731,3 +731,152 @@ async fn every_request_is_counted_per_operation() {
     assert_eq!(env.standin.operation_count("GetStatementResult"), 1);
     assert_eq!(env.standin.operation_count("BatchExecuteStatement"), 0);
 }
+
+#[tokio::test]
+async fn sql_text_over_100_kb_is_refused_as_aws_does() {
+    let env = Env::start().await;
+    // SELECT 1 padded with a comment to the byte count wanted.
+    let sql_of = |bytes: usize| format!("SELECT 1 --{}", "x".repeat(bytes - "SELECT 1 --".len()));
+    env.run_ok(&sql_of(100_000)).await;
+
+    let refused = execute(&env.data, &sql_of(100_001))
+        .send()
+        .await
+        .expect_err("over the limit")
+        .into_service_error();
+    assert!(
+        matches!(refused, ExecuteStatementError::ValidationException(_)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.message(),
+        Some("Cannot process query string larger than 100kB")
+    );
+
+    let batch = env
+        .data
+        .batch_execute_statement()
+        .cluster_identifier(CLUSTER)
+        .database(DATABASE)
+        .db_user(DB_USER)
+        .set_sqls(Some(vec!["SELECT 1".to_owned(), sql_of(100_001)]))
+        .send()
+        .await
+        .expect_err("one statement of the batch over the limit");
+    assert!(matches!(
+        batch.into_service_error(),
+        BatchExecuteStatementError::ValidationException(_)
+    ));
+    assert_eq!(env.standin.operation_count("ExecuteStatement"), 2);
+}
+
+#[tokio::test]
+async fn an_empty_parameter_list_is_refused() {
+    let env = Env::start().await;
+    let refused = execute(&env.data, "SELECT 1")
+        .set_parameters(Some(Vec::new()))
+        .send()
+        .await
+        .expect_err("Parameters: []")
+        .into_service_error();
+    assert!(
+        matches!(refused, ExecuteStatementError::ValidationException(_)),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .is_some_and(|m| m.contains("at 'parameters'")),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_parameter_name_may_start_with_a_digit() {
+    let env = Env::start().await;
+    let described = env.run_with("SELECT :1st::int8", &[("1st", "7")]).await;
+    assert_eq!(
+        described.status(),
+        Some(&StatusString::Finished),
+        "{:?}",
+        described.error()
+    );
+    assert_eq!(
+        env.records(described.id()).await,
+        vec![vec![Field::LongValue(7)]]
+    );
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_client_token_is_validated_again() {
+    let env = Env::start().await;
+    execute(&env.data, "SELECT :a")
+        .parameters(parameter("a", "1"))
+        .client_token("token-1")
+        .send()
+        .await
+        .expect("first");
+    let retry = execute(&env.data, "SELECT :a")
+        .client_token("token-1")
+        .send()
+        .await
+        .expect_err("the retry lacks its parameter")
+        .into_service_error();
+    assert!(
+        matches!(retry, ExecuteStatementError::ValidationException(_)),
+        "{retry:?}"
+    );
+}
+
+#[tokio::test]
+async fn transactions_are_serializable_as_on_redshift() {
+    let env = Env::start().await;
+    let isolation = env
+        .run_ok("SELECT current_setting('transaction_isolation')")
+        .await;
+    assert_eq!(
+        env.records(isolation.id()).await,
+        vec![vec![text("serializable")]]
+    );
+
+    // Write skew: each transaction reads both rows, then changes the one the other did not.
+    // Read committed lets both commit; serializable, as Redshift, fails one of them.
+    env.run_ok("CREATE TABLE on_call (name text, active bool)")
+        .await;
+    env.run_ok("INSERT INTO on_call VALUES ('a', true), ('b', true)")
+        .await;
+    let stand_down = |name: &str| {
+        env.data
+            .batch_execute_statement()
+            .cluster_identifier(CLUSTER)
+            .database(DATABASE)
+            .db_user(DB_USER)
+            .set_sqls(Some(vec![
+                "SELECT count(*) FROM on_call WHERE active".to_owned(),
+                // Both transactions have read before either writes.
+                "SELECT pg_sleep(1)".to_owned(),
+                format!("UPDATE on_call SET active = false WHERE name = '{name}'"),
+            ]))
+            .send()
+    };
+    let (first, second) = tokio::join!(stand_down("a"), stand_down("b"));
+    let mut failures = Vec::new();
+    for submitted in [first, second] {
+        let id = submitted
+            .expect("BatchExecuteStatement")
+            .id()
+            .unwrap_or_default()
+            .to_owned();
+        let described = wait_done(&env.data, &id).await;
+        if described.status() == Some(&StatusString::Failed) {
+            failures.push(described.error().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("serialize"), "{failures:?}");
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM on_call WHERE active")
+            .await,
+        1
+    );
+}

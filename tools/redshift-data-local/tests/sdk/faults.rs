@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementError;
 use aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementError;
 use aws_sdk_redshiftdata::types::StatusString;
 use redshift_data_local::Fault;
@@ -138,6 +139,44 @@ async fn active_statements_exceeded_refuses_only_new_statements() {
     ));
     let described = wait_done(&env.data, &earlier).await;
     assert_eq!(described.status(), Some(&StatusString::Finished));
+}
+
+#[tokio::test]
+async fn active_waiting_requests_exceeded_refuses_only_requests_that_wait() {
+    let env = Env::start().await;
+    let earlier = env.submit("SELECT 1").await;
+    env.standin.set_fault(Fault::ActiveWaitingRequestsExceeded);
+
+    let describe_waiting = env
+        .data
+        .describe_statement()
+        .id(&earlier)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .expect_err("a waiting DescribeStatement");
+    assert!(matches!(
+        describe_waiting.into_service_error(),
+        DescribeStatementError::ActiveWaitingRequestsExceededException(_)
+    ));
+    let execute_waiting = execute(&env.data, "SELECT 1")
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .expect_err("a waiting ExecuteStatement");
+    assert_eq!(
+        execute_waiting.into_service_error().code(),
+        Some("ActiveWaitingRequestsExceededException")
+    );
+
+    // Requests without a wait are answered as usual.
+    env.submit("SELECT 1").await;
+    env.data
+        .describe_statement()
+        .id(&earlier)
+        .send()
+        .await
+        .expect("DescribeStatement without a wait");
 }
 
 #[tokio::test]
