@@ -108,6 +108,10 @@ check_contract() { # name
     else
         echo "contract ($name): FAILED"
         FAILED=$((FAILED + 1))
+        # What the service said, and whether it still runs: the log goes with the work folder.
+        if kill -0 "${PIDS[-1]}" 2>/dev/null; then log "the service is still running"; else log "the service has exited"; fi
+        log "the last lines of its log:"
+        tail -n 40 "$WORK/$name.log" >&2 || true
     fi
 }
 
