@@ -78,7 +78,8 @@ stop_servers() {
 }
 
 # A 10,000-call database for the server (the 15 sample calls besides): the server creates it,
-# then the calls go in beside it.
+# then the calls go in beside it, and the server starts again on it, writing their answers as it
+# does for calls added by hand.
 start_server "$PORT"
 python3 - "$tmp/http.db" <<'PY'
 import sqlite3, sys, datetime
@@ -87,9 +88,12 @@ now = datetime.datetime.now(datetime.timezone.utc)
 rows = [(f"http-{i:06}", f"Contact {i % 500}", f"Account {i % 50}",
          (now - datetime.timedelta(seconds=37 * i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), i % 1800,
          "connected", f"Benchmark call number {i}") for i in range(10000)]
-db.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [r + (r[3],) for r in rows])
+db.executemany("INSERT OR IGNORE INTO calls (id, contact_name, account_name, started_at, duration_seconds, "
+               "outcome, notes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [r + (r[3],) for r in rows])
 db.commit()
 PY
+stop_servers
+start_server "$PORT"
 
 if [ "$only_pinned" = false ]; then
     {

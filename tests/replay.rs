@@ -418,4 +418,16 @@ async fn redshift_reads_rewrite_in_the_backup_only_what_changed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(notes().as_deref(), Some("second"));
+    // With its answer: the call as Redshift serves it.
+    let answer: String = local
+        .query_row("SELECT answer FROM calls WHERE id = 'steady-1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let served = read().await.body;
+    assert_eq!(served["calls"][0]["notes"], "second");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap(),
+        served["calls"][0]
+    );
 }

@@ -9,12 +9,29 @@ CREATE TABLE IF NOT EXISTS calls (
     duration_seconds INTEGER,
     outcome          TEXT,
     notes            TEXT,
-    created_at       TEXT NOT NULL
+    created_at       TEXT NOT NULL,
+    -- The call as the API writes it in JSON, from the columns above: history copies it out
+    -- instead of writing every call anew. Derived, never the record: null until the service
+    -- writes it (rows added by hand or by an older version), and cleared by the trigger below
+    -- whenever the columns change without it; a call without it is written from its columns.
+    answer           TEXT
 );
 
 -- History is read newest first, optionally for one contact.
 CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS calls_by_contact_start ON calls (contact_name, started_at DESC, id DESC);
+-- The calls whose answer is missing, written when the service opens the file.
+CREATE INDEX IF NOT EXISTS calls_without_answer ON calls (id) WHERE answer IS NULL;
+
+-- An answer must never outlive the columns it was written from: an update of the columns that
+-- leaves the answer as it was (anything but the service itself) clears it.
+CREATE TRIGGER IF NOT EXISTS calls_answer_follows
+    AFTER UPDATE OF id, contact_name, account_name, started_at, duration_seconds, outcome, notes, created_at
+    ON calls
+    WHEN NEW.answer IS OLD.answer AND NEW.answer IS NOT NULL
+BEGIN
+    UPDATE calls SET answer = NULL WHERE rowid = NEW.rowid;
+END;
 
 -- Calls written here while Redshift could not take them, waiting to be replayed to Redshift.
 -- Written in the same transaction as the call itself.

@@ -170,28 +170,20 @@ impl CallsJson {
 
     /// Appends one call, as serde_json writes a [`Call`].
     pub fn push(&mut self, call: &CallFields<'_>) {
-        let out = &mut self.buf;
-        out.extend_from_slice(if self.count == 0 { b"{" } else { b",{" });
-        out.extend_from_slice(br#""id":"#);
-        push_text(out, call.id);
-        out.extend_from_slice(br#","contactName":"#);
-        push_text(out, call.contact_name);
-        out.extend_from_slice(br#","accountName":"#);
-        push_opt_text(out, call.account_name);
-        out.extend_from_slice(br#","startedAt":"#);
-        push_timestamp(out, &call.started_at);
-        out.extend_from_slice(br#","durationSeconds":"#);
-        match call.duration_seconds {
-            Some(seconds) => push_int(out, seconds),
-            None => out.extend_from_slice(b"null"),
+        self.separate();
+        write_call(&mut self.buf, call);
+    }
+
+    /// Appends one call already written by [`call_json`] (kept beside the call in the backup).
+    pub fn push_written(&mut self, call: &[u8]) {
+        self.separate();
+        self.buf.extend_from_slice(call);
+    }
+
+    fn separate(&mut self) {
+        if self.count > 0 {
+            self.buf.push(b',');
         }
-        out.extend_from_slice(br#","outcome":"#);
-        push_opt_text(out, call.outcome);
-        out.extend_from_slice(br#","notes":"#);
-        push_opt_text(out, call.notes);
-        out.extend_from_slice(br#","createdAt":"#);
-        push_timestamp(out, &call.created_at);
-        out.push(b'}');
         self.count += 1;
     }
 
@@ -215,6 +207,38 @@ impl CallsJson {
             }
         }
     }
+}
+
+/// One call as serde_json writes a [`Call`]: what [`CallsJson::push`] appends. Always `Some`:
+/// every part written is UTF-8 (the fields are [`Text`], the rest ASCII); checked all the same,
+/// since the text is kept and sent later as it is.
+pub fn call_json(call: &CallFields<'_>) -> Option<String> {
+    let mut out = Vec::with_capacity(BYTES_PER_CALL);
+    write_call(&mut out, call);
+    String::from_utf8(out).ok()
+}
+
+fn write_call(out: &mut Vec<u8>, call: &CallFields<'_>) {
+    out.extend_from_slice(br#"{"id":"#);
+    push_text(out, call.id);
+    out.extend_from_slice(br#","contactName":"#);
+    push_text(out, call.contact_name);
+    out.extend_from_slice(br#","accountName":"#);
+    push_opt_text(out, call.account_name);
+    out.extend_from_slice(br#","startedAt":"#);
+    push_timestamp(out, &call.started_at);
+    out.extend_from_slice(br#","durationSeconds":"#);
+    match call.duration_seconds {
+        Some(seconds) => push_int(out, seconds),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(br#","outcome":"#);
+    push_opt_text(out, call.outcome);
+    out.extend_from_slice(br#","notes":"#);
+    push_opt_text(out, call.notes);
+    out.extend_from_slice(br#","createdAt":"#);
+    push_timestamp(out, &call.created_at);
+    out.push(b'}');
 }
 
 /// A JSON string, escaped exactly as serde_json escapes it: `"` and `\` with a backslash, the

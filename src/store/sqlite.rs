@@ -16,17 +16,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::{FromSqlError, ValueRef};
-use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{
+    named_params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 
 use super::error::{ErrorKind, SqliteProblem};
-use super::json::{CallFields, CallsJson, Text, Timestamp, MICROS_TEXT_LEN};
+use super::json::{call_json, CallFields, CallsJson, Text, Timestamp, MICROS_TEXT_LEN};
 use super::{Call, CallStore, HistoryQuery, InsertOutcome, StoreError};
 
 const SCHEMA: &str = include_str!("../../sql/sqlite/schema.sql");
 const SEED: &str = include_str!("../../sql/sqlite/seed.sql");
 /// Marks a database whose schema and sample data are in place: 1 had the calls and the
-/// journal, 2 added the writes set aside, 3 the replay lease.
-const SCHEMA_VERSION: i64 = 3;
+/// journal, 2 added the writes set aside, 3 the replay lease, 4 each call's answer. A change of
+/// the calls' JSON must clear the stored answers in a new version (they are then written again).
+const SCHEMA_VERSION: i64 = 4;
 /// How long a statement waits for a lock another connection or environment holds.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -343,17 +346,36 @@ impl SqliteStore {
         .await
     }
 
-    /// The same calls as [`CallStore::history`], written as the JSON array the API sends
-    /// straight from the rows: no call is built, no timestamp parsed that is stored in the
-    /// canonical form. Unreadable rows are skipped in the same way.
+    /// The same calls as [`CallStore::history`], written as the JSON array the API sends: each
+    /// call's stored answer copied out, or, for a call without one, written straight from its
+    /// columns (no call is built, no timestamp parsed that is stored in the canonical form).
+    /// Unreadable rows are skipped in the same way.
     pub async fn history_json(&self, query: &HistoryQuery) -> Result<CallsJson, StoreError> {
         let query = query.clone();
         self.read(move |conn| {
             let mut json = CallsJson::with_room_for(query.limit as usize);
-            each_history_row(conn, &query, |row| match stored_call(row, 0) {
-                // Matched in place: the fields are not moved again on their way out.
-                Ok(call) => json.push(&call),
-                Err(err) => skipped(&err),
+            let mut by_rowid = None;
+            each_history_row(conn, &query, "answer, rowid", |row| {
+                if let ValueRef::Text(answer) = row.get_ref(0)? {
+                    json.push_written(answer);
+                    return Ok(());
+                }
+                // Read within the same transaction as the row itself.
+                let by_rowid = match &mut by_rowid {
+                    Some(stmt) => stmt,
+                    None => by_rowid.insert(conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM calls WHERE rowid = :rowid"
+                    ))?),
+                };
+                let rowid: i64 = row.get(1)?;
+                let mut columns = by_rowid.query(named_params! { ":rowid": rowid })?;
+                if let Some(row) = columns.next()? {
+                    match stored_call(row, 0) {
+                        Ok(call) => json.push(&call),
+                        Err(err) => skipped(&err),
+                    }
+                }
+                Ok(())
             })?;
             Ok(json)
         })
@@ -371,18 +393,19 @@ impl SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
                 let sql = format!(
-                    "INSERT INTO calls ({COLUMNS}) VALUES (:id, :contact_name, :account_name, :started_at, \
-                     :duration_seconds, :outcome, :notes, :created_at) \
+                    "INSERT INTO calls ({COLUMNS}, answer) VALUES (:id, :contact_name, :account_name, \
+                     :started_at, :duration_seconds, :outcome, :notes, :created_at, :answer) \
                      ON CONFLICT (id) DO UPDATE SET contact_name = excluded.contact_name, \
                      account_name = excluded.account_name, started_at = excluded.started_at, \
                      duration_seconds = excluded.duration_seconds, outcome = excluded.outcome, \
-                     notes = excluded.notes, created_at = excluded.created_at \
+                     notes = excluded.notes, created_at = excluded.created_at, answer = excluded.answer \
                      WHERE calls.id NOT IN (SELECT id FROM pending_sync) \
                      AND (calls.contact_name, calls.account_name, calls.started_at, \
-                          calls.duration_seconds, calls.outcome, calls.notes, calls.created_at) \
+                          calls.duration_seconds, calls.outcome, calls.notes, calls.created_at, \
+                          calls.answer) \
                      IS NOT (excluded.contact_name, excluded.account_name, excluded.started_at, \
                           excluded.duration_seconds, excluded.outcome, excluded.notes, \
-                          excluded.created_at)"
+                          excluded.created_at, excluded.answer)"
                 );
                 let mut stmt = tx.prepare_cached(&sql)?;
                 for call in &calls {
@@ -400,10 +423,11 @@ impl CallStore for SqliteStore {
         let query = query.clone();
         self.read(move |conn| {
             let mut calls = Vec::with_capacity(query.limit as usize);
-            each_history_row(conn, &query, |row| {
+            each_history_row(conn, &query, COLUMNS, |row| {
                 if let Some(call) = readable(call_from_row(row)) {
                     calls.push(call);
                 }
+                Ok(())
             })?;
             Ok(calls)
         })
@@ -442,8 +466,8 @@ impl CallStore for SqliteStore {
             }
             {
                 let mut stmt = tx.prepare_cached(&format!(
-                    "INSERT INTO calls ({COLUMNS}) VALUES (:id, :contact_name, :account_name, :started_at, \
-                     :duration_seconds, :outcome, :notes, :created_at)"
+                    "INSERT INTO calls ({COLUMNS}, answer) VALUES (:id, :contact_name, :account_name, \
+                     :started_at, :duration_seconds, :outcome, :notes, :created_at, :answer)"
                 ))?;
                 execute_insert(&mut stmt, &call)?;
             }
@@ -458,13 +482,14 @@ impl CallStore for SqliteStore {
     }
 }
 
-/// Runs the history query and hands each row to `each`, newest first.
+/// Runs the history query for `columns` and hands each row to `each`, newest first.
 fn each_history_row(
     conn: &Connection,
     query: &HistoryQuery,
-    mut each: impl FnMut(&Row<'_>),
+    columns: &str,
+    mut each: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
-    let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE 1 = 1");
+    let mut sql = format!("SELECT {columns} FROM calls WHERE 1 = 1");
     // Fixed fragments only; every value is a bound parameter.
     if query.contact.is_some() {
         sql.push_str(" AND contact_name = :contact");
@@ -496,7 +521,7 @@ fn each_history_row(
     let mut rows = stmt.query(params.as_slice())?;
     while let Some(row) = rows.next()? {
         // One unreadable row must not make the whole answer unavailable: `each` skips it.
-        each(row);
+        each(row)?;
     }
     Ok(())
 }
@@ -556,16 +581,86 @@ fn create_shared_if_missing(path: &Path, seed: &str) -> Result<(), StoreError> {
 /// Applies the schema and, on a new database, the sample data, in one transaction. The schema's
 /// statements are idempotent, so an older database gains what it lacks and keeps its rows.
 fn prepare_schema(conn: &Connection, seed: &str) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version >= SCHEMA_VERSION {
+    if user_version(conn)? >= SCHEMA_VERSION {
         // Still prove the table is readable: a damaged file fails here.
         conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))?;
+        write_missing_answers(conn);
         return Ok(());
     }
-    let seed = if version == 0 { seed } else { "" };
-    conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    // Read again inside the transaction: another environment sharing the file may have just
+    // prepared it.
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let version = user_version(&tx)?;
+    if version < SCHEMA_VERSION {
+        let seed = if version == 0 { seed } else { "" };
+        // A table from before answers were kept gains the column before the schema indexes it.
+        let add_answer = if lacks_answer_column(&tx)? {
+            "ALTER TABLE calls ADD COLUMN answer TEXT;"
+        } else {
+            ""
+        };
+        tx.execute_batch(&format!(
+            "{add_answer} {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
+        write_answers(&tx, &missing_answers(&tx)?)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// True when a `calls` table is there without the `answer` column.
+fn lacks_answer_column(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('calls')) \
+         AND NOT EXISTS (SELECT 1 FROM pragma_table_info('calls') WHERE name = 'answer')",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Writes the answer of the calls added without one since the file was prepared (by hand, or by
+/// an older version of the service sharing the file). Only a saving: when it cannot be done now
+/// (a read-only file, a busy one), those calls are written from their columns meanwhile.
+fn write_missing_answers(conn: &Connection) {
+    let written = || -> rusqlite::Result<()> {
+        // Looked for before taking the write lock, which a shared file then rarely needs.
+        if missing_answers(conn)?.is_empty() {
+            return Ok(());
+        }
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        write_answers(&tx, &missing_answers(&tx)?)?;
+        tx.commit()
+    };
+    if let Err(err) = written() {
+        tracing::warn!(error = %err, "Could not write the answers of calls added without one; they are written from their columns");
+    }
+}
+
+/// The answers of the readable calls that lack one, by rowid (rows that cannot be read back are
+/// left as they are: history skips them).
+fn missing_answers(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT rowid, {COLUMNS} FROM calls WHERE answer IS NULL"
     ))?;
+    let mut rows = stmt.query([])?;
+    let mut answers = Vec::new();
+    while let Some(row) = rows.next()? {
+        if let Some(answer) = stored_call(row, 1).ok().as_ref().and_then(call_json) {
+            answers.push((row.get(0)?, answer));
+        }
+    }
+    Ok(answers)
+}
+
+fn write_answers(conn: &Connection, answers: &[(i64, String)]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("UPDATE calls SET answer = :answer WHERE rowid = :rowid")?;
+    for (rowid, answer) in answers {
+        stmt.execute(named_params! { ":answer": answer, ":rowid": rowid })?;
+    }
     Ok(())
 }
 
@@ -592,20 +687,43 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Writes `call` with `stmt`, whose named parameters are the columns and `:answer`. The answer
+/// is written from the timestamps' stored text, so that it is what history would write from
+/// the columns.
 fn execute_insert(
     stmt: &mut rusqlite::CachedStatement<'_>,
     call: &Call,
 ) -> rusqlite::Result<usize> {
+    let started_at = to_db_time(&call.started_at);
+    let created_at = to_db_time(&call.created_at);
+    let answer = stored_timestamp(&started_at)
+        .zip(stored_timestamp(&created_at))
+        .and_then(|(started_at, created_at)| {
+            call_json(&CallFields {
+                started_at,
+                created_at,
+                ..CallFields::from(call)
+            })
+        });
     stmt.execute(named_params! {
         ":id": call.id,
         ":contact_name": call.contact_name,
         ":account_name": call.account_name,
-        ":started_at": to_db_time(&call.started_at),
+        ":started_at": started_at,
         ":duration_seconds": call.duration_seconds,
         ":outcome": call.outcome,
         ":notes": call.notes,
-        ":created_at": to_db_time(&call.created_at),
+        ":created_at": created_at,
+        ":answer": answer,
     })
+}
+
+/// Stored timestamp text as history reads it (see [`stored_time`]).
+fn stored_timestamp(text: &str) -> Option<Timestamp<'_>> {
+    match canonical_db_time(text.as_bytes()) {
+        Some(canonical) => Some(Timestamp::Micros(canonical)),
+        None => from_db_time(0, text).ok().map(Timestamp::Instant),
+    }
 }
 
 fn qualified_columns(alias: &str) -> String {
