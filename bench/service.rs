@@ -183,7 +183,48 @@ async fn sqlite_in_process(report: &mut Report) {
             format!("{:.2}×", router_p50.as_secs_f64() / bare_p50.as_secs_f64()),
             "≤ 2×",
         );
+        // The rows hold each call's JSON as well: the least any reader of them could do.
+        let mut answers = time_raw_answers(&conn, limit, 5_500);
+        let answers_p50 = percentile(&mut answers, 0.50);
+        report.row(
+            &format!(
+                "limit {limit}: raw rusqlite query of the same rows' stored answers (1 column as owned text), p50"
+            ),
+            ms(answers_p50),
+            "",
+        );
+        report.row(
+            &format!("limit {limit}: router ÷ raw query of the stored answers"),
+            format!(
+                "{:.2}×",
+                router_p50.as_secs_f64() / answers_p50.as_secs_f64()
+            ),
+            "",
+        );
     }
+}
+
+/// The history query reading only each call's stored answer, into an owned `String`.
+fn time_raw_answers(conn: &rusqlite::Connection, limit: u32, n: usize) -> Vec<Duration> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT answer FROM calls ORDER BY started_at DESC, id DESC LIMIT {limit}"
+        ))
+        .expect("prepare");
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let answers: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("every call has its answer");
+        if i >= 500 {
+            samples.push(started.elapsed());
+        }
+        assert_eq!(answers.len(), limit as usize);
+    }
+    samples
 }
 
 /// Times `n` calls of a store read, after 500 to warm up, checking each read `expected` rows.
