@@ -386,3 +386,63 @@ async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again
     );
     assert!(!path.with_extension("unreadable").exists());
 }
+
+/// Writes under way while the file is found deleted and recreated: the copy is taken only once
+/// every write already on the old file has finished, and a write that reaches the old file after
+/// that is made on the new one, so every acknowledged write is in the file at the path.
+#[tokio::test]
+async fn writes_under_way_while_the_file_is_recreated_all_reach_the_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("racing.db");
+    let app = std::sync::Arc::new(app_on(&path).await);
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (app, writing) = (app.clone(), writing.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut n = 0;
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let id = format!("w{writer}-{n}");
+                    n += 1;
+                    let reply = record(&app, &id).await;
+                    // Not one write refused either: one that reached the old file is made
+                    // again on the new.
+                    assert_eq!(reply.status, 201, "{id}: {}", reply.body);
+                    acknowledged.push(id);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(with_suffix(&path, suffix));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(acknowledged.len() > 50, "{} writes", acknowledged.len());
+
+    let on_disk: std::collections::HashSet<String> = {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = conn.prepare("SELECT id FROM calls").unwrap();
+        let ids = stmt.query_map([], |r| r.get(0)).unwrap();
+        ids.collect::<Result<_, _>>().unwrap()
+    };
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|id| !on_disk.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes are not in the file: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+}

@@ -9,6 +9,9 @@
 //! - A file found deleted, replaced or damaged is recreated from what the open connection can
 //!   still read (SQLite's `VACUUM INTO`: every call and the whole journal); only when even that
 //!   fails does the new file start from the shipped sample data, and the log says what was lost.
+//!   The old store is retired first ([`SqliteStore::retire`]): the copy waits for the writes
+//!   under way, and a write that reaches the old store after that is refused, to be made again
+//!   on the new one, so no acknowledged write is left behind in the old file.
 //! - A write that fails for another reason (disk full, read-only file) is reported as it is:
 //!   nothing is claimed stored, and `/db/status` says the backup takes no writes.
 
@@ -171,6 +174,8 @@ impl Backup {
                 // Another environment sharing the file repaired it: its file is the backup now.
                 FileCheck::Replaced if self.options.shared => {
                     tracing::info!(path = %self.path.display(), "💾 Local SQLite backup replaced by another environment; using it");
+                    // Writes still holding the old file are made again on the new one.
+                    store.retire();
                     *state = match SqliteStore::open(&self.path, self.options) {
                         Ok(store) => opened_state(store),
                         Err(error) => closed(&self.path, error),
@@ -271,6 +276,8 @@ impl Backup {
         let rescue = self
             .path
             .with_extension(format!("rescue-{}", uuid::Uuid::new_v4().simple()));
+        // Copied once the writes under way are done; a later write is made on the new file.
+        old.retire();
         let rescued = old.copy_to(&rescue);
         if self.path.exists() {
             if let Err(err) = SqliteStore::move_aside(&self.path) {

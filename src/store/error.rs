@@ -73,6 +73,8 @@ pub enum SqliteProblem {
     CannotOpen,
     /// A stored row that cannot be read back as a call.
     UndecodableRow,
+    /// The store was retired, its file being replaced, while a write waited.
+    Retired,
     Other,
 }
 
@@ -147,6 +149,7 @@ impl SqliteProblem {
             SqliteProblem::Busy => "Database locked",
             SqliteProblem::CannotOpen => "Database file cannot be opened",
             SqliteProblem::UndecodableRow => "Unreadable row",
+            SqliteProblem::Retired => "Database file being replaced",
             SqliteProblem::Other => "SQLite error",
         }
     }

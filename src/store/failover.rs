@@ -293,7 +293,7 @@ pub struct FailoverSettings {
 
 pub struct FailoverStore {
     redshift: Option<RedshiftStore>,
-    backup: Backup,
+    backup: Arc<Backup>,
     journal: Journal,
     health: Mutex<HealthState>,
     probe_lock: tokio::sync::Mutex<()>,
@@ -312,7 +312,7 @@ impl FailoverStore {
         FailoverStore {
             health: Mutex::new(HealthState::new(redshift.is_some(), settings.force_sqlite)),
             redshift,
-            backup,
+            backup: Arc::new(backup),
             journal,
             probe_lock: tokio::sync::Mutex::new(()),
             settings,
@@ -562,8 +562,18 @@ impl FailoverStore {
         if calls.is_empty() {
             return;
         }
+        let backup = Arc::clone(&self.backup);
         let refresh = tokio::spawn(async move {
-            if let Err(err) = sqlite.refresh(calls).await {
+            let calls: Arc<[Call]> = calls.into();
+            let mut copied = sqlite.refresh(Arc::clone(&calls)).await;
+            if retired(&copied) {
+                // The file was replaced meanwhile: the copy goes to the new one.
+                copied = match backup.store() {
+                    Ok(sqlite) => sqlite.refresh(calls).await,
+                    Err(err) => Err(err),
+                };
+            }
+            if let Err(err) = copied {
                 tracing::warn!(error = %err.detail, "could not copy Redshift's answer into the local backup");
             }
         });
@@ -589,7 +599,15 @@ impl FailoverStore {
             }
         };
         tracing::info!("💾 Executing query on local SQLite");
-        let result = op.run_on_backup(&sqlite).await;
+        let mut result = op.run_on_backup(&sqlite).await;
+        if is_write && retired(&result) {
+            // The file was found broken and replaced while this write waited for it: the new
+            // file takes it.
+            result = match self.backup.store_for_write() {
+                Ok(sqlite) => op.run_on_backup(&sqlite).await,
+                Err(err) => Err(err),
+            };
+        }
         if is_write {
             self.backup.write_done(result.as_ref().map(|_| ()));
         }
@@ -854,4 +872,10 @@ fn unwrap_output<T>(served: Served<Output>, pick: impl FnOnce(Output) -> Option<
         source: served.source,
         result,
     }
+}
+
+/// True when a write failed because its store was retired (its file replaced meanwhile), and is
+/// to be made again on the store that replaced it.
+fn retired<T>(result: &Result<T, StoreError>) -> bool {
+    matches!(result, Err(err) if err.kind == ErrorKind::Sqlite(SqliteProblem::Retired))
 }

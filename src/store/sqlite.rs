@@ -12,7 +12,7 @@
 //! both create it.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::{FromSqlError, ValueRef};
@@ -62,6 +62,9 @@ pub struct SqliteStore {
 struct Pool {
     path: PathBuf,
     connections: Vec<Mutex<Connection>>,
+    /// Set when the file is about to be copied and replaced (see [`SqliteStore::retire`]);
+    /// every write holds it for reading while it runs.
+    retired: RwLock<bool>,
 }
 
 impl Pool {
@@ -125,6 +128,7 @@ impl SqliteStore {
             pool: Arc::new(Pool {
                 path: path.to_path_buf(),
                 connections,
+                retired: RwLock::new(false),
             }),
             options,
         })
@@ -177,24 +181,48 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `f` with a connection on the blocking pool: writes, which wait for the disk.
+    /// Runs `f` with a connection on the blocking pool, where waiting for the disk or for
+    /// another environment's lock blocks no request.
     async fn with_connection<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let pool = Arc::clone(&self.pool);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.acquire();
-            f(&mut conn).map_err(StoreError::from)
+        on_blocking_pool(move || f(&mut pool.acquire()).map_err(StoreError::from)).await
+    }
+
+    /// Runs a write with a connection on the blocking pool, unless the store is retired.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(&self.pool);
+        on_blocking_pool(move || {
+            // Held until the write is done, so that `retire` waits for it.
+            let retired = pool.retired.read().unwrap_or_else(PoisonError::into_inner);
+            if *retired {
+                return Err(StoreError::new(
+                    ErrorKind::Sqlite(SqliteProblem::Retired),
+                    "the local backup was replaced while this write waited".to_string(),
+                ));
+            }
+            f(&mut pool.acquire()).map_err(StoreError::from)
         })
         .await
-        .map_err(|e| {
-            StoreError::new(
-                ErrorKind::Sqlite(SqliteProblem::Other),
-                format!("query task failed: {e}"),
-            )
-        })?
+    }
+
+    /// Refuses every write from now on, once the writes already under way are done: the file
+    /// is about to be copied and replaced, and a write it took after the copy would be lost
+    /// with it. A refused write fails as [`SqliteProblem::Retired`], to be made again on the
+    /// store that replaces this one. Blocks for as long as those writes take.
+    pub fn retire(&self) {
+        *self
+            .pool
+            .retired
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = true;
     }
 
     /// A cheap query that proves the database answers.
@@ -250,7 +278,7 @@ impl SqliteStore {
 
     /// Removes replayed writes (by journal entry) from the journal.
     pub async fn mark_synced(&self, entries: Vec<i64>) -> Result<(), StoreError> {
-        self.with_connection(move |conn| {
+        self.write(move |conn| {
             // IMMEDIATE takes the write lock up front: upgrading a read transaction later fails
             // at once under concurrent writers instead of waiting.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -275,7 +303,7 @@ impl SqliteStore {
         holder: String,
         until: i64,
     ) -> Result<Result<(), i64>, StoreError> {
-        self.with_connection(move |conn| {
+        self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: Option<(String, i64)> = tx
                 .query_row(
@@ -302,7 +330,7 @@ impl SqliteStore {
 
     /// Gives the lease back, if `holder` still has it.
     pub async fn release_lease(&self, holder: String) -> Result<(), StoreError> {
-        self.with_connection(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "DELETE FROM replay_lease WHERE id = 1 AND holder = :holder",
                 named_params! { ":holder": holder },
@@ -332,7 +360,7 @@ impl SqliteStore {
     /// Moves a journaled write that Redshift refuses out of the journal, keeping the call and
     /// the reason, so that the rest of the journal replays.
     pub async fn set_aside(&self, entry: i64, reason: String) -> Result<(), StoreError> {
-        self.with_connection(move |conn| {
+        self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO rejected_sync (id, reason, rejected_at) \
@@ -385,11 +413,11 @@ impl SqliteStore {
     /// Keeps the local copy in step with what Redshift served, so that a later fallback in this
     /// environment answers with recent data. Rows waiting for replay are left as they are, and
     /// rows already as Redshift has them are not written again (a read then writes nothing).
-    pub async fn refresh(&self, calls: Vec<Call>) -> Result<(), StoreError> {
+    pub async fn refresh(&self, calls: Arc<[Call]>) -> Result<(), StoreError> {
         if calls.is_empty() {
             return Ok(());
         }
-        self.with_connection(move |conn| {
+        self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
                 let sql = format!(
@@ -408,7 +436,7 @@ impl SqliteStore {
                           excluded.created_at, excluded.answer)"
                 );
                 let mut stmt = tx.prepare_cached(&sql)?;
-                for call in &calls {
+                for call in calls.iter() {
                     execute_insert(&mut stmt, call)?;
                 }
             }
@@ -450,7 +478,7 @@ impl CallStore for SqliteStore {
     async fn insert(&self, call: &Call) -> Result<InsertOutcome, StoreError> {
         let call = call.clone();
         let journal = self.options.journal_writes;
-        self.with_connection(move |conn| {
+        self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing = tx
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = :id"))?
@@ -480,6 +508,18 @@ impl CallStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Runs `job` on tokio's blocking pool.
+async fn on_blocking_pool<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(job).await.map_err(|e| {
+        StoreError::new(
+            ErrorKind::Sqlite(SqliteProblem::Other),
+            format!("query task failed: {e}"),
+        )
+    })?
 }
 
 /// Runs the history query for `columns` and hands each row to `each`, newest first.
@@ -959,6 +999,56 @@ fn skipped(err: &rusqlite::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Retiring waits for the writes under way, so that a copy taken next holds them, and
+    /// refuses every later write; reads still answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retiring_waits_for_writes_under_way_and_refuses_later_ones() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store =
+            SqliteStore::open(&dir.path().join("r.db"), SqliteOptions::default()).expect("open");
+        let (started, done) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let slow_write = tokio::spawn({
+            let (store, started, done) = (store.clone(), started.clone(), done.clone());
+            async move {
+                store
+                    .write(move |conn| {
+                        started.store(true, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        conn.execute("DELETE FROM calls WHERE id = 'none'", [])?;
+                        done.store(true, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        while !started.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let retiring = store.clone();
+        tokio::task::spawn_blocking(move || retiring.retire())
+            .await
+            .expect("retired");
+        assert!(
+            done.load(Ordering::SeqCst),
+            "retire returned before the write was done"
+        );
+        slow_write
+            .await
+            .expect("task")
+            .expect("the write under way is made");
+
+        let refused = store.write(|conn| conn.execute("DELETE FROM calls", []));
+        let err = refused.await.expect_err("a write after retiring");
+        assert_eq!(err.kind, ErrorKind::Sqlite(SqliteProblem::Retired));
+        assert_eq!(store.pending_count().await.expect("reads answer"), 0);
+        let history = store.history(&HistoryQuery::default()).await;
+        assert_eq!(history.expect("history").len(), 15);
+    }
 
     /// The check that lets canonical text skip parsing must take no text chrono refuses, and
     /// only text that is exactly how [`to_db_time`] writes the instant chrono reads from it.
