@@ -1,8 +1,9 @@
 //! Calls as the JSON the API sends, written straight into one buffer.
 //!
 //! A history answer is mostly this text, so it is written without building the calls first:
-//! the SQLite store hands over each row as borrowed [`CallFields`] (checked, not copied) and the
-//! text goes into the answer's own buffer. What comes out is byte for byte what serde_json makes
+//! the SQLite store keeps each call's text beside it ([`call_json`], written with the call) and
+//! copies it into the answer's own buffer ([`CallsJson::push_written`]); a row without it is
+//! handed over as borrowed [`CallFields`] (checked, not copied) and written there. What comes out is byte for byte what serde_json makes
 //! of [`Call`] (its `Serialize` derive): the same fields in the same order, strings escaped the
 //! same way, timestamps as [`format_timestamp`] writes them. The tests below hold the two side by
 //! side, and `tests/history_bytes.rs` pins whole answers.

@@ -4,7 +4,8 @@
 //! - [`redshift::RedshiftStore`]: the primary, through the Redshift Data API.
 //! - [`failover::FailoverStore`]: owns the health state and decides which one serves.
 //! - [`journal::Journal`]: writes taken by the backup while Redshift could not, and their replay.
-//! - [`json::CallsJson`]: calls written as the API's JSON straight from the backup's rows.
+//! - [`json::CallsJson`]: calls written as the API's JSON, kept beside each call in the backup
+//!   and copied out by history.
 //! - [`backup::Backup`]: the backup file, reopened when it could not be opened or broke.
 //! - [`error`]: why a database failed, and whether that is an outage or a refusal.
 //! - [`rules`]: what both databases hold exactly.
