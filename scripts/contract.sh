@@ -89,7 +89,8 @@ FAILED=0
 check_contract() { # name
     local name="$1"
     local command=(
-        "$SCHEMATHESIS" run "$SERVICE_URL/openapi.json"
+        "$SCHEMATHESIS" --config-file "$ROOT/scripts/schemathesis.toml"
+        run "$SERVICE_URL/openapi.json"
         --checks "$CHECKS"
         --mode all
         --phases examples,coverage,fuzzing,stateful
