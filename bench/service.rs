@@ -211,20 +211,14 @@ fn time_raw_answers(conn: &rusqlite::Connection, limit: u32, n: usize) -> Vec<Du
             "SELECT answer FROM calls ORDER BY started_at DESC, id DESC LIMIT {limit}"
         ))
         .expect("prepare");
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        let started = Instant::now();
+    time_reads(n, limit, || {
         let answers: Vec<String> = stmt
             .query_map([], |r| r.get(0))
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("every call has its answer");
-        if i >= 500 {
-            samples.push(started.elapsed());
-        }
-        assert_eq!(answers.len(), limit as usize);
-    }
-    samples
+        answers.len()
+    })
 }
 
 /// Times `n` calls of a store read, after 500 to warm up, checking each read `expected` rows.
@@ -237,6 +231,20 @@ where
     for i in 0..n {
         let started = Instant::now();
         let rows = read().await;
+        if i >= 500 {
+            samples.push(started.elapsed());
+        }
+        assert_eq!(rows, expected as usize);
+    }
+    samples
+}
+
+/// As [`time_store`], for a read made at once.
+fn time_reads(n: usize, expected: u32, mut read: impl FnMut() -> usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let rows = read();
         if i >= 500 {
             samples.push(started.elapsed());
         }
@@ -261,9 +269,7 @@ fn time_raw_query(conn: &rusqlite::Connection, limit: u32, n: usize) -> Vec<Dura
     let mut stmt = conn
         .prepare(&format!("SELECT id, contact_name, account_name, started_at, duration_seconds, outcome, notes, created_at FROM calls ORDER BY started_at DESC, id DESC LIMIT {limit}"))
         .expect("prepare");
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        let started = Instant::now();
+    time_reads(n, limit, || {
         let rows: Vec<Row> = stmt
             .query_map([], |r| {
                 Ok((
@@ -280,12 +286,8 @@ fn time_raw_query(conn: &rusqlite::Connection, limit: u32, n: usize) -> Vec<Dura
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows");
-        if i >= 500 {
-            samples.push(started.elapsed());
-        }
-        assert_eq!(rows.len(), limit as usize);
-    }
-    samples
+        rows.len()
+    })
 }
 
 /// The service on a fresh stand-in, with its backup in a folder of its own (kept as long as the
