@@ -140,7 +140,6 @@ async fn read_answers_are_byte_for_byte_what_they_were() {
     // Before anything is added: the sample alone, from its stored answers.
     let sample_only = answers(&first).await;
     by_hand(&path, EXTRA_ROWS);
-    assert_eq!(calls_without_answer(&path), 18);
     let added = answers(&first).await;
 
     let update = std::env::var_os("UPDATE_FIXTURES").is_some();

@@ -366,7 +366,7 @@ async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again
         shared: true,
     };
     let this = Backup::open(&path, shared);
-    this.store_for_write().unwrap();
+    let before = this.store_for_write().unwrap();
 
     // Another environment recreates the file: a new database, holding a write of its own.
     let theirs = dir.path().join("theirs.db");
@@ -377,6 +377,13 @@ async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again
                 .unwrap();
         store.insert(&call).await.unwrap();
     }
+    // A write of this environment under way meanwhile, on the file it has open: after the
+    // other environment's copy was taken, so not in it, and before that copy replaces the file
+    // (after, SQLite itself refuses writes to a file moved away).
+    let (late, _) =
+        call_history::api::calls::parse_new_call(br#"{"id":"ours-late","contactName":"Kept"}"#)
+            .unwrap();
+    before.insert(&late).await.unwrap();
     std::fs::rename(&theirs, &path).unwrap();
 
     let store = this.store_for_write().unwrap();
@@ -384,7 +391,21 @@ async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again
         store.get("theirs-1").await.unwrap().is_some(),
         "the other environment's file is used, with its write"
     );
+    assert!(
+        store.get("ours-late").await.unwrap().is_some(),
+        "this environment's late write is copied into it"
+    );
+    assert_eq!(
+        store.pending_count().await.unwrap(),
+        2,
+        "both writes wait for replay"
+    );
     assert!(!path.with_extension("unreadable").exists());
+    // The old store takes no more writes.
+    let (refused, _) =
+        call_history::api::calls::parse_new_call(br#"{"id":"ours-refused","contactName":"K"}"#)
+            .unwrap();
+    assert!(before.insert(&refused).await.is_err());
 }
 
 /// Writes under way while the file is found deleted and recreated: the copy is taken only once

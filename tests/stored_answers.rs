@@ -128,6 +128,19 @@ async fn a_backup_from_before_answers_were_kept_is_given_them_and_keeps_its_call
              PRAGMA user_version = 3;",
         )
         .expect("old rows");
+        // More calls than one batch of answers, so that they are written in several.
+        let tx = conn.unchecked_transaction().expect("transaction");
+        let mut stmt = tx
+            .prepare(
+                "INSERT INTO calls (id, contact_name, started_at, created_at) \
+                 VALUES (?1, 'Many', '2025-04-01T00:00:00.000000Z', '2025-04-01T00:00:00.000000Z')",
+            )
+            .expect("prepare");
+        for i in 0..1_234 {
+            stmt.execute([format!("many-{i:04}")]).expect("insert");
+        }
+        drop(stmt);
+        tx.commit().expect("commit");
     }
     let app = spawn_app(&[("SQLITE_PATH", &path.display().to_string())]).await;
     let conn = local(&app);
@@ -146,13 +159,25 @@ async fn a_backup_from_before_answers_were_kept_is_given_them_and_keeps_its_call
     );
     assert_eq!(history["calls"][0]["notes"], "kept");
     assert_eq!(history["calls"][1]["notes"], Value::Null);
-    let pending: i64 = conn
-        .query_row("SELECT COUNT(*) FROM pending_sync", [], |r| r.get(0))
-        .expect("journal");
-    assert_eq!(pending, 1, "the journal is kept");
-    // No sample calls are added to a file that had calls.
-    let sample: i64 = conn
-        .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(sample, 2);
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM pending_sync"),
+        1,
+        "the journal is kept"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM calls"),
+        1_236,
+        "no sample calls are added to a file that had calls"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM calls WHERE answer IS NULL"), 0);
+    let many: Value =
+        serde_json::from_str(&history_text(&app, "?contact=Many&limit=500&offset=1000").await)
+            .expect("JSON");
+    assert_eq!(many["count"], 234);
+
+    // The migrated file has the trigger too.
+    conn.execute("UPDATE calls SET notes = 'changed' WHERE id = 'old-2'", [])
+        .expect("changed by hand");
+    assert_eq!(stored_answer(&conn, "old-2"), None);
 }

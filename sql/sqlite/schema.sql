@@ -24,7 +24,8 @@ CREATE INDEX IF NOT EXISTS calls_by_contact_start ON calls (contact_name, starte
 CREATE INDEX IF NOT EXISTS calls_without_answer ON calls (id) WHERE answer IS NULL;
 
 -- An answer must never outlive the columns it was written from: an update of the columns that
--- leaves the answer as it was (anything but the service itself) clears it.
+-- leaves the answer as it was clears it (anyone but the service; and the service itself when
+-- only the form of stored text changes, whose answer is then written again on the next open).
 CREATE TRIGGER IF NOT EXISTS calls_answer_follows
     AFTER UPDATE OF id, contact_name, account_name, started_at, duration_seconds, outcome, notes, created_at
     ON calls

@@ -12,6 +12,9 @@
 //!   The old store is retired first ([`SqliteStore::retire`]): the copy waits for the writes
 //!   under way, and a write that reaches the old store after that is refused, to be made again
 //!   on the new one, so no acknowledged write is left behind in the old file.
+//! - On a shared file another environment may repair it: its copy cannot wait for this one's
+//!   writes, so whichever file ends up in place, this environment copies into it the calls (and
+//!   journal entries) that only its old file holds ([`SqliteStore::merge_into`]).
 //! - A write that fails for another reason (disk full, read-only file) is reported as it is:
 //!   nothing is claimed stored, and `/db/status` says the backup takes no writes.
 
@@ -174,8 +177,10 @@ impl Backup {
                 // Another environment sharing the file repaired it: its file is the backup now.
                 FileCheck::Replaced if self.options.shared => {
                     tracing::info!(path = %self.path.display(), "💾 Local SQLite backup replaced by another environment; using it");
-                    // Writes still holding the old file are made again on the new one.
+                    // Writes still holding the old file are made again on the new one, and
+                    // what the old one took after the other environment copied it is kept.
                     store.retire();
+                    self.merge(store);
                     *state = match SqliteStore::open(&self.path, self.options) {
                         Ok(store) => opened_state(store),
                         Err(error) => closed(&self.path, error),
@@ -293,6 +298,10 @@ impl Backup {
                 .and_then(|()| SqliteStore::open(&self.path, self.options)),
             Err(_) => SqliteStore::open(&self.path, self.options),
         };
+        if self.options.shared && reopened.is_ok() {
+            // Another environment may have put its own repair in place first.
+            self.merge(old);
+        }
         match (&rescued, reopened) {
             (Ok(()), Ok(store)) => {
                 tracing::warn!(path = %self.path.display(), "💾 Local SQLite backup was {why}; recreated with every call and write it held");
@@ -303,6 +312,19 @@ impl Backup {
                 opened_state(store)
             }
             (_, Err(error)) => closed(&self.path, error),
+        }
+    }
+
+    /// Copies into the file at the path what the retired store `old` holds and it does not.
+    fn merge(&self, old: &SqliteStore) {
+        match old.merge_into(&self.path) {
+            Ok(0) => {}
+            Ok(calls) => {
+                tracing::warn!(path = %self.path.display(), calls, "💾 Calls this environment wrote to the local SQLite backup's old file were copied into the new one");
+            }
+            Err(err) => {
+                tracing::error!(path = %self.path.display(), error = %err.detail, "❌ Could not copy what the local SQLite backup's old file held into the new one");
+            }
         }
     }
 

@@ -147,6 +147,17 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Copies into the database at `to` the calls, and their journaled writes, that this store
+    /// holds and `to` does not: on a shared file, what this environment wrote after another
+    /// environment copied the file to repair it. Blocking; rare.
+    pub fn merge_into(&self, to: &Path) -> Result<usize, StoreError> {
+        let conn = self.pool.acquire();
+        conn.execute("ATTACH DATABASE ?1 AS fresh", [to.to_string_lossy()])?;
+        let merged = merge_into_attached(&conn);
+        conn.execute("DETACH DATABASE fresh", [])?;
+        Ok(merged?)
+    }
+
     /// Moves a broken database file (and its WAL files) aside, to `<name>.unreadable`.
     pub fn move_aside(path: &Path) -> Result<(), StoreError> {
         move_aside(path, &path.with_extension("unreadable"))
@@ -618,33 +629,59 @@ fn create_shared_if_missing(path: &Path, seed: &str) -> Result<(), StoreError> {
     linked
 }
 
-/// Applies the schema and, on a new database, the sample data, in one transaction. The schema's
-/// statements are idempotent, so an older database gains what it lacks and keeps its rows.
+/// [`SqliteStore::merge_into`], with the other database attached as `fresh`: the calls it
+/// lacks, and for those the journal entries (a call it holds is left as it is, with its own
+/// journal, which knows what was replayed since).
+fn merge_into_attached(conn: &Connection) -> rusqlite::Result<usize> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    // The journal before the calls it names, checked at commit.
+    tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+    tx.execute(
+        "INSERT OR IGNORE INTO fresh.pending_sync (id, queued_at) \
+         SELECT id, queued_at FROM main.pending_sync WHERE id NOT IN (SELECT id FROM fresh.calls)",
+        [],
+    )?;
+    let calls = tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO fresh.calls ({COLUMNS}, answer) SELECT {COLUMNS}, answer FROM main.calls"
+        ),
+        [],
+    )?;
+    tx.commit()?;
+    Ok(calls)
+}
+
+/// Applies the schema and, on a new database, the sample data, in one transaction, then writes
+/// the answers of the calls that lack one. The schema's statements are idempotent, so an older
+/// database gains what it lacks and keeps its rows.
 fn prepare_schema(conn: &Connection, seed: &str) -> Result<(), StoreError> {
     if user_version(conn)? >= SCHEMA_VERSION {
         // Still prove the table is readable: a damaged file fails here.
         conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))?;
-        write_missing_answers(conn);
-        return Ok(());
+    } else {
+        // Read again inside the transaction: another environment sharing the file may have
+        // just prepared it.
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        let version = user_version(&tx)?;
+        if version < SCHEMA_VERSION {
+            let seed = if version == 0 { seed } else { "" };
+            // A table from before answers were kept gains the column before the schema
+            // indexes it.
+            let add_answer = if lacks_answer_column(&tx)? {
+                "ALTER TABLE calls ADD COLUMN answer TEXT;"
+            } else {
+                ""
+            };
+            tx.execute_batch(&format!(
+                "{add_answer} {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION};"
+            ))?;
+            // The first batch of answers with the schema: all of the sample's, without a
+            // transaction (and its syncs) of their own.
+            write_answers(&tx, &missing_answers(&tx, i64::MIN)?.answers)?;
+        }
+        tx.commit()?;
     }
-    // Read again inside the transaction: another environment sharing the file may have just
-    // prepared it.
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let version = user_version(&tx)?;
-    if version < SCHEMA_VERSION {
-        let seed = if version == 0 { seed } else { "" };
-        // A table from before answers were kept gains the column before the schema indexes it.
-        let add_answer = if lacks_answer_column(&tx)? {
-            "ALTER TABLE calls ADD COLUMN answer TEXT;"
-        } else {
-            ""
-        };
-        tx.execute_batch(&format!(
-            "{add_answer} {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION};"
-        ))?;
-        write_answers(&tx, &missing_answers(&tx)?)?;
-    }
-    tx.commit()?;
+    write_missing_answers(conn);
     Ok(())
 }
 
@@ -662,42 +699,78 @@ fn lacks_answer_column(conn: &Connection) -> rusqlite::Result<bool> {
     )
 }
 
-/// Writes the answer of the calls added without one since the file was prepared (by hand, or by
-/// an older version of the service sharing the file). Only a saving: when it cannot be done now
-/// (a read-only file, a busy one), those calls are written from their columns meanwhile.
+/// How many answers one transaction writes when they are filled in: short transactions, so
+/// that a large file brought up to date never holds up the other environments sharing it for
+/// longer than one batch takes.
+const ANSWER_BATCH: usize = 500;
+
+/// Writes the answers of the calls that lack one (added by hand, by an older version of the
+/// service sharing the file, or from before answers were kept), a batch at a time. Only a
+/// saving: when it cannot be done now (a read-only file, a busy one), those calls are written
+/// from their columns meanwhile.
 fn write_missing_answers(conn: &Connection) {
-    let written = || -> rusqlite::Result<()> {
-        // Looked for before taking the write lock, which a shared file then rarely needs.
-        if missing_answers(conn)?.is_empty() {
-            return Ok(());
+    let mut after = i64::MIN;
+    let filled = loop {
+        match fill_answers_after(conn, after) {
+            Ok(Some(last)) => after = last,
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
         }
-        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-        write_answers(&tx, &missing_answers(&tx)?)?;
-        tx.commit()
     };
-    if let Err(err) = written() {
+    if let Err(err) = filled {
         tracing::warn!(error = %err, "Could not write the answers of calls added without one; they are written from their columns");
     }
 }
 
-/// The answers of the readable calls that lack one, by rowid (rows that cannot be read back are
-/// left as they are: history skips them).
-fn missing_answers(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT rowid, {COLUMNS} FROM calls WHERE answer IS NULL"
-    ))?;
-    let mut rows = stmt.query([])?;
-    let mut answers = Vec::new();
-    while let Some(row) = rows.next()? {
-        if let Some(answer) = stored_call(row, 1).ok().as_ref().and_then(call_json) {
-            answers.push((row.get(0)?, answer));
-        }
+/// Writes one batch of answers, of the calls after `after` (by rowid) that lack one. The rowid
+/// the batch ended at, or `None` when there were no more.
+fn fill_answers_after(conn: &Connection, after: i64) -> rusqlite::Result<Option<i64>> {
+    // Looked for before taking the write lock, which a shared file then rarely needs (rows that
+    // cannot be read back get no answer, and need none).
+    let batch = missing_answers(conn, after)?;
+    if !batch.answers.is_empty() {
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        // Written again under the lock, from the rows as they are now.
+        write_answers(&tx, &missing_answers(&tx, after)?.answers)?;
+        tx.commit()?;
     }
-    Ok(answers)
+    Ok(batch.last_id)
+}
+
+/// Calls without an answer, at most a batch of them.
+struct MissingAnswers {
+    /// The readable ones' answers, by rowid (rows that cannot be read back are left as they
+    /// are: history skips them).
+    answers: Vec<(i64, String)>,
+    /// The last rowid looked at, readable or not.
+    last_id: Option<i64>,
+}
+
+/// The calls after `after` (by rowid) that lack an answer, at most [`ANSWER_BATCH`].
+fn missing_answers(conn: &Connection, after: i64) -> rusqlite::Result<MissingAnswers> {
+    // `+rowid`: found through the index of calls without an answer (nearly always empty), not by
+    // scanning the table from `after` on.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT rowid, {COLUMNS} FROM calls \
+         WHERE answer IS NULL AND +rowid > :after ORDER BY +rowid LIMIT {ANSWER_BATCH}"
+    ))?;
+    let mut rows = stmt.query(named_params! { ":after": after })?;
+    let mut batch = MissingAnswers {
+        answers: Vec::new(),
+        last_id: None,
+    };
+    while let Some(row) = rows.next()? {
+        let rowid = row.get(0)?;
+        if let Some(answer) = stored_call(row, 1).ok().as_ref().and_then(call_json) {
+            batch.answers.push((rowid, answer));
+        }
+        batch.last_id = Some(rowid);
+    }
+    Ok(batch)
 }
 
 fn write_answers(conn: &Connection, answers: &[(i64, String)]) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("UPDATE calls SET answer = :answer WHERE rowid = :rowid")?;
+    let mut stmt = conn.prepare_cached("UPDATE calls SET answer = :answer WHERE rowid = :rowid")?;
     for (rowid, answer) in answers {
         stmt.execute(named_params! { ":answer": answer, ":rowid": rowid })?;
     }
