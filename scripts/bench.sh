@@ -103,22 +103,24 @@ if [ "$only_pinned" = false ]; then
         echo "| endpoint | requests/s | p50 latency | p99 latency | budget |"
         echo "|---|---|---|---|---|"
     } >> "$OUT"
-    for path in "/api/calls/history?limit=50" "/db/status"; do
-        result="$(wrk -t2 -c64 -d10s --latency "http://127.0.0.1:$PORT$path")"
+    # One row of the table: label, budget, then wrk's options and the path.
+    throughput_row() {
+        local label="$1" budget="$2" path="${*: -1}"
+        local result
+        result="$(wrk "${@:3:$#-3}" --latency "http://127.0.0.1:$PORT$path")"
         echo "$result"
+        local rps p50 p99
         rps="$(awk '/Requests\/sec/ {print $2}' <<<"$result")"
         p50="$(awk '$1=="50%" {print $2}' <<<"$result")"
         p99="$(awk '$1=="99%" {print $2}' <<<"$result")"
-        echo "| \`GET $path\` | $rps | $p50 | $p99 | ≥ 10,000 requests/s |" >> "$OUT"
+        echo "| $label | $rps | $p50 | $p99 | $budget |" >> "$OUT"
+    }
+    for path in "/api/calls/history?limit=50" "/db/status"; do
+        throughput_row "\`GET $path\`" "≥ 10,000 requests/s" -t2 -c64 -d10s "$path"
     done
     # One client at a time: what a single history request of 500 rows costs over HTTP.
     path="/api/calls/history?limit=500"
-    result="$(wrk -t1 -c1 -d5s --latency "http://127.0.0.1:$PORT$path")"
-    echo "$result"
-    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$result")"
-    p50="$(awk '$1=="50%" {print $2}' <<<"$result")"
-    p99="$(awk '$1=="99%" {print $2}' <<<"$result")"
-    echo "| \`GET $path\`, one connection | $rps | $p50 | $p99 | p50 < 0.5 ms |" >> "$OUT"
+    throughput_row "\`GET $path\`, one connection" "p50 < 0.5 ms" -t1 -c1 -d5s "$path"
 fi
 stop_servers
 

@@ -23,6 +23,17 @@ async fn spawn_with_secret_endpoint(endpoint: &str, arn: &str) -> common::TestAp
     .await
 }
 
+/// The one log line saying the admin endpoints stay closed (it is said once, at start).
+fn the_closed_line() -> String {
+    let logs = common::logs();
+    let closed: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("admin endpoints stay closed"))
+        .collect();
+    assert_eq!(closed.len(), 1, "{logs}");
+    closed[0].to_string()
+}
+
 async fn force_sqlite(app: &common::TestApp, token: Option<&str>) -> common::Reply {
     let mut request = app.client.post(app.url("/db/force-sqlite"));
     if let Some(token) = token {
@@ -68,17 +79,8 @@ async fn a_missing_secret_leaves_the_admin_endpoints_closed() {
     assert_eq!(status.body["currentSource"], "sqlite");
     assert_eq!(status.body["databases"]["redshift"]["forced"], false);
 
-    let logs = common::logs();
-    let closed: Vec<&str> = logs
-        .lines()
-        .filter(|line| line.contains("admin endpoints stay closed"))
-        .collect();
-    assert_eq!(closed.len(), 1, "{logs}");
-    assert!(
-        closed[0].contains("ResourceNotFoundException"),
-        "{}",
-        closed[0]
-    );
+    let closed = the_closed_line();
+    assert!(closed.contains("ResourceNotFoundException"), "{closed}");
     secrets.shutdown().await;
 }
 
@@ -91,11 +93,6 @@ async fn an_unreachable_secrets_manager_leaves_the_admin_endpoints_closed() {
     let app = spawn_with_secret_endpoint(&endpoint, SECRET_ARN).await;
 
     assert_eq!(force_sqlite(&app, Some(TOKEN)).await.status, 403);
-    let logs = common::logs();
-    let closed: Vec<&str> = logs
-        .lines()
-        .filter(|line| line.contains("admin endpoints stay closed"))
-        .collect();
-    assert_eq!(closed.len(), 1, "{logs}");
-    assert!(closed[0].contains("could not be reached"), "{}", closed[0]);
+    let closed = the_closed_line();
+    assert!(closed.contains("could not be reached"), "{closed}");
 }

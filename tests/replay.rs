@@ -317,21 +317,11 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
     // test's runtime).
     let dir = tempfile::tempdir().unwrap();
     let seed_path = dir.path().join("seed.sql");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-history"))
+    let output = redshift
+        .service_command()
         .arg("snapshot")
         .arg(&seed_path)
-        .env_clear()
-        .env("REDSHIFT_CLUSTER_ID", "crm-cluster")
-        .env("REDSHIFT_DATABASE", "crm_db")
-        .env("REDSHIFT_DB_USER", "app_user")
         .env("SQLITE_PATH", dir.path().join("unused.db"))
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env(
-            "AWS_ENDPOINT_URL_REDSHIFT_DATA",
-            redshift.standin.data_api_url(),
-        )
         .output()
         .await
         .expect("snapshot runs");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::Redshift;
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// One environment: the release of this build, run as a process of its own.
 struct Environment {
@@ -35,28 +35,13 @@ impl Environment {
     async fn start(redshift: &Redshift, file: &Path, extra: &[(&str, &str)]) -> Environment {
         let port = free_port();
         let log = file.with_extension(format!("{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_call-history"));
+        let mut command = redshift.service_command();
         command
-            .env_clear()
             .env("PORT", port.to_string())
             .env("SQLITE_PATH", file)
             .env("SQLITE_SHARED", "true")
-            .env("REDSHIFT_CLUSTER_ID", "crm-cluster")
-            .env("REDSHIFT_DATABASE", "crm_db")
-            .env("REDSHIFT_DB_USER", "app_user")
             .env("REDSHIFT_CHECK_INTERVAL_SECS", "3600")
             .env("REDSHIFT_TIMEOUT_MS", "3000")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env(
-                "AWS_ENDPOINT_URL_REDSHIFT_DATA",
-                redshift.standin.data_api_url(),
-            )
-            .env(
-                "AWS_ENDPOINT_URL_CLOUDWATCH",
-                redshift.standin.cloudwatch_url(),
-            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::null())

@@ -313,6 +313,25 @@ impl Redshift {
         self.standin.operation_count("ExecuteStatement")
     }
 
+    /// The service's own binary, with nothing of this process's environment but what points
+    /// it at this stand-in: the cluster, fake credentials, the Data API and CloudWatch
+    /// endpoints.
+    pub fn service_command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-history"));
+        command
+            .env_clear()
+            .env("REDSHIFT_CLUSTER_ID", "crm-cluster")
+            .env("REDSHIFT_DATABASE", "crm_db")
+            .env("REDSHIFT_DB_USER", "app_user")
+            .envs(FAKE_AWS)
+            .env(
+                "AWS_ENDPOINT_URL_REDSHIFT_DATA",
+                self.standin.data_api_url(),
+            )
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH", self.standin.cloudwatch_url());
+        command
+    }
+
     /// Statements submitted: single ones and transactions.
     pub fn statements(&self) -> usize {
         self.executions() + self.standin.operation_count("BatchExecuteStatement")

@@ -6,6 +6,7 @@ use aws_sdk_redshiftdata::error::ProvideErrorMetadata;
 use aws_sdk_redshiftdata::operation::batch_execute_statement::BatchExecuteStatementError;
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementError;
 use aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementError;
+use aws_sdk_redshiftdata::operation::execute_statement::builders::ExecuteStatementFluentBuilder;
 use aws_sdk_redshiftdata::operation::get_statement_result::GetStatementResultError;
 use aws_sdk_redshiftdata::primitives::Blob;
 use aws_sdk_redshiftdata::types::{Field, StatementStatusString, StatusString};
@@ -21,6 +22,20 @@ const ALL_TYPES_TABLE: &str = "CREATE TABLE all_types (
 
 const INSERT_ALL_TYPES: &str = "INSERT INTO all_types VALUES (:id, :flag, :small, :medium, :big, \
     :real4, :real8, :amount, :note, :label, :code, :at, :at_tz, :day, decode(:payload, 'hex'))";
+
+/// Sends `request`, which the Data API refuses as invalid: its error.
+async fn refused(request: ExecuteStatementFluentBuilder) -> ExecuteStatementError {
+    let error = request
+        .send()
+        .await
+        .expect_err("refused")
+        .into_service_error();
+    assert!(
+        matches!(error, ExecuteStatementError::ValidationException(_)),
+        "{error:?}"
+    );
+    error
+}
 
 fn text(value: &str) -> Field {
     Field::StringValue(value.to_owned())
@@ -739,15 +754,7 @@ async fn sql_text_over_100_kb_is_refused_as_aws_does() {
     let sql_of = |bytes: usize| format!("SELECT 1 --{}", "x".repeat(bytes - "SELECT 1 --".len()));
     env.run_ok(&sql_of(100_000)).await;
 
-    let refused = execute(&env.data, &sql_of(100_001))
-        .send()
-        .await
-        .expect_err("over the limit")
-        .into_service_error();
-    assert!(
-        matches!(refused, ExecuteStatementError::ValidationException(_)),
-        "{refused:?}"
-    );
+    let refused = refused(execute(&env.data, &sql_of(100_001))).await;
     assert_eq!(
         refused.message(),
         Some("Cannot process query string larger than 100kB")
@@ -773,16 +780,7 @@ async fn sql_text_over_100_kb_is_refused_as_aws_does() {
 #[tokio::test]
 async fn an_empty_parameter_list_is_refused() {
     let env = Env::start().await;
-    let refused = execute(&env.data, "SELECT 1")
-        .set_parameters(Some(Vec::new()))
-        .send()
-        .await
-        .expect_err("Parameters: []")
-        .into_service_error();
-    assert!(
-        matches!(refused, ExecuteStatementError::ValidationException(_)),
-        "{refused:?}"
-    );
+    let refused = refused(execute(&env.data, "SELECT 1").set_parameters(Some(Vec::new()))).await;
     assert!(
         refused
             .message()
@@ -816,16 +814,8 @@ async fn a_retry_with_the_same_client_token_is_validated_again() {
         .send()
         .await
         .expect("first");
-    let retry = execute(&env.data, "SELECT :a")
-        .client_token("token-1")
-        .send()
-        .await
-        .expect_err("the retry lacks its parameter")
-        .into_service_error();
-    assert!(
-        matches!(retry, ExecuteStatementError::ValidationException(_)),
-        "{retry:?}"
-    );
+    // The retry lacks its parameter.
+    refused(execute(&env.data, "SELECT :a").client_token("token-1")).await;
 }
 
 #[tokio::test]
