@@ -99,8 +99,8 @@ redshift-local: ## The Redshift Data API and CloudWatch stand-in on PostgreSQL, 
 migrate: ## Create the calls table in Redshift (uses the REDSHIFT_* configuration)
 	cargo run --bin call-history -- migrate
 
-snapshot: ## Rebuild sql/sqlite/seed.sql from Redshift (newest 10,000 calls); rebuild to ship it
-	cargo run --bin call-history -- snapshot sql/sqlite/seed.sql
+snapshot: ## Write sql/sqlite/snapshot.sql from Redshift (newest 10,000 calls): what a deployed backup starts with; rebuild to ship it
+	cargo run --bin call-history -- snapshot sql/sqlite/snapshot.sql
 
 clean: ## Remove build output and the local databases
 	cargo clean

@@ -9,6 +9,8 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::store::replica::ReplicaSettings;
+
 /// Default probe interval while on SQLite, as in the guide.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// Default overall deadline of one Redshift operation: well under API Gateway's 30 s.
@@ -21,6 +23,15 @@ const CHECK_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
 /// deadline plus a little, so the deadline stays well below that.
 pub const REDSHIFT_TIMEOUT_MS: RangeInclusive<u64> = 100..=25_000;
 const HEARTBEAT_SECS: RangeInclusive<u64> = 1..=3_600;
+/// The replica's staleness bound: zero sends every read to Redshift; ten minutes at most.
+pub const READ_MAX_STALENESS_MS: RangeInclusive<u64> = 0..=600_000;
+pub const REPLICA_WINDOW_DAYS: RangeInclusive<u64> = 1..=365;
+pub const REPLICA_MAX_CALLS: RangeInclusive<u64> = 100..=100_000;
+pub const REPLICA_LOOK_BACK_SECS: RangeInclusive<u64> = 1..=3_600;
+pub const REPLICA_FULL_PULL_SECS: RangeInclusive<u64> = 60..=86_400;
+/// In Lambda, the work after each answer (metrics, replay, a pull ahead) is billed: bounded.
+pub const POST_ANSWER_BUDGET_MS: RangeInclusive<u64> = 0..=10_000;
+pub const DEFAULT_POST_ANSWER_BUDGET: Duration = Duration::from_millis(500);
 const PORTS: RangeInclusive<u64> = 1..=65_535;
 pub const DEFAULT_METRICS_NAMESPACE: &str = "CallHistory";
 
@@ -57,6 +68,12 @@ pub struct RedshiftConfig {
 pub struct Config {
     /// `None` when Redshift is not configured (or configured badly): SQLite is then primary.
     pub redshift: Option<RedshiftConfig>,
+    /// What is missing when Redshift is half configured (`REDSHIFT_DATABASE is missing`).
+    pub redshift_incomplete: Option<String>,
+    /// How the local replica of Redshift is kept.
+    pub replica: ReplicaSettings,
+    /// In Lambda, the longest the work after an answer may keep the environment awake.
+    pub post_answer_budget: Duration,
     pub check_interval: Duration,
     pub redshift_timeout: Duration,
     /// How often the running fallback duration is put to CloudWatch while on SQLite.
@@ -83,6 +100,9 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("redshift", &self.redshift)
+            .field("redshift_incomplete", &self.redshift_incomplete)
+            .field("replica", &self.replica)
+            .field("post_answer_budget", &self.post_answer_budget)
             .field("check_interval", &self.check_interval)
             .field("redshift_timeout", &self.redshift_timeout)
             .field("metrics_heartbeat", &self.metrics_heartbeat)
@@ -128,7 +148,21 @@ impl Config {
         let mut problems = Vec::new();
 
         let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let before = problems.len();
         let redshift = read_redshift(&get, &mut problems);
+        let redshift_incomplete = problems[before..]
+            .iter()
+            .find_map(|p| p.0.strip_prefix(HALF_CONFIGURED))
+            .map(|rest| rest.split(';').next().unwrap_or(rest).trim().to_string());
+        let replica = read_replica(&get, &mut problems);
+        let post_answer_budget = read_number(
+            &get,
+            "POST_ANSWER_BUDGET_MS",
+            POST_ANSWER_BUDGET_MS,
+            &mut problems,
+        )
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_POST_ANSWER_BUDGET);
         let check_interval = read_number(
             &get,
             "REDSHIFT_CHECK_INTERVAL_SECS",
@@ -180,6 +214,9 @@ impl Config {
 
         let config = Config {
             redshift,
+            redshift_incomplete,
+            replica,
+            post_answer_budget,
             check_interval,
             redshift_timeout,
             metrics_heartbeat,
@@ -239,6 +276,31 @@ fn read_number(
     }
 }
 
+/// How every "half configured" problem starts; what follows names what is missing.
+const HALF_CONFIGURED: &str = "Redshift is half configured: ";
+
+/// The replica's settings; each out of range is reported and its default used.
+fn read_replica(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> ReplicaSettings {
+    let defaults = ReplicaSettings::default();
+    let mut number = |name, range| read_number(get, name, range, problems);
+    ReplicaSettings {
+        max_staleness: number("READ_MAX_STALENESS_MS", READ_MAX_STALENESS_MS)
+            .map_or(defaults.max_staleness, Duration::from_millis),
+        window: number("REPLICA_WINDOW_DAYS", REPLICA_WINDOW_DAYS)
+            .map_or(defaults.window, |days| Duration::from_secs(days * 86_400)),
+        max_calls: number("REPLICA_MAX_CALLS", REPLICA_MAX_CALLS)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(defaults.max_calls),
+        look_back: number("REPLICA_LOOK_BACK_SECS", REPLICA_LOOK_BACK_SECS)
+            .map_or(defaults.look_back, Duration::from_secs),
+        full_pull_every: number("REPLICA_FULL_PULL_SECS", REPLICA_FULL_PULL_SECS)
+            .map_or(defaults.full_pull_every, Duration::from_secs),
+    }
+}
+
 /// Reads the Redshift part. Returns `None` (SQLite primary) when nothing is set, and also when
 /// only part of it is set, with a problem that says what is missing.
 fn read_redshift(
@@ -286,17 +348,14 @@ fn read_redshift(
     }
     let Some(target) = target else {
         problems.push(ConfigProblem(
-            "Redshift is half configured: set REDSHIFT_CLUSTER_ID, REDSHIFT_WORKGROUP or REDSHIFT_HOST; \
-             serving from SQLite"
-                .to_string(),
+            format!("{HALF_CONFIGURED}REDSHIFT_CLUSTER_ID, REDSHIFT_WORKGROUP or REDSHIFT_HOST is missing; serving from SQLite"),
         ));
         return None;
     };
     let Some(database) = database else {
-        problems.push(ConfigProblem(
-            "Redshift is half configured: REDSHIFT_DATABASE is missing; serving from SQLite"
-                .to_string(),
-        ));
+        problems.push(ConfigProblem(format!(
+            "{HALF_CONFIGURED}REDSHIFT_DATABASE is missing; serving from SQLite"
+        )));
         return None;
     };
     let auth = match (secret, db_user, &target) {
@@ -305,9 +364,7 @@ fn read_redshift(
         (None, None, RedshiftTarget::Workgroup(_)) => RedshiftAuth::Iam,
         (None, None, RedshiftTarget::Cluster(_)) => {
             problems.push(ConfigProblem(
-                "Redshift is half configured: a cluster needs REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER; \
-                 serving from SQLite"
-                    .to_string(),
+                format!("{HALF_CONFIGURED}REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER is missing (a cluster needs one); serving from SQLite"),
             ));
             return None;
         }

@@ -6,11 +6,13 @@
 //! - [`server`]: the local HTTP server, with its limits and timeouts.
 //! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
 //! - [`metrics`]: CloudWatch metrics on every switch.
+//! - [`background`]: work that finishes after an answer (and, in Lambda, before the freeze).
 //! - [`snapshot`]: rebuilds the shipped sample data from Redshift.
 //! - [`seed_redshift`]: loads the shipped sample data into Redshift (a fresh warehouse, the stand-in).
 
 pub mod admin_secret;
 pub mod api;
+pub mod background;
 pub mod config;
 pub mod lambda;
 pub mod logging;
@@ -30,17 +32,21 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use api::db::AdminPolicy;
 use api::AppState;
+use background::Background;
 use config::{Config, RedshiftConfig};
 use metrics::Metrics;
 use store::backup::Backup;
 use store::failover::{FailoverSettings, FailoverStore};
+use store::redshift::meter::{DataApiMeter, MeterInterceptor};
 use store::redshift::RedshiftStore;
-use store::sqlite::SqliteOptions;
+use store::sqlite::{Seed, SqliteOptions};
 
 /// The running service: its router and the store behind it.
 pub struct App {
     pub router: axum::Router,
     pub store: Arc<FailoverStore>,
+    /// Work that finishes after answers.
+    pub background: Background,
 }
 
 /// A command that works on Redshift itself (`migrate`, `snapshot`, `seed-redshift`) was run
@@ -64,7 +70,9 @@ pub async fn build_app(config: &Config) -> App {
     let options = SqliteOptions {
         journal_writes: config.redshift.is_some(),
         shared: config.sqlite_shared,
+        seed: backup_seed(config),
     };
+    let background = Background::default();
     let needs_aws = config.redshift.is_some() || config.admin_token_secret_arn.is_some();
     let (backup, aws) = if needs_aws {
         // Opening the backup waits for the disk (a new file is created and synced); loading the
@@ -72,7 +80,7 @@ pub async fn build_app(config: &Config) -> App {
         // secret for Secrets Manager: at start-up they overlap.
         tokio::join!(
             open_backup_off_thread(config.sqlite_path.clone(), options),
-            aws_services(config),
+            aws_services(config, &background),
         )
     } else {
         let backup = Backup::open(&config.sqlite_path, options);
@@ -87,9 +95,12 @@ pub async fn build_app(config: &Config) -> App {
         check_interval: config.check_interval,
         force_sqlite: config.force_sqlite,
         heartbeat_every: config.metrics_heartbeat,
+        replica: config.replica,
+        redshift_incomplete: config.redshift_incomplete.clone(),
     };
-    let store =
-        Arc::new(FailoverStore::new(aws.redshift, backup, settings, Arc::new(aws.metrics)).await);
+    let metrics = Arc::new(aws.metrics);
+    let store = FailoverStore::new(aws.redshift, backup, settings, metrics, background.clone());
+    let store = Arc::new(store.await);
     let state = AppState {
         store: Arc::clone(&store),
         admin: aws.admin,
@@ -97,6 +108,42 @@ pub async fn build_app(config: &Config) -> App {
     App {
         router: api::router(state),
         store,
+        background,
+    }
+}
+
+/// What a new backup file starts with: the sample calls only for a local demo (no Redshift, not
+/// in Lambda); a deployed backup, or one beside a warehouse, starts from the shipped snapshot
+/// (empty unless `make snapshot` made one) and fills from Redshift, so that it never shows calls
+/// the warehouse never held.
+fn backup_seed(config: &Config) -> Seed {
+    match config.redshift.is_none() && !config.in_lambda {
+        true => Seed::Sample,
+        false => Seed::Snapshot,
+    }
+}
+
+impl App {
+    /// The local server's upkeep: pulls the replica ahead of its readers, replays waiting
+    /// writes and puts the minute's metrics, on a timer, until the process ends. (In Lambda the
+    /// function's extension does the same after each answer.)
+    pub fn run_upkeep(&self) {
+        let store = Arc::clone(&self.store);
+        let settings = *store.replica().settings();
+        let tick = match settings.enabled() {
+            true => (settings.max_staleness / 4).max(Duration::from_millis(50)),
+            false => Duration::from_secs(1),
+        };
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(tick);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                store
+                    .maintain(store.redshift().map_or(tick, |r| r.timeout()))
+                    .await;
+            }
+        });
     }
 }
 
@@ -110,11 +157,11 @@ struct AwsServices {
 /// Loads the SDK's configuration once, builds the Redshift and CloudWatch clients on it when
 /// Redshift is configured, and reads the admin token of `ADMIN_TOKEN_SECRET_ARN` when that is
 /// set (once per cold start).
-async fn aws_services(config: &Config) -> AwsServices {
+async fn aws_services(config: &Config, background: &Background) -> AwsServices {
     let region_hint = config.redshift.as_ref().and_then(|r| r.region_hint.clone());
     let sdk = load_sdk_config(region_hint).await;
     let (redshift, metrics) = match &config.redshift {
-        Some(redshift_config) => redshift_services(&sdk, config, redshift_config),
+        Some(redshift_config) => redshift_services(&sdk, config, redshift_config, background),
         None => (None, Metrics::disabled()),
     };
     let admin = match &config.admin_token_secret_arn {
@@ -146,12 +193,14 @@ fn redshift_services(
     sdk: &SdkConfig,
     config: &Config,
     redshift_config: &RedshiftConfig,
+    background: &Background,
 ) -> (Option<RedshiftStore>, Metrics) {
-    let redshift = redshift_store(sdk, redshift_config, config.redshift_timeout);
+    let redshift = redshift_store(sdk, redshift_config, config.redshift_timeout, background);
     let metrics = Metrics::new(
         Some(cloudwatch_client(sdk)),
         config.metrics_namespace.clone(),
         config.function_name.clone(),
+        background.clone(),
     );
     (Some(redshift), metrics)
 }
@@ -167,7 +216,12 @@ async fn load_sdk_config(region_hint: Option<String>) -> SdkConfig {
         .await
 }
 
-fn redshift_store(sdk: &SdkConfig, redshift: &RedshiftConfig, deadline: Duration) -> RedshiftStore {
+fn redshift_store(
+    sdk: &SdkConfig,
+    redshift: &RedshiftConfig,
+    deadline: Duration,
+    background: &Background,
+) -> RedshiftStore {
     // Backstops only: every call also runs under the request's own deadline.
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(deadline.min(Duration::from_secs(3)))
@@ -178,14 +232,18 @@ fn redshift_store(sdk: &SdkConfig, redshift: &RedshiftConfig, deadline: Duration
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(50))
         .with_max_backoff(Duration::from_millis(500));
+    let meter = Arc::new(DataApiMeter::default());
     let client_config = aws_sdk_redshiftdata::config::Builder::from(sdk)
         .timeout_config(timeouts)
         .retry_config(retries)
+        .interceptor(MeterInterceptor(Arc::clone(&meter)))
         .build();
     RedshiftStore::new(
         aws_sdk_redshiftdata::Client::from_conf(client_config),
         redshift.clone(),
         deadline,
+        meter,
+        background.clone(),
     )
 }
 

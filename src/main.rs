@@ -52,10 +52,13 @@ async fn serve(config: &Config, app: call_history::App) -> Result<(), lambda_htt
             std::process::exit(1);
         }
     };
+    let status = app.store.snapshot().await;
     tracing::info!(
-        "🚀 Call history API on http://{address} (serving from {})",
-        app.store.current_source().as_str()
+        "🚀 Call history API on http://{address} (Redshift: {}; local SQLite: {})",
+        status.redshift_message,
+        status.sqlite_message
     );
+    app.run_upkeep();
     server::serve(listener, app.router, ServerLimits::default(), async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -74,14 +77,14 @@ fn write_openapi(path: Option<&str>) -> Result<(), lambda_http::Error> {
     Ok(())
 }
 
-/// `call-history snapshot [PATH]`: writes the newest calls in Redshift as the seed SQL that
-/// the next build ships (default `sql/sqlite/seed.sql`).
+/// `call-history snapshot [PATH]`: writes the newest calls in Redshift as the SQL a deployed
+/// backup starts with, which the next build ships (default `sql/sqlite/snapshot.sql`).
 async fn snapshot(app: &call_history::App, path: Option<&str>) -> Result<(), lambda_http::Error> {
     let redshift = app.configured_redshift()?;
     let (sql, rows) =
         call_history::snapshot::snapshot(redshift, call_history::snapshot::DEFAULT_SNAPSHOT_ROWS)
             .await?;
-    let path = path.unwrap_or("sql/sqlite/seed.sql");
+    let path = path.unwrap_or("sql/sqlite/snapshot.sql");
     std::fs::write(path, sql)?;
     tracing::info!("✅ Wrote {rows} calls from Redshift to {path}; rebuild to ship them");
     Ok(())
@@ -89,7 +92,13 @@ async fn snapshot(app: &call_history::App, path: Option<&str>) -> Result<(), lam
 
 /// `call-history migrate`: creates the Redshift `calls` table when it is missing.
 async fn migrate(app: &call_history::App) -> Result<(), lambda_http::Error> {
-    app.configured_redshift()?.apply_schema().await?;
-    tracing::info!("✅ Redshift schema is in place");
+    let migration = app.configured_redshift()?.migrate().await?;
+    if migration.added_ingested_at {
+        tracing::info!(
+            "✅ Redshift schema is in place; the calls table gained its ingested_at column"
+        );
+    } else {
+        tracing::info!("✅ Redshift schema is in place");
+    }
     Ok(())
 }

@@ -1,11 +1,10 @@
-//! CloudWatch metrics on every switch between databases.
+//! CloudWatch metrics: every switch between databases, the running fallback, the replica's age
+//! and the Data API's throttling, writes set aside, and writes a shutdown could not save.
 //!
-//! Lambda freezes the process once a response is returned, so metrics are put before the
-//! response, with no retries: a request waits for the put at most [`PUT_TIMEOUT`], and less when
-//! its own time is nearly spent (a request that already waited out a hung Redshift keeps within
-//! its deadline). A put that is still under way then finishes in the background (in Lambda, when
-//! the environment next thaws). A slow or failing CloudWatch never fails a request. Failures are
-//! logged once until a put succeeds again, so an outage of CloudWatch does not flood the logs.
+//! A put never delays an answer: it runs as [`Background`] work, with no retries and at most
+//! [`PUT_TIMEOUT`]; in Lambda the function's extension lets it finish before the environment
+//! freezes. A slow or failing CloudWatch never fails a request. Failures are logged once until
+//! a put succeeds again, so an outage of CloudWatch does not flood the logs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +13,9 @@ use std::time::Duration;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_cloudwatch::Client;
 
-/// Longest time a request waits for CloudWatch.
+use crate::background::Background;
+
+/// Longest time a put may take.
 pub const PUT_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The one dimension of every metric: the function's name, so that two stacks never mix.
@@ -38,17 +39,43 @@ pub mod names {
     /// One per journaled write that Redshift refused at replay and that was set aside (kept in
     /// the local backup with its reason), so that the rest of the journal could replay.
     pub const REJECTED_WRITES: &str = "RejectedWrites";
+    /// Data API calls the account's quotas refused (the SDK's retries included), put at most
+    /// once a minute.
+    pub const DATA_API_THROTTLES: &str = "DataApiThrottles";
+    /// How old the local replica was at most since the last put, at most once a minute.
+    pub const REPLICA_AGE: &str = "ReplicaAgeSeconds";
+    /// Writes that waited for Redshift in a file gone with the environment at its shutdown.
+    pub const WRITES_LOST_AT_SHUTDOWN: &str = "WritesLostAtShutdown";
+    /// One per journaled write whose id Redshift already held with other content.
+    pub const CONFLICTING_WRITES: &str = "ConflictingWrites";
 }
 
-/// What the metrics report: a change of serving database, a heartbeat while on the backup, or
-/// writes the replay had to set aside.
+/// What the metrics report.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SwitchEvent {
     FellBack,
     Forced,
-    Recovered { fallback: Duration },
-    StillOnSqlite { elapsed: Duration },
-    WritesSetAside { count: u64 },
+    Recovered {
+        fallback: Duration,
+    },
+    /// A heartbeat while on the backup.
+    StillOnSqlite {
+        elapsed: Duration,
+    },
+    WritesSetAside {
+        count: u64,
+    },
+    Conflicts {
+        count: u64,
+    },
+    /// The minute's report on the Data API and the replica.
+    Minute {
+        throttles: u64,
+        replica_age: Option<Duration>,
+    },
+    WritesLostAtShutdown {
+        count: u64,
+    },
 }
 
 pub struct Metrics {
@@ -57,35 +84,59 @@ pub struct Metrics {
     function_name: String,
     /// Shared with puts that finish in the background.
     failure_logged: Arc<AtomicBool>,
+    background: Background,
 }
 
 impl Metrics {
     /// `client` is `None` where nothing can switch (Redshift not configured).
-    pub fn new(client: Option<Client>, namespace: String, function_name: String) -> Self {
+    pub fn new(
+        client: Option<Client>,
+        namespace: String,
+        function_name: String,
+        background: Background,
+    ) -> Self {
         Metrics {
             client,
             namespace,
             function_name,
             failure_logged: Arc::new(AtomicBool::new(false)),
+            background,
         }
     }
 
     pub fn disabled() -> Self {
-        Metrics::new(None, String::new(), String::new())
+        Metrics::new(None, String::new(), String::new(), Background::default())
     }
 
-    /// Puts the metrics of `event`. Never fails; waits at most `wait` (and never more than
-    /// [`PUT_TIMEOUT`]); a put not done by then finishes in the background.
-    pub async fn record(&self, event: SwitchEvent, wait: Duration) {
-        let Some(client) = &self.client else { return };
+    /// Puts the metrics of `event` as background work. Never fails, never waits.
+    pub fn record(&self, event: SwitchEvent) {
+        if let Some(put) = self.put(event) {
+            self.background.spawn(put);
+        }
+    }
+
+    /// Puts the metrics of `event` and waits for the put (at most [`PUT_TIMEOUT`]): at
+    /// shutdown, when nothing comes after.
+    pub async fn record_now(&self, event: SwitchEvent) {
+        if let Some(put) = self.put(event) {
+            put.await;
+        }
+    }
+
+    fn put(&self, event: SwitchEvent) -> Option<impl std::future::Future<Output = ()> + Send> {
+        let client = self.client.as_ref()?;
+        let data = self.data_for(event);
+        if data.is_empty() {
+            return None;
+        }
         let put = client
             .put_metric_data()
             .namespace(&self.namespace)
-            .set_metric_data(Some(self.data_for(event)))
+            .set_metric_data(Some(data))
             .send();
         let failure_logged = Arc::clone(&self.failure_logged);
         // The client's operation timeout (PUT_TIMEOUT) ends a put that gets no answer.
-        let task = tokio::spawn(async move {
+        Some(async move {
             match put.await {
                 Ok(_) => failure_logged.store(false, Ordering::Relaxed),
                 Err(err) => {
@@ -95,9 +146,7 @@ impl Metrics {
                     }
                 }
             }
-        });
-        // Dropping the handle detaches the task: it goes on after this request has answered.
-        let _ = tokio::time::timeout(wait.min(PUT_TIMEOUT), task).await;
+        })
     }
 
     fn data_for(&self, event: SwitchEvent) -> Vec<MetricDatum> {
@@ -128,6 +177,32 @@ impl Metrics {
             SwitchEvent::WritesSetAside { count } => {
                 vec![self.datum(names::REJECTED_WRITES, count as f64, StandardUnit::Count)]
             }
+            SwitchEvent::Conflicts { count } => {
+                vec![self.datum(names::CONFLICTING_WRITES, count as f64, StandardUnit::Count)]
+            }
+            SwitchEvent::Minute {
+                throttles,
+                replica_age,
+            } => {
+                let mut data = vec![self.datum(
+                    names::DATA_API_THROTTLES,
+                    throttles as f64,
+                    StandardUnit::Count,
+                )];
+                if let Some(age) = replica_age {
+                    data.push(self.datum(
+                        names::REPLICA_AGE,
+                        age.as_secs_f64(),
+                        StandardUnit::Seconds,
+                    ));
+                }
+                data
+            }
+            SwitchEvent::WritesLostAtShutdown { count } => vec![self.datum(
+                names::WRITES_LOST_AT_SHUTDOWN,
+                count as f64,
+                StandardUnit::Count,
+            )],
         }
     }
 

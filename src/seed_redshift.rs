@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::store::journal::REPLAY_BATCH;
 use crate::store::redshift::RedshiftStore;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Call, CallStore, HistoryQuery, StoreError};
+use crate::store::{Call, HistoryQuery, StoreError};
 use crate::{App, RedshiftNotConfigured};
 
 /// Why the sample calls could not be loaded.
@@ -51,10 +51,17 @@ pub async fn seed(redshift: &RedshiftStore) -> Result<SeedReport, SeedError> {
     let calls = sample_calls().await.map_err(SeedError::Sample)?;
     let mut added = 0;
     for batch in calls.chunks(REPLAY_BATCH) {
-        added += redshift
+        let session = redshift.session();
+        let ids: Vec<&str> = batch.iter().map(|c| c.id.as_str()).collect();
+        let held = session
+            .existing_ids(&ids)
+            .await
+            .map_err(SeedError::Redshift)?;
+        session
             .insert_missing(batch)
             .await
             .map_err(SeedError::Redshift)?;
+        added += (batch.len() - held.len()) as i64;
     }
     Ok(SeedReport {
         sample_calls: calls.len(),

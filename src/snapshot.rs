@@ -1,11 +1,11 @@
-//! `call-history snapshot`: rebuilds the sample data shipped with the function from Redshift,
-//! through the Data API, so that a cold start during an outage serves recent history rather
-//! than old samples. The output is the SQL file compiled into the function
-//! (`sql/sqlite/seed.sql`); rebuild and deploy to ship it.
+//! `call-history snapshot`: writes the newest calls in Redshift, through the Data API, as the SQL
+//! a deployed backup starts with (`sql/sqlite/snapshot.sql`, compiled into the function), so
+//! that a cold start during an outage serves recent history rather than nothing. Rebuild and
+//! deploy to ship it.
 
 use crate::store::redshift::RedshiftStore;
 use crate::store::sqlite::to_db_time;
-use crate::store::{Call, CallStore, HistoryQuery, StoreError};
+use crate::store::{Call, HistoryQuery, StoreError};
 
 /// Rows per INSERT statement of the seed file.
 const ROWS_PER_INSERT: usize = 500;
@@ -17,14 +17,14 @@ pub async fn snapshot(redshift: &RedshiftStore, rows: u32) -> Result<(String, us
         limit: rows,
         ..HistoryQuery::default()
     };
-    let calls = redshift.history(&query).await?;
+    let calls = redshift.session().history(&query).await?;
     Ok((seed_sql(&calls), calls.len()))
 }
 
 /// `INSERT OR IGNORE` statements for these calls, in chunks.
 pub fn seed_sql(calls: &[Call]) -> String {
     let mut sql = String::from(
-        "-- Snapshot of the newest calls in Redshift, loaded once into a new local database.\n",
+        "-- Snapshot of the newest calls in Redshift, loaded once into a new local backup.\n",
     );
     for chunk in calls.chunks(ROWS_PER_INSERT) {
         sql.push_str(

@@ -44,7 +44,7 @@ pub async fn on_standin(admin_url: &str, vars: &[(&str, String)]) -> OnStandIn {
     app.store
         .redshift()
         .expect("configured")
-        .apply_schema()
+        .migrate()
         .await
         .expect("schema");
     OnStandIn {

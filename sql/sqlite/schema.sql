@@ -43,16 +43,35 @@ CREATE TABLE IF NOT EXISTS pending_sync (
 
 -- Journaled writes that Redshift refused at replay (a value it will not store), set aside so that
 -- the rest of the journal replays. The call itself stays in `calls`; the reason is kept here.
+-- A conflict is a journaled write whose id Redshift already held with other content: Redshift's
+-- version stays, this one is kept here, apart.
 CREATE TABLE IF NOT EXISTS rejected_sync (
     id          TEXT PRIMARY KEY NOT NULL,
     reason      TEXT NOT NULL,
-    rejected_at TEXT NOT NULL
+    rejected_at TEXT NOT NULL,
+    conflict    INTEGER NOT NULL DEFAULT 0
 );
 
--- Who replays the journal now, when several environments share this file: one at a time, and a
--- lease that expires on its own, so that a frozen or killed environment blocks nobody for long.
-CREATE TABLE IF NOT EXISTS replay_lease (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
+-- Leases by name (`replay`, `pull`): who does a job that one environment at a time should do when
+-- several share this file, until when (Unix milliseconds). An expired lease is anyone's.
+CREATE TABLE IF NOT EXISTS leases (
+    name       TEXT PRIMARY KEY NOT NULL,
     holder     TEXT NOT NULL,
-    expires_at INTEGER NOT NULL -- Unix milliseconds
+    expires_at INTEGER NOT NULL
+);
+
+-- The local replica of Redshift: one row, written with each successful pull, so that every
+-- environment sharing this file knows how fresh the copy is.
+CREATE TABLE IF NOT EXISTS replica_state (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    -- When the last successful pull was sent (Unix milliseconds): the copy holds everything
+    -- Redshift held then.
+    pulled_at       INTEGER NOT NULL,
+    -- The warehouse's own clock at that pull (TIMESTAMP text): the next pull asks for calls
+    -- ingested since then, less a look-back.
+    warehouse_clock TEXT NOT NULL,
+    -- The copy holds every call that started after this instant (stored time text).
+    window_floor    TEXT NOT NULL,
+    -- When the whole window was last pulled (Unix milliseconds).
+    full_pull_at    INTEGER NOT NULL
 );

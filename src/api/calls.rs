@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::{with_source, AppState};
+use super::{served, AppState, AsOf};
 use crate::store::json::{push_int, push_str, CallsJson};
 use crate::store::rules::{
     TextField, TextProblem, ACCOUNT_NAME, CONTACT_NAME, FIRST_INSTANT, LAST_INSTANT, NOTES, OUTCOME,
@@ -188,6 +188,12 @@ pub struct HistoryResponse<'a> {
     source: Source,
     /// `Using cloud database`, `Using local backup database` or `No database available`.
     message: &'static str,
+    /// The answer holds everything Redshift held at this time, plus this environment's own
+    /// writes (RFC 3339, milliseconds; also the `X-Data-As-Of` header). Null when this
+    /// environment never reached Redshift.
+    #[serde(rename = "asOf")]
+    #[schema(format = DateTime)]
+    as_of: Option<String>,
 }
 
 /// One call and the database that served it.
@@ -195,6 +201,12 @@ pub struct HistoryResponse<'a> {
 pub struct CallResponse<'a> {
     call: &'a Call,
     source: Source,
+    /// The answer holds everything Redshift held at this time, plus this environment's own
+    /// writes (RFC 3339, milliseconds; also the `X-Data-As-Of` header). Null when this
+    /// environment never reached Redshift.
+    #[serde(rename = "asOf")]
+    #[schema(format = DateTime)]
+    as_of: Option<String>,
 }
 
 /// `GET /api/calls/{id}`: the call, or null while no database answers (the source says why).
@@ -203,6 +215,12 @@ pub struct CallLookup<'a> {
     #[schema(value_type = Option<Call>)]
     call: Option<&'a Call>,
     source: Source,
+    /// The answer holds everything Redshift held at this time, plus this environment's own
+    /// writes (RFC 3339, milliseconds; also the `X-Data-As-Of` header). Null when this
+    /// environment never reached Redshift.
+    #[serde(rename = "asOf")]
+    #[schema(format = DateTime)]
+    as_of: Option<String>,
 }
 
 #[utoipa::path(
@@ -222,25 +240,30 @@ pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         Ok(query) => query,
         Err(err) => return err.with_source(state.store.current_source()),
     };
-    let served = state.store.history(&query).await;
-    let calls = match served.result {
+    let answer = state.store.history(&query).await;
+    let calls = match answer.result {
         Ok(calls) => calls,
-        Err(err) if err.is_refusal() => return refused("query", &err).with_source(served.source),
+        Err(err) if err.is_refusal() => return refused("query", &err).with_source(answer.source),
         // Both databases down: an empty answer, as the guide says; the source tells why.
         Err(_) => CallsJson::with_room_for(0),
     };
     tracing::info!(
         "✅ Found {} from {} {}",
         count_of_calls(calls.count()),
-        served.source.as_str(),
-        served.source.emoji()
+        answer.source.as_str(),
+        answer.source.emoji()
     );
-    with_source(served.source, history_answer(calls, served.source))
+    let as_of = AsOf(answer.as_of);
+    served(
+        answer.source,
+        as_of,
+        history_answer(calls, answer.source, as_of),
+    )
 }
 
 /// `{"calls": [...], "count": n, "source": "...", "message": "..."}`, written around the calls
 /// already in JSON (the fields in this order, as serde wrote them from a struct).
-fn history_answer(calls: CallsJson, source: Source) -> Response {
+fn history_answer(calls: CallsJson, source: Source, as_of: AsOf) -> Response {
     let count = calls.count() as u64;
     let body = calls.into_document(br#"{"calls":"#, |out| {
         out.extend_from_slice(br#","count":"#);
@@ -249,6 +272,11 @@ fn history_answer(calls: CallsJson, source: Source) -> Response {
         push_str(out, source.as_str());
         out.extend_from_slice(br#","message":"#);
         push_str(out, history_message(source));
+        out.extend_from_slice(br#","asOf":"#);
+        match as_of.text() {
+            Some(text) => push_str(out, &text),
+            None => out.extend_from_slice(b"null"),
+        }
         out.push(b'}');
     });
     (
@@ -296,27 +324,25 @@ pub async fn get_call(
     if let Err(err) = validate_id(&id) {
         return err.with_source(state.store.current_source());
     }
-    let served = state.store.get(&id).await;
-    match served.result {
-        Ok(Some(call)) => with_source(
-            served.source,
+    let answer = state.store.get(&id).await;
+    let (source, as_of) = (answer.source, AsOf(answer.as_of));
+    let lookup = |call| {
+        served(
+            source,
+            as_of,
             Json(CallLookup {
-                call: Some(&call),
-                source: served.source,
+                call,
+                source,
+                as_of: as_of.text(),
             }),
-        ),
-        Ok(None) => {
-            ApiError::NotFound(format!("No call with id {id:?}.")).with_source(served.source)
-        }
-        Err(err) if err.is_refusal() => refused("query", &err).with_source(served.source),
+        )
+    };
+    match answer.result {
+        Ok(Some(call)) => lookup(Some(&call)),
+        Ok(None) => ApiError::NotFound(format!("No call with id {id:?}.")).with_source(source),
+        Err(err) if err.is_refusal() => refused("query", &err).with_source(source),
         // Both databases down: reads answer empty, as the history does.
-        Err(_) => with_source(
-            served.source,
-            Json(CallLookup {
-                call: None,
-                source: served.source,
-            }),
-        ),
+        Err(_) => lookup(None),
     }
 }
 
@@ -346,21 +372,20 @@ pub async fn create_call(
         Ok(parsed) => parsed,
         Err(err) => return err.with_source(state.store.current_source()),
     };
-    let served = state.store.insert(&call).await;
-    let source = served.source;
-    match served.result {
+    let answer = state.store.insert(&call).await;
+    let (source, as_of) = (answer.source, AsOf(answer.as_of));
+    let stored = |status: StatusCode, call: &Call| {
+        let body = CallResponse {
+            call,
+            source,
+            as_of: as_of.text(),
+        };
+        served(source, as_of, (status, Json(body)))
+    };
+    match answer.result {
         Ok(InsertOutcome::Inserted) => {
             tracing::info!(id = %call.id, "📝 Recorded call in {} {}", source.as_str(), source.emoji());
-            with_source(
-                source,
-                (
-                    StatusCode::CREATED,
-                    Json(CallResponse {
-                        call: &call,
-                        source,
-                    }),
-                ),
-            )
+            stored(StatusCode::CREATED, &call)
         }
         Ok(InsertOutcome::AlreadyExists(existing)) => {
             let mut retried = call.clone();
@@ -368,16 +393,7 @@ pub async fn create_call(
                 retried.started_at = existing.started_at;
             }
             if existing.same_content(&retried) {
-                with_source(
-                    source,
-                    (
-                        StatusCode::OK,
-                        Json(CallResponse {
-                            call: &existing,
-                            source,
-                        }),
-                    ),
-                )
+                stored(StatusCode::OK, &existing)
             } else {
                 ApiError::Conflict(format!(
                     "A different call with id {:?} is already recorded; use a new id to record another call.",

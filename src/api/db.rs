@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::{with_source, AppState};
-use crate::store::failover::{ForceOutcome, HealthSnapshot};
+use crate::store::failover::ForceOutcome;
+use crate::store::status::{HealthSnapshot, ReplicaSnapshot};
 use crate::store::{format_timestamp, Source};
 
 fn source_name(source: Source) -> &'static str {
@@ -59,6 +60,11 @@ pub struct StatusResponse {
     pub message: &'static str,
     pub fallback: FallbackState,
     pub sync: SyncState,
+    /// The local replica of Redshift; null when none is kept (Redshift not configured, or every
+    /// read sent to Redshift with `READ_MAX_STALENESS_MS=0`).
+    pub replica: Option<ReplicaStatus>,
+    /// This environment's Data API calls; null when Redshift is not configured.
+    pub data_api: Option<DataApiStatus>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -127,14 +133,51 @@ pub struct FallbackState {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncState {
-    /// Writes the backup took that wait for replay to Redshift.
+    /// Writes the backup took that wait for replay to Redshift (every read of this environment
+    /// includes them meanwhile).
     pub pending_writes: u64,
-    /// Back on Redshift while writes still replay: reads are answered from SQLite meanwhile.
-    pub catching_up: bool,
     /// Journaled writes Redshift refused at replay, set aside (kept in the backup).
     pub rejected_writes: u64,
+    /// Journaled writes whose id Redshift already held with other content: Redshift's version
+    /// stays, these are kept in the backup, apart.
+    pub conflicting_writes: u64,
     #[schema(format = DateTime)]
     pub last_replay_at: Option<String>,
+}
+
+/// The local replica: reads are answered from it while its last pull is within the bound.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// When the last successful pull was sent: the copy holds everything Redshift held then.
+    #[schema(format = DateTime)]
+    pub last_pull_at: Option<String>,
+    #[schema(minimum = 0)]
+    pub age_seconds: Option<f64>,
+    /// The staleness bound (`READ_MAX_STALENESS_MS`).
+    pub max_staleness_ms: u64,
+    /// The copy holds every call that started after this time.
+    #[schema(format = DateTime)]
+    pub window_starts_after: Option<String>,
+    /// How far back the window reaches (`REPLICA_WINDOW_DAYS`) and the most calls it holds
+    /// (`REPLICA_MAX_CALLS`).
+    pub window_days: u64,
+    pub max_calls: u32,
+    /// Calls the window holds now.
+    pub calls_in_window: Option<u64>,
+    #[schema(format = DateTime)]
+    pub last_full_pull_at: Option<String>,
+}
+
+/// This environment's Data API calls (the SDK's retries included) and the account's throttling
+/// of them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataApiStatus {
+    pub calls_last_minute: u64,
+    pub throttles_last_minute: u64,
+    pub calls_since_start: u64,
+    pub throttles_since_start: u64,
 }
 
 #[utoipa::path(
@@ -171,12 +214,32 @@ pub async fn status(State(state): State<AppState>) -> Response {
         fallback: fallback_state(&s),
         sync: SyncState {
             pending_writes: s.pending_sync,
-            catching_up: s.catching_up,
             rejected_writes: s.rejected_sync,
+            conflicting_writes: s.conflicting_sync,
             last_replay_at: time(s.last_replay_at),
         },
+        replica: s.replica.as_ref().map(replica_status),
+        data_api: s.data_api.map(|m| DataApiStatus {
+            calls_last_minute: m.calls_last_minute,
+            throttles_last_minute: m.throttles_last_minute,
+            calls_since_start: m.calls,
+            throttles_since_start: m.throttles,
+        }),
     };
     with_source(s.source, Json(body))
+}
+
+fn replica_status(r: &ReplicaSnapshot) -> ReplicaStatus {
+    ReplicaStatus {
+        last_pull_at: time(r.last_pull_at),
+        age_seconds: secs(r.age),
+        max_staleness_ms: r.max_staleness.as_millis().try_into().unwrap_or(u64::MAX),
+        window_starts_after: time(r.window_starts_after),
+        window_days: r.window.as_secs() / 86_400,
+        max_calls: r.max_calls,
+        calls_in_window: r.calls_in_window,
+        last_full_pull_at: time(r.last_full_pull_at),
+    }
 }
 
 fn fallback_state(s: &HealthSnapshot) -> FallbackState {

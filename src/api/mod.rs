@@ -13,6 +13,7 @@ use axum::http::{header, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::store::failover::FailoverStore;
 use crate::store::Source;
@@ -54,6 +55,33 @@ pub fn with_source(source: Source, response: impl IntoResponse) -> Response {
     response.extensions_mut().insert(source);
     response
 }
+
+/// The time a database-backed answer holds the warehouse as of: the `asOf` field of its body
+/// and the `X-Data-As-Of` header (RFC 3339 in UTC, milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AsOf(pub Option<DateTime<Utc>>);
+
+impl AsOf {
+    /// As the body and the header write it; `None` when no pull ever reached Redshift.
+    pub fn text(self) -> Option<String> {
+        self.0
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+}
+
+/// Marks a database-backed answer with its source and the time it holds the warehouse as of.
+pub fn served(source: Source, as_of: AsOf, response: impl IntoResponse) -> Response {
+    let mut response = with_source(source, response);
+    if let Some(text) = as_of.text() {
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().insert(AS_OF_HEADER, value);
+        }
+    }
+    response
+}
+
+/// The header that says as of when an answer holds the warehouse.
+pub const AS_OF_HEADER: &str = "x-data-as-of";
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!("There is no endpoint at {}.", uri.path()))

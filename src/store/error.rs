@@ -39,6 +39,12 @@ pub enum ErrorKind {
     StatementAborted,
     /// The answer could not be understood.
     Decode,
+    /// Redshift's serializable isolation aborted a write for a concurrent one (error 1023).
+    WriteConflict,
+    /// No usable AWS credentials (or region) for the Data API: the request was never sent.
+    Credentials,
+    /// The warehouse's `calls` table predates this version (`call-history migrate` updates it).
+    SchemaOutdated,
     /// The database works and refuses this value (out of range, invalid byte sequence, value
     /// too long). Never a reason to switch databases.
     Refused(Refusal),
@@ -92,6 +98,9 @@ impl ErrorKind {
             ErrorKind::StatementFailed => "Statement failed",
             ErrorKind::StatementAborted => "Statement aborted",
             ErrorKind::Decode => "Undecodable result",
+            ErrorKind::WriteConflict => "Write conflict",
+            ErrorKind::Credentials => "No AWS credentials",
+            ErrorKind::SchemaOutdated => "Warehouse table out of date",
             ErrorKind::Refused(refusal) => refusal.as_str(),
             ErrorKind::Sqlite(problem) => problem.as_str(),
         }

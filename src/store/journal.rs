@@ -5,6 +5,9 @@
 //! - A journaled write is replayed exactly once: each batch is one idempotent transaction on
 //!   Redshift (see [`RedshiftSession::insert_missing`]) and leaves the journal only once Redshift
 //!   has it, so a replay cut off anywhere resumes later without loss or duplicates.
+//! - A conflict is not silent: a journaled write whose id Redshift already holds with other
+//!   content (another environment took the same id meanwhile) keeps Redshift's version and is
+//!   set aside as a conflict (kept in the backup, counted, measured, logged).
 //! - The journal cannot be blocked: a write that breaks [`rules`] (journaled by an older
 //!   version, say) is set aside (kept in the backup with its reason, counted, measured, logged
 //!   once) without asking Redshift, and so is a row that cannot even be read back. A batch
@@ -30,14 +33,15 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 use super::error::Refusal;
+use super::redshift::sql::MAX_ROWS_PER_INSERT;
 use super::redshift::RedshiftSession;
 use super::rules;
-use super::sqlite::SqliteStore;
+use super::sqlite::{Lease, SetAside, SqliteStore};
 use super::{Call, StoreError};
 use crate::metrics::{Metrics, SwitchEvent};
 
 /// Rows per replay statement: one multi-row insert each.
-pub const REPLAY_BATCH: usize = 200;
+pub const REPLAY_BATCH: usize = MAX_ROWS_PER_INSERT;
 
 /// What one replay did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +53,8 @@ pub struct ReplayReport {
     pub already_there: u64,
     /// Writes Redshift refused, or that could not be read back, now set aside.
     pub set_aside: u64,
+    /// Writes whose id Redshift already held with other content, now set aside.
+    pub conflicts: u64,
     /// Another replay was running: this one did nothing.
     pub busy: bool,
 }
@@ -69,6 +75,7 @@ pub struct Journal {
     leased_elsewhere_until: AtomicI64,
     /// Writes set aside, for `/db/status`.
     rejected: AtomicU64,
+    conflicts: AtomicU64,
     last_replay_at: Mutex<Option<DateTime<Utc>>>,
     replay_lock: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -84,6 +91,7 @@ impl Journal {
             holder: uuid::Uuid::new_v4().to_string(),
             leased_elsewhere_until: AtomicI64::new(0),
             rejected: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
             last_replay_at: Mutex::new(None),
             replay_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -98,8 +106,14 @@ impl Journal {
         self.pending.load(Ordering::Acquire)
     }
 
+    /// Writes set aside as refused.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Writes set aside as conflicts.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     pub fn last_replay_at(&self) -> Option<DateTime<Utc>> {
@@ -136,7 +150,7 @@ impl Journal {
         }
         let until = now + redshift.deadline().remaining();
         if let Err(expires_at) = sqlite
-            .take_lease(self.holder.clone(), until.timestamp_millis())
+            .take_lease(Lease::Replay, self.holder.clone(), until.timestamp_millis())
             .await?
         {
             self.leased_elsewhere_until
@@ -145,7 +159,10 @@ impl Journal {
         }
         let mut run = ReplayRun::new(sqlite, redshift);
         let outcome = run.all().await;
-        if let Err(err) = sqlite.release_lease(self.holder.clone()).await {
+        if let Err(err) = sqlite
+            .release_lease(Lease::Replay, self.holder.clone())
+            .await
+        {
             // It expires on its own at the deadline.
             tracing::debug!(error = %err.detail, "replay lease not released");
         }
@@ -190,8 +207,9 @@ impl Journal {
                 self.pending.fetch_max(counted, Ordering::AcqRel);
             }
         }
-        if let Ok(rejected) = sqlite.rejected_count().await {
-            self.rejected.store(rejected, Ordering::Relaxed);
+        if let Ok(counts) = sqlite.set_aside_counts().await {
+            self.rejected.store(counts.refused, Ordering::Relaxed);
+            self.conflicts.store(counts.conflicts, Ordering::Relaxed);
         }
     }
 
@@ -205,21 +223,20 @@ impl Journal {
                 rows = report.replayed,
                 already_in_redshift = report.already_there,
                 set_aside = report.set_aside,
+                conflicts = report.conflicts,
                 still_waiting = self.pending(),
                 "🔁 Replayed writes from the local backup to Redshift"
             );
         }
         if report.set_aside > 0 {
-            // The request has little time left; what the put does not finish in 50 ms goes on
-            // in the background.
-            self.metrics
-                .record(
-                    SwitchEvent::WritesSetAside {
-                        count: report.set_aside,
-                    },
-                    Duration::from_millis(50),
-                )
-                .await;
+            self.metrics.record(SwitchEvent::WritesSetAside {
+                count: report.set_aside,
+            });
+        }
+        if report.conflicts > 0 {
+            self.metrics.record(SwitchEvent::Conflicts {
+                count: report.conflicts,
+            });
         }
     }
 }
@@ -253,6 +270,7 @@ impl<'a> ReplayRun<'a> {
                 self.set_aside(
                     entry,
                     "?",
+                    SetAside::Refused,
                     format!("unreadable in the local backup: {reason}"),
                 )
                 .await?;
@@ -284,17 +302,12 @@ impl<'a> ReplayRun<'a> {
             let outcome = self.redshift.insert_missing(&batch).await;
             self.last_statement = Some(started.elapsed());
             match outcome {
-                Ok(added) => {
-                    let entries = part.iter().map(|(entry, _)| *entry).collect();
-                    self.sqlite.mark_synced(entries).await?;
-                    let rows = part.len() as u64;
-                    self.report.replayed += rows;
-                    self.report.already_there += rows.saturating_sub(added.max(0) as u64);
-                }
+                Ok(stored) => self.replayed(part, &stored).await?,
                 Err(err) if err.is_refusal() && part.len() == 1 => {
                     let (entry, call) = &part[0];
                     let reason = format!("{err} ({})", err.detail);
-                    self.set_aside(*entry, &call.id, reason).await?;
+                    self.set_aside(*entry, &call.id, SetAside::Refused, reason)
+                        .await?;
                 }
                 Err(err)
                     if err.refusal() == Some(Refusal::ValueTooLong) && self.widths.is_none() =>
@@ -326,7 +339,10 @@ impl<'a> ReplayRun<'a> {
         let mut storable = Vec::with_capacity(part.len());
         for (entry, call) in part {
             match rules::unstorable(&call).or_else(|| self.too_long_for_warehouse(&call)) {
-                Some(reason) => self.set_aside(entry, &call.id, reason).await?,
+                Some(reason) => {
+                    self.set_aside(entry, &call.id, SetAside::Refused, reason)
+                        .await?
+                }
                 None => storable.push((entry, call)),
             }
         }
@@ -346,11 +362,57 @@ impl<'a> ReplayRun<'a> {
         })
     }
 
-    async fn set_aside(&mut self, entry: i64, id: &str, reason: String) -> Result<(), StoreError> {
-        tracing::warn!(id, reason = %reason, "⛔ Redshift will not take a journaled write; set aside in the local backup");
-        self.sqlite.set_aside(entry, reason).await?;
-        self.report.set_aside += 1;
-        Ok(())
+    /// Takes replayed writes out of the journal: those Redshift now holds as journaled, and,
+    /// set aside as conflicts, those whose id it held with other content.
+    async fn replayed(
+        &mut self,
+        part: Vec<(i64, Call)>,
+        stored: &HashMap<String, Call>,
+    ) -> Result<(), StoreError> {
+        let mut synced = Vec::with_capacity(part.len());
+        for (entry, call) in part {
+            match stored.get(&call.id) {
+                Some(held) if held.same_content(&call) => {
+                    if held.created_at != call.created_at {
+                        self.report.already_there += 1;
+                    }
+                    synced.push(entry);
+                }
+                Some(_) => {
+                    let reason = "Conflict: Redshift already holds this id with other content; \
+                        Redshift's version is kept"
+                        .to_string();
+                    self.set_aside(entry, &call.id, SetAside::Conflict, reason)
+                        .await?;
+                }
+                // Never claimed as replayed: it stays journaled for the next replay.
+                None => {
+                    tracing::warn!(id = %call.id, "A replayed write is not in Redshift afterwards; it stays journaled")
+                }
+            }
+        }
+        self.report.replayed += synced.len() as u64;
+        self.sqlite.mark_synced(synced).await
+    }
+
+    async fn set_aside(
+        &mut self,
+        entry: i64,
+        id: &str,
+        why: SetAside,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        match why {
+            SetAside::Refused => {
+                tracing::warn!(id, reason = %reason, "⛔ Redshift will not take a journaled write; set aside in the local backup");
+                self.report.set_aside += 1;
+            }
+            SetAside::Conflict => {
+                tracing::warn!(id, reason = %reason, "⚠️ A journaled write conflicts with the call Redshift holds under its id; set aside in the local backup");
+                self.report.conflicts += 1;
+            }
+        }
+        self.sqlite.set_aside(entry, why, reason).await
     }
 
     /// The first statement always runs; another only when the time left covers the last one's

@@ -1,12 +1,18 @@
-//! The call store: one trait, two databases, and the failover adapter between them.
+//! The call store: Redshift the primary, SQLite the replica and backup, and the rules between.
 //!
-//! - [`sqlite::SqliteStore`]: the local backup, a file in `/tmp` shipped with the function.
-//! - [`redshift::RedshiftStore`]: the primary, through the Redshift Data API.
-//! - [`failover::FailoverStore`]: owns the health state and decides which one serves.
+//! - [`failover::FailoverStore`]: who answers each request (routing).
+//! - [`health::HealthState`]: which database serves this environment, and when Redshift is
+//!   tried again (a pure state machine).
+//! - [`replica::Replica`]: the backup as a fresh copy of the warehouse (pulls, window, age).
+//! - [`writer::WriteBatcher`]: writes to Redshift, concurrent ones sharing a statement.
 //! - [`journal::Journal`]: writes taken by the backup while Redshift could not, and their replay.
+//! - [`upkeep`]: the work between requests (pulls ahead, replay, metrics) and at shutdown.
+//! - [`status`]: the picture `/db/status` shows.
+//! - [`redshift`]: the Data API (statements, results, what a failure means, the call meter).
+//! - [`sqlite`]: the local file (schema, calls, journal and replica tables).
+//! - [`backup::Backup`]: the local file, reopened when it could not be opened or broke.
 //! - [`json::CallsJson`]: calls written as the API's JSON, kept beside each call in the backup
 //!   and copied out by history.
-//! - [`backup::Backup`]: the backup file, reopened when it could not be opened or broke.
 //! - [`error`]: why a database failed, and whether that is an outage or a refusal.
 //! - [`rules`]: what both databases hold exactly.
 //! - [`deadline::Deadline`]: the one time budget of a request's Redshift work.
@@ -15,15 +21,18 @@ pub mod backup;
 pub mod deadline;
 pub mod error;
 pub mod failover;
+pub mod health;
 pub mod journal;
 pub mod json;
 pub mod redshift;
+pub mod replica;
 pub mod rules;
 pub mod sqlite;
+pub mod status;
+pub mod upkeep;
+pub mod writer;
 
 pub use error::{ErrorKind, StoreError};
-
-use std::future::Future;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::{Serialize, Serializer};
@@ -114,18 +123,6 @@ pub enum InsertOutcome {
     AlreadyExists(Call),
     /// The id is taken by a stored row that cannot be read back; another id must be used.
     IdTaken,
-}
-
-/// The operations every database offers. Implementations answer or fail; choosing between
-/// them is the failover adapter's business.
-pub trait CallStore: Send + Sync {
-    fn history(
-        &self,
-        query: &HistoryQuery,
-    ) -> impl Future<Output = Result<Vec<Call>, StoreError>> + Send;
-    fn get(&self, id: &str) -> impl Future<Output = Result<Option<Call>, StoreError>> + Send;
-    fn insert(&self, call: &Call)
-        -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
 }
 
 /// Both databases keep microseconds; truncating on the way in makes a call read back equal to

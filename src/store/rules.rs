@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn text_limits_fit_the_redshift_columns() {
-        let schema = super::super::redshift::SCHEMA;
+        let schema = super::super::redshift::sql::SCHEMA;
         for field in [CONTACT_NAME, ACCOUNT_NAME, OUTCOME, NOTES] {
             let declared = format!("{:<17}VARCHAR({})", field.column, field.column_bytes);
             assert!(

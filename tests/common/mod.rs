@@ -127,6 +127,8 @@ pub async fn spawn_app_with(vars: &[(&str, &str)], aws_env: &[(&str, &str)]) -> 
         }
         call_history::build_app(&config).await
     };
+    // As the local server does: pulls ahead, replay and metrics between requests.
+    app.run_upkeep();
     let address = serve_on_free_port(app.router, ServerLimits::default()).await;
     TestApp {
         address,
@@ -359,7 +361,7 @@ pub async fn spawn_app_on(redshift: &Redshift, extra: &[(&str, &str)]) -> TestAp
     app.store
         .redshift()
         .expect("configured")
-        .apply_schema()
+        .migrate()
         .await
         .expect("schema applied");
     app

@@ -1,0 +1,3 @@
+-- A snapshot of the newest calls in Redshift (`make snapshot`), loaded once into a new local
+-- backup of a deployed function. Empty until a snapshot is made: a deployed backup then starts
+-- empty and fills from its first pull of Redshift.

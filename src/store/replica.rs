@@ -1,0 +1,428 @@
+//! The replica: the backup file as a fresh local copy of the warehouse's recent calls, so that
+//! reads cost no Data API call while Redshift is healthy.
+//!
+//! The rules, each kept here:
+//! - **Window.** The replica holds every call that started after its floor: the newest
+//!   `max_calls` of the last `window` (whichever is fewer), set by a pull of the whole window on
+//!   the first pull and then every `full_pull_every` (which also brings in corrections made
+//!   directly in the warehouse, and removes calls it no longer holds).
+//! - **Incremental pulls.** In between, a pull asks only for the calls the warehouse ingested
+//!   since the previous pull, by its own clock (`ingested_at`, set by `GETDATE()`), less a
+//!   look-back for transactions that commit late: Redshift has no commit sequence. Calls come
+//!   back more than once and are merged by id. A pull costs about two Data API calls.
+//! - **Freshness.** The copy holds everything Redshift held when its last successful pull was
+//!   sent (`as_of`). Reads are answered from it while that is at most `max_staleness` ago; an
+//!   older copy is pulled first. Past half the bound it is pulled ahead, off the request path, so
+//!   that readers rarely wait.
+//! - **One pull at a time**: in an environment, concurrent readers wait for the same pull; on a
+//!   shared file, one environment pulls under a lease and the others read what it wrote.
+//! - **Throttling slows pulls down.** A throttled pull makes the next pull ahead wait a pause
+//!   that doubles while throttling lasts; readers keep the copy while it is within its bound.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::error::ErrorKind;
+use super::redshift::{PullScope, RedshiftSession};
+use super::sqlite::{AppliedPull, Lease, ReplicaState, SqliteStore};
+use super::StoreError;
+
+/// How the replica is kept, from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// Reads are answered locally while the last pull is at most this old. Zero: every read is
+    /// a Redshift statement, and no replica is kept.
+    pub max_staleness: Duration,
+    /// How far back the window reaches.
+    pub window: Duration,
+    /// The most calls the window holds.
+    pub max_calls: u32,
+    /// How far before the previous pull's warehouse clock an incremental pull starts.
+    pub look_back: Duration,
+    /// How often the whole window is pulled again.
+    pub full_pull_every: Duration,
+}
+
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_millis(1_000);
+pub const DEFAULT_WINDOW_DAYS: u64 = 7;
+pub const DEFAULT_MAX_CALLS: u32 = 5_000;
+pub const DEFAULT_LOOK_BACK: Duration = Duration::from_secs(30);
+pub const DEFAULT_FULL_PULL_EVERY: Duration = Duration::from_secs(600);
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            max_staleness: DEFAULT_MAX_STALENESS,
+            window: Duration::from_secs(DEFAULT_WINDOW_DAYS * 86_400),
+            max_calls: DEFAULT_MAX_CALLS,
+            look_back: DEFAULT_LOOK_BACK,
+            full_pull_every: DEFAULT_FULL_PULL_EVERY,
+        }
+    }
+}
+
+impl ReplicaSettings {
+    /// True when reads are answered from the replica at all.
+    pub fn enabled(&self) -> bool {
+        !self.max_staleness.is_zero()
+    }
+}
+
+/// How fresh the copy is for a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within half the bound: answer.
+    Fresh,
+    /// Within the bound, past half of it: answer, and pull ahead off the request path.
+    Aging,
+    /// Past the bound, or never pulled: pull first.
+    Stale,
+}
+
+/// What a pull came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pulled {
+    /// This environment pulled.
+    Pulled,
+    /// Another request or environment pulled meanwhile; the copy is fresh.
+    ByAnother,
+    /// Another environment holds the pull and has not finished within this request's time.
+    Busy,
+}
+
+pub struct Replica {
+    settings: ReplicaSettings,
+    /// The state as last read or written; on a shared file, read again before each decision.
+    state: Mutex<Option<ReplicaState>>,
+    pull_lock: tokio::sync::Mutex<()>,
+    /// This environment's name on the pull lease.
+    holder: String,
+    pacing: Mutex<Pacing>,
+}
+
+/// When the next pull ahead may go, after throttling.
+#[derive(Debug, Default)]
+struct Pacing {
+    not_before: Option<Instant>,
+    pause: Duration,
+}
+
+impl Replica {
+    /// The replica of `sqlite`'s file (no state when there is no backup, or before a pull).
+    pub async fn load(sqlite: Option<&SqliteStore>, settings: ReplicaSettings) -> Replica {
+        let state = match sqlite {
+            Some(sqlite) => sqlite.replica_state().await.ok().flatten(),
+            None => None,
+        };
+        Replica {
+            settings,
+            state: Mutex::new(state),
+            pull_lock: tokio::sync::Mutex::new(()),
+            holder: uuid::Uuid::new_v4().to_string(),
+            pacing: Mutex::new(Pacing::default()),
+        }
+    }
+
+    pub fn settings(&self) -> &ReplicaSettings {
+        &self.settings
+    }
+
+    pub fn state(&self) -> Option<ReplicaState> {
+        self.lock_state().clone()
+    }
+
+    /// When the copy was as Redshift was, if it ever was.
+    pub fn as_of(&self) -> Option<DateTime<Utc>> {
+        self.lock_state().as_ref().map(|s| s.pulled_at)
+    }
+
+    /// The replica holds every call that started after this.
+    pub fn floor(&self) -> Option<DateTime<Utc>> {
+        self.lock_state().as_ref().map(|s| s.window_floor)
+    }
+
+    pub fn age(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.as_of()
+            .map(|at| (now - at).to_std().unwrap_or(Duration::ZERO))
+    }
+
+    pub fn freshness(&self, now: DateTime<Utc>) -> Freshness {
+        let bound = self.settings.max_staleness;
+        match self.age(now) {
+            Some(age) if age <= bound / 2 => Freshness::Fresh,
+            Some(age) if age <= bound => Freshness::Aging,
+            _ => Freshness::Stale,
+        }
+    }
+
+    /// True when a pull ahead of readers is worth making now: the copy is past half its bound
+    /// (or its whole window is due again), and throttling asks for no pause.
+    pub fn pull_ahead_due(&self, now: DateTime<Utc>) -> bool {
+        if self.paced() {
+            return false;
+        }
+        self.freshness(now) != Freshness::Fresh || self.full_pull_due(now)
+    }
+
+    fn full_pull_due(&self, now: DateTime<Utc>) -> bool {
+        let every = TimeDelta::from_std(self.settings.full_pull_every).unwrap_or(TimeDelta::MAX);
+        self.lock_state()
+            .as_ref()
+            .is_none_or(|s| now - s.full_pull_at >= every)
+    }
+
+    /// On a shared file, reads the state another environment may have written.
+    pub async fn reload(&self, sqlite: &SqliteStore) {
+        if let Ok(Some(state)) = sqlite.replica_state().await {
+            let mut current = self.lock_state();
+            if current
+                .as_ref()
+                .is_none_or(|c| c.pulled_at < state.pulled_at)
+            {
+                *current = Some(state);
+            }
+        }
+    }
+
+    /// Brings the copy up to date: one pull, shared by concurrent readers in this environment
+    /// and, on a shared file, by the environments sharing it. `wanted_after`: a pull that ended
+    /// after this time (another's, say) will do; `None` asks for a pull of its own.
+    pub async fn pull(
+        &self,
+        sqlite: &SqliteStore,
+        session: RedshiftSession<'_>,
+        wanted_after: Option<DateTime<Utc>>,
+    ) -> Result<Pulled, StoreError> {
+        let _pulling = session
+            .deadline()
+            .run(async { Ok(self.pull_lock.lock().await) })
+            .await?;
+        let shared = sqlite.options().shared;
+        if shared {
+            self.reload(sqlite).await;
+        }
+        if self.pulled_after(wanted_after) {
+            return Ok(Pulled::ByAnother);
+        }
+        if shared && !self.take_lease(sqlite, session).await? {
+            return self.wait_for_another(sqlite, session, wanted_after).await;
+        }
+        let outcome = self.pull_now(sqlite, session).await;
+        if shared {
+            if let Err(err) = sqlite.release_lease(Lease::Pull, self.holder.clone()).await {
+                tracing::debug!(error = %err.detail, "pull lease not released; it expires on its own");
+            }
+        }
+        match &outcome {
+            Ok(()) => self.pacing().pause = Duration::ZERO,
+            Err(err) if err.kind == ErrorKind::Throttled => self.slow_down(),
+            Err(_) => {}
+        }
+        outcome.map(|()| Pulled::Pulled)
+    }
+
+    fn pulled_after(&self, wanted_after: Option<DateTime<Utc>>) -> bool {
+        match (wanted_after, self.as_of()) {
+            (Some(wanted), Some(as_of)) => as_of >= wanted,
+            _ => false,
+        }
+    }
+
+    async fn take_lease(
+        &self,
+        sqlite: &SqliteStore,
+        session: RedshiftSession<'_>,
+    ) -> Result<bool, StoreError> {
+        let until = Utc::now() + session.deadline().remaining();
+        let taken = sqlite
+            .take_lease(Lease::Pull, self.holder.clone(), until.timestamp_millis())
+            .await?;
+        Ok(taken.is_ok())
+    }
+
+    /// Another environment pulls: waits for its state to appear, within the deadline.
+    async fn wait_for_another(
+        &self,
+        sqlite: &SqliteStore,
+        session: RedshiftSession<'_>,
+        wanted_after: Option<DateTime<Utc>>,
+    ) -> Result<Pulled, StoreError> {
+        let started = Utc::now();
+        let wanted = wanted_after.unwrap_or(started);
+        let waited = session
+            .deadline()
+            .run(async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    self.reload(sqlite).await;
+                    if self.pulled_after(Some(wanted)) {
+                        return Ok(());
+                    }
+                }
+            })
+            .await;
+        match waited {
+            Ok(()) => Ok(Pulled::ByAnother),
+            Err(_) => Ok(Pulled::Busy),
+        }
+    }
+
+    /// One pull: of the whole window when there is none yet or it is due again, else of what
+    /// the warehouse ingested since the last pull.
+    async fn pull_now(
+        &self,
+        sqlite: &SqliteStore,
+        session: RedshiftSession<'_>,
+    ) -> Result<(), StoreError> {
+        let sent_at = Utc::now();
+        let previous = self.state();
+        let whole = previous.is_none() || self.full_pull_due(sent_at);
+        let scope = match &previous {
+            Some(state) if !whole => PullScope::IngestedSince {
+                since: state.warehouse_clock
+                    - TimeDelta::from_std(self.settings.look_back).unwrap_or(TimeDelta::zero()),
+                floor: state.window_floor,
+            },
+            _ => PullScope::Window {
+                floor: sent_at
+                    - TimeDelta::from_std(self.settings.window).unwrap_or(TimeDelta::zero()),
+                max_rows: self.settings.max_calls,
+            },
+        };
+        let pulled = session.pull(scope).await?;
+        let state = ReplicaState {
+            pulled_at: sent_at,
+            warehouse_clock: pulled.clock,
+            window_floor: match scope {
+                PullScope::Window { floor, max_rows } => {
+                    window_floor(floor, max_rows, &pulled.calls)
+                }
+                PullScope::IngestedSince { floor, .. } => floor,
+            },
+            full_pull_at: match (&previous, whole) {
+                (Some(previous), false) => previous.full_pull_at,
+                _ => sent_at,
+            },
+        };
+        let rows = pulled.calls.len();
+        let keep_created_after =
+            sent_at - TimeDelta::from_std(self.settings.look_back).unwrap_or(TimeDelta::zero());
+        sqlite
+            .apply_pull(AppliedPull {
+                calls: pulled.calls.into(),
+                state: state.clone(),
+                whole_window: whole.then_some(keep_created_after),
+            })
+            .await?;
+        tracing::debug!(rows, whole, "Pulled Redshift into the local replica");
+        let mut current = self.lock_state();
+        if current
+            .as_ref()
+            .is_none_or(|c| c.pulled_at < state.pulled_at)
+        {
+            *current = Some(state);
+        }
+        Ok(())
+    }
+
+    fn paced(&self) -> bool {
+        self.pacing()
+            .not_before
+            .is_some_and(|at| Instant::now() < at)
+    }
+
+    /// A throttled pull: the next pull ahead waits, twice as long each time.
+    fn slow_down(&self) {
+        let mut pacing = self.pacing();
+        pacing.pause = (pacing.pause * 2)
+            .max(self.settings.max_staleness / 2)
+            .min(Duration::from_secs(30));
+        pacing.not_before = Some(Instant::now() + pacing.pause);
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, Option<ReplicaState>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pacing(&self) -> MutexGuard<'_, Pacing> {
+        self.pacing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The floor of a pulled window: the asked one, unless the pull was cut at `max_rows` (it
+/// brought one more): then the start of the last call brought, exclusive, since calls that
+/// started at that same instant may be missing.
+fn window_floor(asked: DateTime<Utc>, max_rows: u32, calls: &[super::Call]) -> DateTime<Utc> {
+    if calls.len() <= max_rows as usize {
+        return asked;
+    }
+    calls
+        .iter()
+        .map(|c| c.started_at)
+        .min()
+        .map_or(asked, |oldest| oldest.max(asked))
+}
+
+/// Shared across the store's users.
+pub type SharedReplica = Arc<Replica>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Call;
+    use chrono::TimeZone;
+
+    fn call(started_at: DateTime<Utc>) -> Call {
+        Call {
+            id: started_at.to_rfc3339(),
+            contact_name: "Ada".into(),
+            account_name: None,
+            started_at,
+            duration_seconds: None,
+            outcome: None,
+            notes: None,
+            created_at: started_at,
+        }
+    }
+
+    #[test]
+    fn a_window_cut_short_starts_at_its_oldest_call() {
+        let asked = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let calls: Vec<Call> = (1..=3)
+            .map(|day| call(Utc.with_ymd_and_hms(2024, 1, day + 1, 0, 0, 0).unwrap()))
+            .collect();
+        assert_eq!(window_floor(asked, 3, &calls), asked);
+        assert_eq!(
+            window_floor(asked, 2, &calls),
+            Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn freshness_follows_the_bound() {
+        let replica = Replica::load(None, ReplicaSettings::default()).await;
+        let now = Utc::now();
+        assert_eq!(replica.freshness(now), Freshness::Stale);
+        assert!(replica.pull_ahead_due(now));
+        *replica.lock_state() = Some(ReplicaState {
+            pulled_at: now,
+            warehouse_clock: now.naive_utc(),
+            window_floor: now - TimeDelta::days(7),
+            full_pull_at: now,
+        });
+        let ms = |n| TimeDelta::milliseconds(n);
+        assert_eq!(replica.freshness(now + ms(400)), Freshness::Fresh);
+        assert!(!replica.pull_ahead_due(now + ms(400)));
+        assert_eq!(replica.freshness(now + ms(700)), Freshness::Aging);
+        assert!(replica.pull_ahead_due(now + ms(700)));
+        assert_eq!(replica.freshness(now + ms(1_001)), Freshness::Stale);
+        // Throttling pauses pulls ahead, not readers' own pulls.
+        replica.slow_down();
+        assert!(!replica.pull_ahead_due(now + ms(700)));
+        assert_eq!(replica.freshness(now + ms(1_001)), Freshness::Stale);
+        // The whole window is due again after its period.
+        assert!(replica.full_pull_due(now + TimeDelta::seconds(600)));
+    }
+}

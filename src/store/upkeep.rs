@@ -1,0 +1,209 @@
+//! The store's work between requests: pulling the replica ahead of its readers, replaying the
+//! journal, the minute's metrics, and what is left to save at shutdown.
+//!
+//! The local server runs [`FailoverStore::maintain`] on a timer; in Lambda the function's
+//! internal extension runs it after each answer, before the environment may freeze, and runs
+//! [`FailoverStore::shutdown`] when Lambda shuts the environment down.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::deadline::Deadline;
+use super::failover::FailoverStore;
+use super::journal::ReplayReport;
+use crate::metrics::SwitchEvent;
+
+/// How often the minute's metrics are put.
+const MINUTE: Duration = Duration::from_secs(60);
+/// Pulls ahead of readers continue this long after the last read; an idle environment stops
+/// spending Data API calls.
+const ACTIVE_FOR: Duration = Duration::from_secs(60);
+
+/// What the environment has been doing, for the work between requests.
+#[derive(Debug)]
+pub struct Activity {
+    /// When a read was last answered from the replica.
+    last_read_at: Option<Instant>,
+    /// The oldest the replica was when it answered, since the last minute's metrics.
+    max_age: Option<Duration>,
+    minute_started: Instant,
+    /// The meter's throttle count when the last minute's metrics were put.
+    throttles_reported: u64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            last_read_at: None,
+            max_age: None,
+            minute_started: Instant::now(),
+            throttles_reported: 0,
+        }
+    }
+}
+
+/// What one round of upkeep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Upkeep {
+    /// The replica was pulled ahead of its readers.
+    pub pulled: bool,
+    pub replay: ReplayReport,
+}
+
+/// What the shutdown saved and what it could not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    pub replayed: u64,
+    /// Writes still waiting for Redshift.
+    pub left: u64,
+    /// The file outlives the environment (shared): what is left is not lost.
+    pub shared: bool,
+}
+
+impl FailoverStore {
+    /// A read was answered from the replica, `now`: remembered for pulls ahead and the
+    /// minute's metrics.
+    pub(super) fn note_replica_age(&self, now: DateTime<Utc>) {
+        let age = self.replica.age(now);
+        let mut activity = self.lock_activity();
+        activity.last_read_at = Some(Instant::now());
+        activity.max_age = activity.max_age.max(age);
+    }
+
+    /// One round of the work between requests, within `budget`: a pull ahead of readers when
+    /// the replica will soon be stale and reads keep coming, a replay of waiting writes, and the
+    /// minute's metrics. Only while Redshift serves: on SQLite, probes ride on requests.
+    pub async fn maintain(&self, budget: Duration) -> Upkeep {
+        let mut done = Upkeep::default();
+        let Some(redshift) = &self.redshift else {
+            return done;
+        };
+        if !self.lock_health().on_redshift() {
+            return done;
+        }
+        let Ok(sqlite) = self.backup.store() else {
+            return done;
+        };
+        let deadline = Deadline::after(budget.min(redshift.timeout()));
+        if self.replica.settings().enabled() && self.reads_recently() {
+            if sqlite.options().shared {
+                self.replica.reload(&sqlite).await;
+            }
+            if self.replica.pull_ahead_due(Utc::now()) {
+                let wanted_after = Utc::now() - self.settings.replica.max_staleness / 2;
+                match self
+                    .replica
+                    .pull(&sqlite, redshift.within(deadline), Some(wanted_after))
+                    .await
+                {
+                    Ok(_) => done.pulled = true,
+                    Err(err) => {
+                        tracing::debug!(error = %err, detail = %err.detail, "A pull ahead of readers failed; readers pull themselves")
+                    }
+                }
+            }
+        }
+        if self.journal.pending() > 0 && !deadline.remaining().is_zero() {
+            match self
+                .journal
+                .replay(&sqlite, redshift.within(deadline))
+                .await
+            {
+                Ok(report) => done.replay = report,
+                Err(err) => {
+                    tracing::warn!(error = %err, detail = %err.detail, "Replay stopped; the writes wait for the next try")
+                }
+            }
+        }
+        self.minute_metrics_if_due();
+        done
+    }
+
+    fn reads_recently(&self) -> bool {
+        self.lock_activity()
+            .last_read_at
+            .is_some_and(|at| at.elapsed() < ACTIVE_FOR)
+    }
+
+    /// Once a minute, while reads come: the Data API's throttles since the last report and the
+    /// replica's oldest age when it answered.
+    fn minute_metrics_if_due(&self) {
+        let Some(redshift) = &self.redshift else {
+            return;
+        };
+        let throttles = redshift.meter().reading().throttles;
+        let report = {
+            let mut activity = self.lock_activity();
+            if activity.minute_started.elapsed() < MINUTE {
+                return;
+            }
+            activity.minute_started = Instant::now();
+            let new_throttles = throttles.saturating_sub(activity.throttles_reported);
+            activity.throttles_reported = throttles;
+            let age = activity.max_age.take();
+            (new_throttles > 0 || age.is_some()).then_some(SwitchEvent::Minute {
+                throttles: new_throttles,
+                replica_age: age,
+            })
+        };
+        if let Some(event) = report {
+            self.metrics.record(event);
+        }
+    }
+
+    /// Lambda shuts the environment down: replays what waits when Redshift is reachable, within
+    /// `budget`, and says in one line what was replayed and what is left, and where. Writes left
+    /// in a file that goes with the environment are counted in a metric.
+    pub async fn shutdown(&self, budget: Duration) -> ShutdownReport {
+        let deadline = Deadline::after(budget);
+        let shared = self.backup.shared();
+        let mut report = ShutdownReport {
+            shared,
+            ..ShutdownReport::default()
+        };
+        if let (Some(redshift), Ok(sqlite)) = (&self.redshift, self.backup.store()) {
+            self.journal.recount(&sqlite).await;
+            let on_sqlite_by_force = self.lock_health().forced();
+            if self.journal.pending() > 0 && !on_sqlite_by_force {
+                match self
+                    .journal
+                    .replay(&sqlite, redshift.within(deadline))
+                    .await
+                {
+                    Ok(replay) => report.replayed = replay.replayed,
+                    Err(err) => {
+                        tracing::warn!(error = %err, detail = %err.detail, "Replay at shutdown stopped")
+                    }
+                }
+            }
+        }
+        report.left = self.journal.pending();
+        let place = if shared {
+            "in the shared file, for another environment to replay"
+        } else {
+            "in /tmp, which goes with this environment"
+        };
+        tracing::info!(
+            replayed = report.replayed,
+            left = report.left,
+            shared,
+            "🛑 Shutting down: {} writes replayed to Redshift, {} left {place}",
+            report.replayed,
+            report.left
+        );
+        if report.left > 0 && !shared {
+            self.metrics
+                .record_now(SwitchEvent::WritesLostAtShutdown { count: report.left })
+                .await;
+        }
+        self.background.settle(deadline.remaining()).await;
+        report
+    }
+
+    fn lock_activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        self.activity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
