@@ -8,6 +8,11 @@
 #
 # Ports: REDSHIFT_LOCAL_PORT (Data API, 8100), REDSHIFT_LOCAL_CLOUDWATCH_PORT (8101),
 # REDSHIFT_LOCAL_CONTROL_PORT (8102); arguments go to the stand-in (see --help).
+#
+# It is as strict as AWS by default: the Data API's quotas (REDSHIFT_LOCAL_QUOTAS, default `aws`;
+# `off` lifts them) and SERIALIZABLE isolation (REDSHIFT_LOCAL_ISOLATION=snapshot for
+# Serverless's). AWS's latency is opt-in: REDSHIFT_LOCAL_ROUND_TRIP_MS per call and
+# REDSHIFT_LOCAL_STATEMENT_MS per statement (e.g. 10 and 150), or the flags of the same names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

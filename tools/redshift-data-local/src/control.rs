@@ -10,8 +10,15 @@
 //! GET    /metrics            captured CloudWatch metrics
 //! DELETE /metrics
 //! GET    /operations         request counts per operation
+//! GET    /quotas             per Data API operation: its quota, calls and throttled calls
+//! POST   /quotas             {"ExecuteStatement":{"perSecond":5,"burst":5},"CancelStatement":null}
+//! DELETE /quotas             lifts every quota
+//! POST   /quotas/aws         AWS's quotas again
+//! GET    /latency            {"roundTripMillis":0,"statementMillis":0}
+//! POST   /latency            {"roundTripMillis":10,"statementMillis":150} (either may be left out)
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +34,8 @@ use serde_json::json;
 use crate::endpoint::Endpoint;
 use crate::error::StandInError;
 use crate::fault::Fault;
+use crate::latency::Latency;
+use crate::quota::{AWS_QUOTAS, Quota, Quotas, RateLimiter};
 use crate::recorder::{MetricStore, OperationCounter};
 
 /// Handles on everything the control API acts on.
@@ -36,6 +45,28 @@ pub(crate) struct Controls {
     pub(crate) cloudwatch: Arc<Endpoint>,
     pub(crate) operations: Arc<OperationCounter>,
     pub(crate) metrics: Arc<MetricStore>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) latency: Arc<Latency>,
+}
+
+/// One Data API operation as `GET /quotas` reports it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationQuota {
+    /// `null` when the operation is not limited.
+    quota: Option<Quota>,
+    /// Every call received, throttled ones included.
+    calls: usize,
+    /// Calls refused because they were beyond the quota.
+    throttled: usize,
+}
+
+/// Both delays, in milliseconds, as the control API reads and writes them.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LatencySpec {
+    round_trip_millis: Option<u64>,
+    statement_millis: Option<u64>,
 }
 
 /// A fault as the control API spells it.
@@ -101,6 +132,12 @@ pub(crate) fn router(controls: Controls) -> Router {
         )
         .route("/metrics", get(metrics).delete(clear_metrics))
         .route("/operations", get(operations))
+        .route(
+            "/quotas",
+            get(quotas).post(change_quotas).delete(lift_quotas),
+        )
+        .route("/quotas/aws", post(restore_aws_quotas))
+        .route("/latency", get(latency).post(set_latency))
         .with_state(controls)
 }
 
@@ -131,6 +168,87 @@ async fn clear_metrics(State(controls): State<Controls>) -> Response {
 
 async fn operations(State(controls): State<Controls>) -> Response {
     Json(controls.operations.all()).into_response()
+}
+
+/// Every served Data API operation, limited or not, with what it received.
+async fn quotas(State(controls): State<Controls>) -> Response {
+    Json(quota_report(&controls)).into_response()
+}
+
+fn quota_report(controls: &Controls) -> BTreeMap<&'static str, OperationQuota> {
+    let quotas = controls.limiter.quotas();
+    AWS_QUOTAS
+        .iter()
+        .map(|(name, _)| {
+            let report = OperationQuota {
+                quota: quotas.get(name),
+                calls: controls.operations.count(name),
+                throttled: controls.limiter.throttle_count(name),
+            };
+            (*name, report)
+        })
+        .collect()
+}
+
+/// Changes the operations named in the body (`null` lifts one's quota), leaving the others.
+async fn change_quotas(State(controls): State<Controls>, body: Bytes) -> Response {
+    let changes: BTreeMap<String, Option<Quota>> = match serde_json::from_slice(&body) {
+        Ok(changes) => changes,
+        Err(error) => return bad_request(&format!("not a map of operations to quotas: {error}")),
+    };
+    // All or nothing: check every name before changing any quota.
+    let mut checked = Quotas::default();
+    for (operation, quota) in &changes {
+        if let Err(error) = checked.set(operation, *quota) {
+            return bad_request(&error.to_string());
+        }
+    }
+    for (operation, quota) in changes {
+        if let Err(error) = controls.limiter.set(&operation, quota) {
+            return bad_request(&error.to_string());
+        }
+    }
+    Json(quota_report(&controls)).into_response()
+}
+
+async fn lift_quotas(State(controls): State<Controls>) -> Response {
+    controls.limiter.replace(None);
+    Json(quota_report(&controls)).into_response()
+}
+
+async fn restore_aws_quotas(State(controls): State<Controls>) -> Response {
+    controls.limiter.replace(Some(Quotas::aws()));
+    Json(quota_report(&controls)).into_response()
+}
+
+async fn latency(State(controls): State<Controls>) -> Response {
+    Json(latency_spec(&controls.latency)).into_response()
+}
+
+async fn set_latency(State(controls): State<Controls>, body: Bytes) -> Response {
+    let spec: LatencySpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(error) => return bad_request(&format!("not a latency: {error}")),
+    };
+    if let Some(millis) = spec.round_trip_millis {
+        controls
+            .latency
+            .set_round_trip(Duration::from_millis(millis));
+    }
+    if let Some(millis) = spec.statement_millis {
+        controls
+            .latency
+            .set_statement_time(Duration::from_millis(millis));
+    }
+    Json(latency_spec(&controls.latency)).into_response()
+}
+
+fn latency_spec(latency: &Latency) -> LatencySpec {
+    let millis = |delay: Duration| Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+    LatencySpec {
+        round_trip_millis: millis(latency.round_trip()),
+        statement_millis: millis(latency.statement_time()),
+    }
 }
 
 fn set_fault(endpoint: &Endpoint, body: &[u8]) -> Response {

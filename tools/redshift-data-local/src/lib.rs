@@ -29,6 +29,9 @@ mod data_api;
 mod endpoint;
 mod error;
 mod fault;
+mod isolation;
+mod latency;
+mod quota;
 mod recorder;
 mod scratch;
 mod secrets_manager;
@@ -37,6 +40,7 @@ mod sql;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,14 +49,18 @@ use tracing::error;
 pub use crate::cloudwatch::{CapturedMetric, StatisticValues};
 pub use crate::error::StandInError;
 pub use crate::fault::Fault;
+pub use crate::isolation::{Isolation, UnknownIsolation};
+pub use crate::quota::{AWS_QUOTAS, Quota, QuotaError, Quotas};
 pub use crate::scratch::create_scratch_database;
 pub use crate::secrets_manager::SecretsManager;
 
 use crate::cloudwatch::CloudWatch;
 use crate::control::Controls;
-use crate::data_api::{DataApi, Database};
+use crate::data_api::{DataApi, DataApiParts, Database};
 use crate::endpoint::Endpoint;
 use crate::fault::FaultSwitch;
+use crate::latency::Latency;
+use crate::quota::RateLimiter;
 use crate::recorder::{MetricStore, OperationCounter};
 use crate::server::HttpServer;
 
@@ -70,11 +78,20 @@ pub struct Options {
     pub data_api_addr: SocketAddr,
     /// Where the CloudWatch endpoint listens; port 0 picks a free port.
     pub cloudwatch_addr: SocketAddr,
+    /// The Data API's account-wide quotas per operation; `None` lifts them all.
+    pub quotas: Option<Quotas>,
+    /// The least time between a Data API call's arrival and its answer.
+    pub round_trip: Duration,
+    /// The least time a statement stays STARTED before it finishes.
+    pub statement_time: Duration,
+    /// How concurrent transactions are isolated.
+    pub isolation: Isolation,
 }
 
 impl Options {
-    /// Defaults: pages of [`DEFAULT_PAGE_SIZE`] rows, both endpoints on free
-    /// ports of 127.0.0.1.
+    /// Defaults: pages of [`DEFAULT_PAGE_SIZE`] rows, both endpoints on free ports of
+    /// 127.0.0.1, AWS's quotas ([`Quotas::aws`]), SERIALIZABLE, and no added latency (tests
+    /// need speed; a benchmark sets AWS-like delays itself).
     pub fn new(database_url: impl Into<String>) -> Self {
         let any_local_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         Self {
@@ -82,6 +99,10 @@ impl Options {
             page_size: DEFAULT_PAGE_SIZE,
             data_api_addr: any_local_port,
             cloudwatch_addr: any_local_port,
+            quotas: Some(Quotas::aws()),
+            round_trip: Duration::ZERO,
+            statement_time: Duration::ZERO,
+            isolation: Isolation::default(),
         }
     }
 }
@@ -96,25 +117,30 @@ pub struct StandIn {
 }
 
 impl StandIn {
-    /// Checks that PostgreSQL answers, then starts both endpoints. Must be
-    /// called inside a Tokio runtime, which then runs the stand-in.
+    /// Checks that PostgreSQL answers and installs the Redshift functions it lacks
+    /// (`GETDATE()`), then starts both endpoints. Must be called inside a Tokio runtime, which
+    /// then runs the stand-in.
     pub async fn start(opts: Options) -> Result<StandIn, StandInError> {
-        let database = Database::new(&opts.database_url)?;
-        database.check().await?;
+        let database = Database::new(&opts.database_url, opts.isolation)?;
+        database.prepare().await?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let operations = Arc::new(OperationCounter::default());
         let metrics = Arc::new(MetricStore::default());
+        let limiter = Arc::new(RateLimiter::new(opts.quotas));
+        let latency = Arc::new(Latency::new(opts.round_trip, opts.statement_time));
 
         let data_fault = FaultSwitch::default();
-        let data_api = DataApi::new(
+        let data_api = DataApi::new(DataApiParts {
             database,
-            opts.page_size,
-            data_fault.clone(),
-            operations.clone(),
-            shutdown.clone(),
-            tasks.clone(),
-        );
+            page_size: opts.page_size,
+            fault: data_fault.clone(),
+            operations: operations.clone(),
+            limiter: limiter.clone(),
+            latency: latency.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        });
         let data_router = data_api::router(Arc::new(data_api));
         let data_server = HttpServer::start(
             "data-api",
@@ -145,6 +171,8 @@ impl StandIn {
                 cloudwatch: Arc::new(Endpoint::new(cloudwatch_server, cloudwatch_fault)),
                 operations,
                 metrics,
+                limiter,
+                latency,
             },
             control_servers: Mutex::new(Vec::new()),
             shutdown,
@@ -183,9 +211,48 @@ impl StandIn {
 
     /// Requests received for an operation: a Data API `X-Amz-Target`
     /// operation (`ExecuteStatement`, ...) or a CloudWatch one (`PutMetricData`).
-    /// Requests refused by a fault count; refused connections do not.
+    /// Requests refused by a fault or a quota count; refused connections do not.
     pub fn operation_count(&self, operation: &str) -> usize {
         self.controls.operations.count(operation)
+    }
+
+    /// Data API calls of `operation` refused with `ThrottlingException` because they were
+    /// beyond its quota (not those refused by an injected [`Fault::Throttle`]).
+    pub fn throttle_count(&self, operation: &str) -> usize {
+        self.controls.limiter.throttle_count(operation)
+    }
+
+    /// The quotas in force; empty when they are lifted.
+    pub fn quotas(&self) -> Quotas {
+        self.controls.limiter.quotas()
+    }
+
+    /// Replaces every quota (`None` lifts them all); the buckets start full.
+    pub fn set_quotas(&self, quotas: Option<Quotas>) {
+        self.controls.limiter.replace(quotas);
+    }
+
+    /// Sets (`Some`) or lifts (`None`) one operation's quota; its bucket starts full.
+    pub fn set_quota(&self, operation: &str, quota: Option<Quota>) -> Result<(), QuotaError> {
+        self.controls.limiter.set(operation, quota)
+    }
+
+    /// Answers every Data API call no sooner than `delay` after it arrived.
+    pub fn set_round_trip(&self, delay: Duration) {
+        self.controls.latency.set_round_trip(delay);
+    }
+
+    /// Keeps every statement submitted from now on STARTED at least `delay` before it finishes.
+    pub fn set_statement_time(&self, delay: Duration) {
+        self.controls.latency.set_statement_time(delay);
+    }
+
+    pub fn round_trip(&self) -> Duration {
+        self.controls.latency.round_trip()
+    }
+
+    pub fn statement_time(&self) -> Duration {
+        self.controls.latency.statement_time()
     }
 
     /// Every datum of every PutMetricData received, in order.

@@ -5,8 +5,12 @@ use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Duration;
 
-use redshift_data_local::{DEFAULT_PAGE_SIZE, Options, StandIn, StandInError};
+use redshift_data_local::{
+    AWS_QUOTAS, DEFAULT_PAGE_SIZE, Isolation, Options, Quota, QuotaError, Quotas, StandIn,
+    StandInError,
+};
 use tracing_subscriber::EnvFilter;
 
 /// The help text down to the port options, which [`usage`] writes from the [`PortSetting`]s.
@@ -20,9 +24,20 @@ Options:
   --host <ADDR>            address to listen on [default: 127.0.0.1]
 ";
 
-/// The help text after the port options.
-const USAGE_TAIL: &str = "  --page-size <ROWS>       rows per GetStatementResult page [default: 1000]
+/// The help text after the port and AWS-likeness options, down to the quotas' figures, which
+/// [`usage`] writes from [`AWS_QUOTAS`].
+const USAGE_OPTIONS_TAIL: &str =
+    "  --page-size <ROWS>       rows per GetStatementResult page [default: 1000]
   -h, --help               print this help
+
+Quotas: aws (AWS's published Data API quotas, per second, each with one second's burst:
+";
+
+/// The rest of the help text.
+const USAGE_TAIL: &str = "),
+or off, or either followed by changes, comma-separated: OPERATION=RATE[/BURST] or
+OPERATION=off, e.g. aws,ExecuteStatement=5/10 or off,DescribeStatement=100. A call beyond its quota is answered ThrottlingException
+(\"Rate exceeded\", HTTP 400), as AWS does.
 
 Control API (JSON):
   POST   /fault              {\"fault\":\"hang\"}, {\"fault\":\"http-status\",\"status\":503},
@@ -36,6 +51,10 @@ Control API (JSON):
   DELETE /cloudwatch/fault
   GET    /metrics            captured CloudWatch metrics (DELETE clears them)
   GET    /operations         requests received per operation
+  GET    /quotas             per operation: quota, calls and throttled calls
+  POST   /quotas             {\"ExecuteStatement\":{\"perSecond\":5,\"burst\":5},\"CancelStatement\":null}
+  DELETE /quotas             lifts every quota; POST /quotas/aws puts AWS's back
+  GET    /latency            {\"roundTripMillis\":0,\"statementMillis\":0}; POST the same to change
 
 Log level: RUST_LOG (default info). Colours only when the output is a terminal.";
 
@@ -68,6 +87,46 @@ const CONTROL_PORT: PortSetting = PortSetting {
 };
 const PORTS: [PortSetting; 3] = [DATA_API_PORT, CLOUDWATCH_PORT, CONTROL_PORT];
 
+/// A setting that makes the stand-in as strict and as slow as AWS, and the two ways to set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StrictnessSetting {
+    flag: &'static str,
+    value: &'static str,
+    what: &'static str,
+    variable: &'static str,
+    default: &'static str,
+}
+
+const QUOTAS: StrictnessSetting = StrictnessSetting {
+    flag: "--quotas",
+    value: "<SPEC>",
+    what: "Data API quotas (see Quotas below)",
+    variable: "REDSHIFT_LOCAL_QUOTAS",
+    default: "aws",
+};
+const ROUND_TRIP: StrictnessSetting = StrictnessSetting {
+    flag: "--round-trip-ms",
+    value: "<MS>",
+    what: "least time to answer each Data API call",
+    variable: "REDSHIFT_LOCAL_ROUND_TRIP_MS",
+    default: "0",
+};
+const STATEMENT_TIME: StrictnessSetting = StrictnessSetting {
+    flag: "--statement-ms",
+    value: "<MS>",
+    what: "least time a statement stays STARTED",
+    variable: "REDSHIFT_LOCAL_STATEMENT_MS",
+    default: "0",
+};
+const ISOLATION: StrictnessSetting = StrictnessSetting {
+    flag: "--isolation",
+    value: "<LEVEL>",
+    what: "serializable (provisioned) or snapshot (Serverless)",
+    variable: "REDSHIFT_LOCAL_ISOLATION",
+    default: "serializable",
+};
+const STRICTNESS: [StrictnessSetting; 4] = [QUOTAS, ROUND_TRIP, STATEMENT_TIME, ISOLATION];
+
 /// The help text, its port options written from [`PORTS`] so that they cannot drift from
 /// what the parser reads.
 fn usage() -> String {
@@ -79,6 +138,19 @@ fn usage() -> String {
             port.what, port.variable, port.default
         ));
     }
+    for setting in STRICTNESS {
+        let option = format!("{} {}", setting.flag, setting.value);
+        text.push_str(&format!(
+            "  {option:<24} {} [env: {}] [default: {}]\n",
+            setting.what, setting.variable, setting.default
+        ));
+    }
+    text.push_str(USAGE_OPTIONS_TAIL);
+    let figures: Vec<String> = AWS_QUOTAS
+        .iter()
+        .map(|(operation, rate)| format!("{operation} {rate}"))
+        .collect();
+    text.push_str(&figures.join(", "));
     text.push_str(USAGE_TAIL);
     text
 }
@@ -92,6 +164,12 @@ enum CliError {
     MissingValue(String),
     #[error("invalid value {value:?} for {flag}")]
     InvalidValue { flag: String, value: String },
+    #[error("invalid value for {flag}: {source}")]
+    InvalidQuotas {
+        flag: &'static str,
+        #[source]
+        source: QuotaError,
+    },
     #[error("{first} and {second} are both {port}; give each endpoint its own port")]
     SamePort {
         first: &'static str,
@@ -131,6 +209,10 @@ struct Args {
     cloudwatch_port: u16,
     control_port: u16,
     page_size: usize,
+    quotas: Option<Quotas>,
+    round_trip: Duration,
+    statement_time: Duration,
+    isolation: Isolation,
 }
 
 enum Command {
@@ -152,7 +234,16 @@ impl Args {
             cloudwatch_port: port_from_env(CLOUDWATCH_PORT, &env)?,
             control_port: port_from_env(CONTROL_PORT, &env)?,
             page_size: DEFAULT_PAGE_SIZE,
+            quotas: Some(Quotas::aws()),
+            round_trip: Duration::ZERO,
+            statement_time: Duration::ZERO,
+            isolation: Isolation::default(),
         };
+        for setting in STRICTNESS {
+            if let Some(value) = env(setting.variable).filter(|v| !v.is_empty()) {
+                args.apply(setting.variable, &value)?;
+            }
+        }
         while let Some(arg) = argv.next() {
             let (flag, inline) = match arg.split_once('=') {
                 Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
@@ -171,6 +262,7 @@ impl Args {
                 "--cloudwatch-port" => args.cloudwatch_port = parse_value(&flag, &value)?,
                 "--control-port" => args.control_port = parse_value(&flag, &value)?,
                 "--page-size" => args.page_size = parse_value(&flag, &value)?,
+                _ if STRICTNESS.iter().any(|s| s.flag == flag) => args.apply(&flag, &value)?,
                 _ => return Err(CliError::UnknownArgument(flag)),
             }
         }
@@ -179,6 +271,28 @@ impl Args {
             .filter(|u| !u.is_empty())
             .ok_or(CliError::NoDatabase)?;
         Ok(Command::Run(args))
+    }
+
+    /// Applies one of the [`STRICTNESS`] settings, named by its flag or its variable.
+    fn apply(&mut self, name: &str, value: &str) -> Result<(), CliError> {
+        let Some(setting) = STRICTNESS
+            .iter()
+            .find(|s| s.flag == name || s.variable == name)
+        else {
+            return Err(CliError::UnknownArgument(name.to_owned()));
+        };
+        match setting.flag {
+            "--quotas" => {
+                self.quotas = parse_quotas(value).map_err(|source| CliError::InvalidQuotas {
+                    flag: setting.flag,
+                    source,
+                })?;
+            }
+            "--round-trip-ms" => self.round_trip = parse_millis(name, value)?,
+            "--statement-ms" => self.statement_time = parse_millis(name, value)?,
+            _ => self.isolation = parse_value(name, value)?,
+        }
+        Ok(())
     }
 
     fn ports(&self) -> [(PortSetting, u16); 3] {
@@ -226,6 +340,30 @@ fn port_from_env(
     }
 }
 
+/// `aws`, `off`, then changes: `aws,ExecuteStatement=5/10,CancelStatement=off`. Without a
+/// leading `aws` or `off`, the changes apply to AWS's quotas.
+fn parse_quotas(spec: &str) -> Result<Option<Quotas>, QuotaError> {
+    let mut quotas = Quotas::aws();
+    for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        match item.split_once('=') {
+            None if item.eq_ignore_ascii_case("aws") => quotas = Quotas::aws(),
+            None if item.eq_ignore_ascii_case("off") => quotas = Quotas::default(),
+            None => return Err(QuotaError::InvalidQuota(item.to_owned())),
+            Some((operation, quota)) if quota.trim().eq_ignore_ascii_case("off") => {
+                quotas.set(operation.trim(), None)?;
+            }
+            Some((operation, quota)) => {
+                quotas.set(operation.trim(), Some(quota.parse::<Quota>()?))?;
+            }
+        }
+    }
+    Ok((!quotas.is_empty()).then_some(quotas))
+}
+
+fn parse_millis(flag: &str, value: &str) -> Result<Duration, CliError> {
+    parse_value(flag, value).map(Duration::from_millis)
+}
+
 fn parse_value<T: FromStr>(flag: &str, value: &str) -> Result<T, CliError> {
     value.parse().map_err(|_| CliError::InvalidValue {
         flag: flag.to_owned(),
@@ -267,6 +405,10 @@ async fn run(args: &Args) -> Result<(), RunError> {
         page_size: args.page_size,
         data_api_addr: SocketAddr::new(args.host, args.port),
         cloudwatch_addr: SocketAddr::new(args.host, args.cloudwatch_port),
+        quotas: args.quotas.clone(),
+        round_trip: args.round_trip,
+        statement_time: args.statement_time,
+        isolation: args.isolation,
         ..Options::new(args.database_url.clone())
     };
     let explain = |error| explain_start_error(args, error);
@@ -277,10 +419,31 @@ async fn run(args: &Args) -> Result<(), RunError> {
         .map_err(explain)?;
     println!("AWS_ENDPOINT_URL_REDSHIFT_DATA={}", standin.data_api_url());
     println!("AWS_ENDPOINT_URL_CLOUDWATCH={}", standin.cloudwatch_url());
-    println!("control API: {control_url} (POST /fault, GET /metrics, GET /operations)");
+    println!(
+        "control API: {control_url} (POST /fault, GET /metrics, GET /operations, GET /quotas, GET /latency)"
+    );
+    println!("{}", describe_strictness(args));
     wait_for_stop_signal().await;
     standin.shutdown().await;
     Ok(())
+}
+
+/// One line that says how AWS-like this stand-in is, for the person who started it.
+fn describe_strictness(args: &Args) -> String {
+    let quotas = match &args.quotas {
+        None => "off".to_owned(),
+        Some(quotas) => quotas
+            .iter()
+            .map(|(operation, quota)| format!("{operation} {quota}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    format!(
+        "quotas (per second/burst): {quotas}; round trip {} ms; statement time {} ms; isolation {}",
+        args.round_trip.as_millis(),
+        args.statement_time.as_millis(),
+        args.isolation
+    )
 }
 
 /// The two start-up failures a person meets most (a busy port, no PostgreSQL) get a sentence
@@ -298,12 +461,17 @@ fn explain_start_error(args: &Args, error: StandInError) -> RunError {
                 None => RunError::StandIn(StandInError::Bind { addr, source }),
             }
         }
-        StandInError::Database { source, .. } => RunError::NoPostgres {
-            reason: source.to_string(),
-        },
+        StandInError::Database { source, context } if context == CONNECTING => {
+            RunError::NoPostgres {
+                reason: source.to_string(),
+            }
+        }
         other => RunError::StandIn(other),
     }
 }
+
+/// The context of the one database error that means PostgreSQL is not there at all.
+const CONNECTING: &str = "connecting to PostgreSQL";
 
 /// Ctrl-C, or SIGTERM from a process manager or `docker stop`.
 async fn wait_for_stop_signal() {
@@ -391,6 +559,99 @@ mod tests {
             let expected = format!("[env: {}] [default: {}]", port.variable, port.default);
             assert!(line.ends_with(&expected), "{line}");
         }
+    }
+
+    #[test]
+    fn aws_quotas_serializable_and_no_latency_by_default() {
+        let args = parse(&[], &[DB]).unwrap();
+        assert_eq!(args.quotas, Some(Quotas::aws()));
+        assert_eq!(args.isolation, Isolation::Serializable);
+        assert_eq!(
+            (args.round_trip, args.statement_time),
+            (Duration::ZERO, Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn strictness_comes_from_the_environment_and_flags_win() {
+        let env = [
+            DB,
+            ("REDSHIFT_LOCAL_QUOTAS", "off"),
+            ("REDSHIFT_LOCAL_ROUND_TRIP_MS", "10"),
+            ("REDSHIFT_LOCAL_STATEMENT_MS", "150"),
+            ("REDSHIFT_LOCAL_ISOLATION", "snapshot"),
+        ];
+        let args = parse(&[], &env).unwrap();
+        assert_eq!(args.quotas, None);
+        assert_eq!(args.round_trip, Duration::from_millis(10));
+        assert_eq!(args.statement_time, Duration::from_millis(150));
+        assert_eq!(args.isolation, Isolation::Snapshot);
+        let args = parse(
+            &[
+                "--quotas",
+                "aws",
+                "--isolation=serializable",
+                "--statement-ms=0",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(args.quotas, Some(Quotas::aws()));
+        assert_eq!(args.isolation, Isolation::Serializable);
+        assert_eq!(args.statement_time, Duration::ZERO);
+    }
+
+    #[test]
+    fn quota_specs_change_aws_figures_or_start_from_none() {
+        let changed = parse(
+            &["--quotas=ExecuteStatement=5/10,CancelStatement=off"],
+            &[DB],
+        )
+        .unwrap()
+        .quotas
+        .unwrap();
+        let five = Quota {
+            per_second: 5,
+            burst: 10,
+        };
+        assert_eq!(changed.get("ExecuteStatement"), Some(five));
+        assert_eq!(changed.get("CancelStatement"), None);
+        assert_eq!(
+            changed.get("DescribeStatement"),
+            Some(Quota::per_second(100))
+        );
+        let only = parse(&["--quotas", "off,DescribeStatement=7"], &[DB])
+            .unwrap()
+            .quotas
+            .unwrap();
+        assert_eq!(only.iter().count(), 1);
+        let typo = parse(&["--quotas=ExecuteStatment=5"], &[DB]).unwrap_err();
+        assert!(
+            typo.to_string().contains("\"ExecuteStatment\" is not"),
+            "{typo}"
+        );
+        assert!(parse(&["--isolation", "read committed"], &[DB]).is_err());
+        assert!(parse(&["--round-trip-ms", "-1"], &[DB]).is_err());
+    }
+
+    #[test]
+    fn help_shows_each_strictness_setting_with_its_variable_and_default() {
+        let help = usage();
+        for setting in STRICTNESS {
+            let option = format!("{} {}", setting.flag, setting.value);
+            let line = help
+                .lines()
+                .find(|line| line.trim_start().starts_with(&option))
+                .unwrap_or_else(|| panic!("{option} in {help}"));
+            let expected = format!("[env: {}] [default: {}]", setting.variable, setting.default);
+            assert!(line.ends_with(&expected), "{line}");
+        }
+        // The documented default is the one the parser uses.
+        assert_eq!(parse_quotas(QUOTAS.default).unwrap(), Some(Quotas::aws()));
+        assert_eq!(
+            ISOLATION.default.parse::<Isolation>(),
+            Ok(Isolation::default())
+        );
     }
 
     #[test]

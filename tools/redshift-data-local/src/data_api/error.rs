@@ -58,6 +58,8 @@ impl ApiError {
         )
     }
 
+    /// A call beyond its quota, as AWS answers it: HTTP 400, `ThrottlingException`,
+    /// "Rate exceeded". The SDKs classify that code as throttling and back off accordingly.
     pub(crate) fn throttling() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -2,15 +2,19 @@
 //! in the `X-Amz-Target` header (`RedshiftData.ExecuteStatement`, ...).
 
 mod error;
+mod ledger;
 mod operations;
 mod postgres;
 mod results;
 mod runner;
+mod session;
 mod statement;
 mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -28,6 +32,8 @@ use self::error::ApiError;
 pub(crate) use self::postgres::Database;
 use self::statement::StatementStore;
 use crate::fault::{Fault, FaultSwitch};
+use crate::latency::Latency;
+use crate::quota::RateLimiter;
 use crate::recorder::OperationCounter;
 
 const TARGET_HEADER: &str = "x-amz-target";
@@ -41,29 +47,38 @@ pub(crate) struct DataApi {
     statements: StatementStore,
     fault: FaultSwitch,
     operations: Arc<OperationCounter>,
+    limiter: Arc<RateLimiter>,
+    latency: Arc<Latency>,
     /// Cancelled when the stand-in shuts down: running statements stop.
     shutdown: CancellationToken,
     tasks: TaskTracker,
     next_query_id: AtomicI64,
 }
 
+/// What the Data API is built from; the handles are shared with the rest of the stand-in.
+pub(crate) struct DataApiParts {
+    pub(crate) database: Database,
+    pub(crate) page_size: usize,
+    pub(crate) fault: FaultSwitch,
+    pub(crate) operations: Arc<OperationCounter>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) latency: Arc<Latency>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
 impl DataApi {
-    pub(crate) fn new(
-        database: Database,
-        page_size: usize,
-        fault: FaultSwitch,
-        operations: Arc<OperationCounter>,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Self {
+    pub(crate) fn new(parts: DataApiParts) -> Self {
         Self {
-            database,
-            page_size: page_size.max(1),
+            database: parts.database,
+            page_size: parts.page_size.max(1),
             statements: StatementStore::default(),
-            fault,
-            operations,
-            shutdown,
-            tasks,
+            fault: parts.fault,
+            operations: parts.operations,
+            limiter: parts.limiter,
+            latency: parts.latency,
+            shutdown: parts.shutdown,
+            tasks: parts.tasks,
             next_query_id: AtomicI64::new(1),
         }
     }
@@ -77,7 +92,19 @@ pub(crate) fn router(api: Arc<DataApi>) -> Router {
     Router::new().route("/", post(handle)).with_state(api)
 }
 
+/// Answers one call, never sooner than the round trip after it arrived (throttled and faulty
+/// answers included: AWS's take the network's time too).
 async fn handle(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let response = answer(&api, &headers, &body).await;
+    let round_trip = api.latency.round_trip();
+    if !round_trip.is_zero() {
+        tokio::time::sleep_until(arrived + round_trip).await;
+    }
+    response
+}
+
+async fn answer(api: &Arc<DataApi>, headers: &HeaderMap, body: &[u8]) -> Response {
     let target = headers
         .get(TARGET_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -86,15 +113,20 @@ async fn handle(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Bytes
     api.fault.stall_if_refusing().await;
     api.operations.record(operation);
     debug!(operation, "Data API request");
-    if let Some(response) = obey_fault(&api, operation, &body).await {
+    // The quota is AWS's front door: a call beyond it never reaches the service behind it.
+    if !api.limiter.admit(operation) {
+        info!(operation, "Data API request throttled by its quota");
+        return ApiError::throttling().into_response();
+    }
+    if let Some(response) = obey_fault(api, operation, body).await {
         return response;
     }
     let result = match operation {
-        "ExecuteStatement" => operations::execute_statement(&api, &body).await,
-        "BatchExecuteStatement" => operations::batch_execute_statement(&api, &body).await,
-        "DescribeStatement" => operations::describe_statement(&api, &body).await,
-        "GetStatementResult" => operations::get_statement_result(&api, &body).await,
-        "CancelStatement" => operations::cancel_statement(&api, &body).await,
+        "ExecuteStatement" => operations::execute_statement(api, body).await,
+        "BatchExecuteStatement" => operations::batch_execute_statement(api, body).await,
+        "DescribeStatement" => operations::describe_statement(api, body).await,
+        "GetStatementResult" => operations::get_statement_result(api, body).await,
+        "CancelStatement" => operations::cancel_statement(api, body).await,
         _ => Err(ApiError::unknown_operation(target)),
     };
     result.unwrap_or_else(|error| {

@@ -2,53 +2,44 @@
 //!
 //! Each Data API statement gets its own connection, as each runs in its own
 //! session on Redshift: nothing (temporary tables, settings, an open
-//! transaction) leaks from one statement into the next.
+//! transaction) leaks from one statement into the next. Every statement runs in
+//! an explicit transaction (a batch in one, or one per query in auto-commit), so
+//! that it can stay STARTED for the configured run time before committing and a
+//! cancel during that time commits nothing.
 
-use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio_postgres::{Client, Column, Config, NoTls, SimpleQueryMessage, Statement};
+use tokio::time::Instant;
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::results::{ColumnMetadata, Field, ResultSet, TableColumn};
+use super::ledger::WriteLedger;
+use super::results::ResultSet;
+use super::session::{QueryFailure, Session, error_message};
 use super::statement::Status;
 use crate::error::StandInError;
-use crate::sql::dialect;
+use crate::isolation::Isolation;
+use crate::sql::tables;
 
-/// Session settings that make PostgreSQL print values the way Redshift does, and isolate
-/// transactions as Redshift does (serializable: PostgreSQL's default, read committed, would let
-/// through concurrent writes that Redshift refuses).
-const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex \
-    -c default_transaction_isolation=serializable";
+/// Session settings that make PostgreSQL print values the way Redshift does.
+const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex";
 
-/// Redshift records primary key, unique and foreign key constraints but enforces none of
-/// them; PostgreSQL enforces all three. Run after every statement that defines a table, this
-/// drops them (foreign keys first, as they depend on the keys), so that the stand-in stores
-/// what Redshift would store, duplicates included.
-const DROP_ENFORCED_KEYS: &str = "\
-    DO $$ DECLARE c record; BEGIN \
-      FOR c IN SELECT conrelid::regclass AS tbl, conname FROM pg_constraint \
-               WHERE contype IN ('f', 'p', 'u') \
-                 AND connamespace = ANY (current_schemas(false)::regnamespace[]) \
-               ORDER BY contype = 'f' DESC LOOP \
-        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', c.tbl, c.conname); \
-      END LOOP; \
-    END $$";
-
-/// What Redshift answers for a NUL character, which PostgreSQL cannot even receive.
-const NUL_REFUSED: &str = "invalid byte sequence for encoding \"UTF8\": 0x00";
-
-/// Where result columns come from, for their metadata.
-const TABLE_COLUMNS_SQL: &str = "\
-    SELECT a.attrelid, a.attnum, n.nspname::text, c.relname::text, a.attnotnull, \
-           pg_get_expr(d.adbin, d.adrelid) \
-    FROM unnest($1::oid[], $2::int2[]) AS k(relid, attnum) \
-    JOIN pg_attribute a ON a.attrelid = k.relid AND a.attnum = k.attnum \
-    JOIN pg_class c ON c.oid = a.attrelid \
-    JOIN pg_namespace n ON n.oid = c.relnamespace \
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum";
+/// Redshift's GETDATE(): "the current date and time in the current session time zone (UTC by
+/// default)", "the start date or time of the current statement, even when it is within a
+/// transaction block", as TIMESTAMP (Database Developer Guide, "GETDATE function"); its
+/// examples show whole seconds. PostgreSQL has no such function, and `DEFAULT GETDATE()` in a
+/// table definition needs one in the database itself. Installing it under an advisory lock
+/// keeps two stand-ins starting on one database from racing.
+const INSTALL_GETDATE: &str = "\
+    BEGIN; \
+    SELECT pg_advisory_xact_lock(4747001); \
+    CREATE OR REPLACE FUNCTION public.getdate() RETURNS timestamp \
+      LANGUAGE sql STABLE PARALLEL SAFE \
+      AS $$ SELECT date_trunc('second', statement_timestamp())::timestamp $$; \
+    COMMIT";
 
 /// How the statements of a batch commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,65 +91,99 @@ impl Execution {
     }
 }
 
-/// Why one query failed.
-struct QueryFailure {
-    error: String,
-    duration: Duration,
+/// How one transaction (or auto-committed query) of a statement ended.
+enum UnitEnd {
+    Committed(Vec<QueryOutcome>),
+    /// A query failed (or the commit did): the queries before it in the unit, and why.
+    Failed {
+        done: Vec<QueryOutcome>,
+        failure: QueryFailure,
+    },
+    Cancelled,
+}
+
+/// A statement's SQL and the limits it runs within.
+pub(crate) struct Run<'a> {
+    pub(crate) sqls: &'a [String],
+    pub(crate) mode: Mode,
+    pub(crate) cancel: &'a CancellationToken,
+    /// The least time from STARTED to the end.
+    pub(crate) run_time: Duration,
 }
 
 /// The PostgreSQL server the statements run on.
 #[derive(Debug, Clone)]
 pub(crate) struct Database {
     config: Config,
+    isolation: Isolation,
+    ledger: Arc<WriteLedger>,
 }
 
 impl Database {
-    pub(crate) fn new(url: &str) -> Result<Self, StandInError> {
+    pub(crate) fn new(url: &str, isolation: Isolation) -> Result<Self, StandInError> {
         let mut config: Config = url.parse().map_err(StandInError::InvalidDatabaseUrl)?;
         let options = match config.get_options() {
             Some(existing) => format!("{existing} {SESSION_OPTIONS}"),
             None => SESSION_OPTIONS.to_owned(),
         };
         config.options(options);
-        Ok(Self { config })
+        Ok(Self {
+            config,
+            isolation,
+            ledger: Arc::default(),
+        })
     }
 
-    /// Fails early, with a clear error, when the server cannot be reached.
-    pub(crate) async fn check(&self) -> Result<(), StandInError> {
-        self.connect()
+    /// Fails early, with a clear error, when the server cannot be reached, and installs the
+    /// Redshift functions the statements may use.
+    pub(crate) async fn prepare(&self) -> Result<(), StandInError> {
+        let (client, _) = self
+            .connect()
             .await
-            .map(drop)
-            .map_err(StandInError::database("connecting to PostgreSQL"))
+            .map_err(StandInError::database("connecting to PostgreSQL"))?;
+        client
+            .batch_execute(INSTALL_GETDATE)
+            .await
+            .map_err(StandInError::database("installing GETDATE()"))
     }
 
-    /// Runs `sqls` on a new connection. `on_started` receives the server
-    /// process id once connected. Cancelling `cancel` stops the execution,
-    /// also on the server, and the statement ends ABORTED.
-    pub(crate) async fn execute(
-        &self,
-        sqls: &[String],
-        mode: Mode,
-        cancel: &CancellationToken,
-        on_started: impl FnOnce(i64),
-    ) -> Execution {
+    /// Runs the statement on a new connection. `on_started` receives the server process id
+    /// once connected. Cancelling stops the execution, also on the server, and the statement
+    /// ends ABORTED with its open transaction rolled back.
+    pub(crate) async fn execute(&self, run: Run<'_>, on_started: impl FnOnce(i64)) -> Execution {
+        let count = run.sqls.len();
         let (client, pid) = match self.connect().await {
             Ok(connected) => connected,
             Err(error) => {
                 let message = format!("ERROR: {}", error_message(&error));
-                return Execution::not_run(sqls.len(), Status::Failed, Some(message));
+                return Execution::not_run(count, Status::Failed, Some(message));
             }
         };
         on_started(pid);
-        let server_side = client.cancel_token();
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => {
-                if let Err(error) = server_side.cancel_query(NoTls).await {
-                    warn!(%error, "could not cancel the query on PostgreSQL");
+        let finish_at = Instant::now() + run.run_time;
+        let mut session = Session::new(&client, pid, self.isolation, &self.ledger);
+        let units = units(count, run.mode);
+        let mut committed = Vec::with_capacity(count);
+        for (number, range) in units.iter().enumerate() {
+            let last = number + 1 == units.len();
+            let sqls = &run.sqls[range.clone()];
+            let end = run_unit(&mut session, sqls, run.cancel, last.then_some(finish_at)).await;
+            match end {
+                UnitEnd::Committed(done) => committed.extend(done),
+                UnitEnd::Cancelled => return aborted(committed, count),
+                UnitEnd::Failed { done, failure } => {
+                    let transaction = run.mode == Mode::Transaction;
+                    let execution = failed(count, committed, done, failure, transaction);
+                    // A failing statement takes its run time too.
+                    wait_until(run.cancel, finish_at).await;
+                    return execution;
                 }
-                Execution::not_run(sqls.len(), Status::Aborted, None)
             }
-            execution = run_queries(&client, sqls, mode) => execution,
+        }
+        Execution {
+            status: Status::Finished,
+            error: None,
+            queries: committed,
         }
     }
 
@@ -174,6 +199,151 @@ impl Database {
     }
 }
 
+/// The transactions of a statement: a batch's queries together, or each on its own.
+fn units(count: usize, mode: Mode) -> Vec<Range<usize>> {
+    match mode {
+        Mode::Transaction => vec![0..count],
+        Mode::AutoCommit => (0..count).map(|i| i..i + 1).collect(),
+    }
+}
+
+/// Runs one transaction: its queries and, for the statement's last one, the wait for the run
+/// time, both of which a cancel interrupts; then the commit, which it does not (once
+/// committing, the statement is done).
+async fn run_unit(
+    session: &mut Session<'_>,
+    sqls: &[String],
+    cancel: &CancellationToken,
+    finish_at: Option<Instant>,
+) -> UnitEnd {
+    let in_transaction = !(sqls.len() == 1 && tables::runs_outside_transactions(&sqls[0]));
+    if in_transaction && let Err(error) = session.begin().await {
+        let failure = QueryFailure {
+            error,
+            duration: Duration::ZERO,
+        };
+        return UnitEnd::Failed {
+            done: Vec::new(),
+            failure,
+        };
+    }
+    let work = run_queries(session, sqls, finish_at);
+    let outcome = tokio::select! {
+        biased;
+        () = cancel.cancelled() => None,
+        outcome = work => Some(outcome),
+    };
+    match outcome {
+        None => {
+            session.abandon().await;
+            UnitEnd::Cancelled
+        }
+        Some(Err((done, failure))) => {
+            if in_transaction {
+                session.rollback().await;
+            }
+            UnitEnd::Failed { done, failure }
+        }
+        Some(Ok(done)) if !in_transaction => UnitEnd::Committed(done),
+        Some(Ok(done)) => commit(session, done).await,
+    }
+}
+
+async fn commit(session: &mut Session<'_>, mut done: Vec<QueryOutcome>) -> UnitEnd {
+    match session.commit().await {
+        Ok(()) => UnitEnd::Committed(done),
+        Err(error) => {
+            session.rollback().await;
+            // The commit belongs to the transaction's last query: that one failed.
+            let duration = done.pop().map_or(Duration::ZERO, |q| q.duration);
+            UnitEnd::Failed {
+                done,
+                failure: QueryFailure { error, duration },
+            }
+        }
+    }
+}
+
+/// The queries in order, then the wait that makes the statement last its run time (counted
+/// in the last query's duration, as Redshift's would include it).
+async fn run_queries(
+    session: &mut Session<'_>,
+    sqls: &[String],
+    finish_at: Option<Instant>,
+) -> Result<Vec<QueryOutcome>, (Vec<QueryOutcome>, QueryFailure)> {
+    let mut done = Vec::with_capacity(sqls.len());
+    for sql in sqls {
+        match session.run(sql).await {
+            Ok(outcome) => done.push(outcome),
+            Err(failure) => return Err((done, failure)),
+        }
+    }
+    if let Some(finish_at) = finish_at {
+        let waited = finish_at.saturating_duration_since(Instant::now());
+        tokio::time::sleep_until(finish_at).await;
+        if let Some(last) = done.last_mut() {
+            last.duration += waited;
+        }
+    }
+    Ok(done)
+}
+
+/// Waits until `finish_at` unless cancelled first.
+async fn wait_until(cancel: &CancellationToken, finish_at: Instant) {
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = tokio::time::sleep_until(finish_at) => {}
+    }
+}
+
+/// Cancelled: what auto-commit already committed stays FINISHED, the rest is ABORTED.
+fn aborted(mut committed: Vec<QueryOutcome>, count: usize) -> Execution {
+    committed.resize_with(count, || QueryOutcome::not_run(Status::Aborted));
+    Execution {
+        status: Status::Aborted,
+        error: None,
+        queries: committed,
+    }
+}
+
+/// The statement failed at the query after `committed` and `done`: in a transaction the
+/// queries that ran are rolled back (ABORTED); the queries after it never run.
+fn failed(
+    count: usize,
+    committed: Vec<QueryOutcome>,
+    done: Vec<QueryOutcome>,
+    failure: QueryFailure,
+    transaction: bool,
+) -> Execution {
+    let mut queries = committed;
+    let rolled_back = done.into_iter().map(|mut outcome| {
+        if transaction {
+            outcome.status = Status::Aborted;
+        }
+        outcome
+    });
+    queries.extend(rolled_back);
+    let index = queries.len();
+    let error = if count > 1 {
+        format!("Query #{} failed with {}", index + 1, failure.error)
+    } else {
+        failure.error.clone()
+    };
+    queries.push(QueryOutcome {
+        status: Status::Failed,
+        error: Some(failure.error),
+        result: None,
+        rows: -1,
+        duration: failure.duration,
+    });
+    queries.resize_with(count, || QueryOutcome::not_run(Status::Aborted));
+    Execution {
+        status: Status::Failed,
+        error: Some(error),
+        queries,
+    }
+}
+
 async fn backend_pid(client: &Client) -> Result<i64, tokio_postgres::Error> {
     let messages = client.simple_query("SELECT pg_backend_pid()").await?;
     Ok(messages
@@ -183,199 +353,4 @@ async fn backend_pid(client: &Client) -> Result<i64, tokio_postgres::Error> {
             _ => None,
         })
         .unwrap_or(-1))
-}
-
-async fn run_queries(client: &Client, sqls: &[String], mode: Mode) -> Execution {
-    let transaction = mode == Mode::Transaction && sqls.len() > 1;
-    if transaction && let Err(error) = client.batch_execute("BEGIN").await {
-        let message = format!("ERROR: {}", error_message(&error));
-        return Execution::not_run(sqls.len(), Status::Failed, Some(message));
-    }
-    let mut done = Vec::with_capacity(sqls.len());
-    for (index, sql) in sqls.iter().enumerate() {
-        match run_query(client, sql).await {
-            Ok(outcome) => done.push(outcome),
-            Err(failure) => {
-                return failed(client, sqls.len(), done, index, failure, transaction).await;
-            }
-        }
-    }
-    if transaction && let Err(error) = client.batch_execute("COMMIT").await {
-        let message = format!("ERROR: {}", error_message(&error));
-        return Execution::not_run(sqls.len(), Status::Failed, Some(message));
-    }
-    Execution {
-        status: Status::Finished,
-        error: None,
-        queries: done,
-    }
-}
-
-/// The statement failed at query `index`: in a transaction everything is
-/// rolled back (the queries that ran are ABORTED); the queries after it never run.
-async fn failed(
-    client: &Client,
-    count: usize,
-    mut done: Vec<QueryOutcome>,
-    index: usize,
-    failure: QueryFailure,
-    transaction: bool,
-) -> Execution {
-    if transaction {
-        if let Err(error) = client.batch_execute("ROLLBACK").await {
-            warn!(%error, "rollback failed");
-        }
-        for outcome in &mut done {
-            outcome.status = Status::Aborted;
-        }
-    }
-    let error = if count > 1 {
-        format!("Query #{} failed with {}", index + 1, failure.error)
-    } else {
-        failure.error.clone()
-    };
-    done.push(QueryOutcome {
-        status: Status::Failed,
-        error: Some(failure.error),
-        result: None,
-        rows: -1,
-        duration: failure.duration,
-    });
-    done.resize_with(count, || QueryOutcome::not_run(Status::Aborted));
-    Execution {
-        status: Status::Failed,
-        error: Some(error),
-        queries: done,
-    }
-}
-
-async fn run_query(client: &Client, sql: &str) -> Result<QueryOutcome, QueryFailure> {
-    let started = Instant::now();
-    let fail = |message: String| QueryFailure {
-        error: format!("ERROR: {message}"),
-        duration: started.elapsed(),
-    };
-    if sql.contains('\0') {
-        return Err(fail(NUL_REFUSED.to_owned()));
-    }
-    dialect::check(sql).map_err(|unsupported| fail(unsupported.to_string()))?;
-    // Preparing first tells the column types, which the text protocol
-    // does not; it also refuses several statements in one string.
-    let statement = client
-        .prepare(sql)
-        .await
-        .map_err(|e| fail(error_message(&e)))?;
-    let messages = client
-        .simple_query(sql)
-        .await
-        .map_err(|e| fail(error_message(&e)))?;
-    let result = if statement.columns().is_empty() {
-        None
-    } else {
-        Some(Arc::new(result_set(client, &statement, &messages).await))
-    };
-    let rows = match &result {
-        Some(result) => result.records.len() as i64,
-        None => affected_rows(&messages),
-    };
-    if dialect::defines_table(sql) {
-        client
-            .batch_execute(DROP_ENFORCED_KEYS)
-            .await
-            .map_err(|e| fail(error_message(&e)))?;
-    }
-    Ok(QueryOutcome {
-        status: Status::Finished,
-        error: None,
-        result,
-        rows,
-        duration: started.elapsed(),
-    })
-}
-
-fn affected_rows(messages: &[SimpleQueryMessage]) -> i64 {
-    messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::CommandComplete(rows) => {
-                Some(i64::try_from(*rows).unwrap_or(i64::MAX))
-            }
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
-async fn result_set(
-    client: &Client,
-    statement: &Statement,
-    messages: &[SimpleQueryMessage],
-) -> ResultSet {
-    let columns = statement.columns();
-    let tables = table_columns(client, columns).await;
-    let metadata = columns
-        .iter()
-        .map(|c| {
-            let table = c
-                .table_oid()
-                .zip(c.column_id())
-                .and_then(|key| tables.get(&key));
-            ColumnMetadata::new(c.name(), c.type_(), c.type_modifier(), table)
-        })
-        .collect();
-    let records = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .map(|row| {
-            columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Field::from_text(c.type_(), row.try_get(i).ok().flatten()))
-                .collect()
-        })
-        .collect();
-    ResultSet {
-        columns: metadata,
-        records,
-    }
-}
-
-/// Schema, table, nullability and default of the result columns that are
-/// plain table columns. Metadata is a nicety: on error it is left out.
-async fn table_columns(client: &Client, columns: &[Column]) -> HashMap<(u32, i16), TableColumn> {
-    let (oids, numbers): (Vec<u32>, Vec<i16>) = columns
-        .iter()
-        .filter_map(|c| c.table_oid().zip(c.column_id()))
-        .unzip();
-    if oids.is_empty() {
-        return HashMap::new();
-    }
-    match client.query(TABLE_COLUMNS_SQL, &[&oids, &numbers]).await {
-        Ok(rows) => rows
-            .iter()
-            .filter_map(|row| {
-                let key = (row.try_get(0).ok()?, row.try_get(1).ok()?);
-                let column = TableColumn {
-                    schema: row.try_get(2).ok()?,
-                    table: row.try_get(3).ok()?,
-                    not_null: row.try_get(4).ok()?,
-                    default: row.try_get(5).ok()?,
-                };
-                Some((key, column))
-            })
-            .collect(),
-        Err(error) => {
-            debug!(%error, "column metadata lookup failed");
-            HashMap::new()
-        }
-    }
-}
-
-/// PostgreSQL's own message when there is one, without the driver's framing.
-fn error_message(error: &tokio_postgres::Error) -> String {
-    error
-        .as_db_error()
-        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
 }

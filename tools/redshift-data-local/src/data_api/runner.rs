@@ -12,7 +12,7 @@ use tracing::{debug, info};
 use uuid::Uuid;
 
 use super::DataApi;
-use super::postgres::{Execution, Mode};
+use super::postgres::{Execution, Mode, Run};
 use super::statement::{Query, Statement, Status, Target};
 use crate::fault::Fault;
 
@@ -119,7 +119,13 @@ impl DataApi {
         cancel: &CancellationToken,
     ) -> Execution {
         let on_started = |pid| self.mark_started(id, Some(pid));
-        self.database.execute(sqls, mode, cancel, on_started).await
+        let run = Run {
+            sqls,
+            mode,
+            cancel,
+            run_time: self.latency.statement_time(),
+        };
+        self.database.execute(run, on_started).await
     }
 
     fn mark_started(&self, id: &str, pid: Option<i64>) {

@@ -143,6 +143,101 @@ fn is_tag_byte(byte: u8) -> bool {
     byte != b'$' && is_identifier_byte(byte)
 }
 
+/// What a token of SQL code is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// A keyword, unquoted identifier or number: a run of identifier bytes.
+    Word,
+    /// A double-quoted identifier, quotes included.
+    QuotedIdent,
+    /// A string or dollar-quoted literal.
+    Literal,
+    /// Any other single character of code (`(`, `,`, `.`, ...).
+    Symbol,
+}
+
+/// A token and where it starts in the SQL text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token<'a> {
+    pub(crate) kind: TokenKind,
+    pub(crate) text: &'a str,
+    pub(crate) start: usize,
+}
+
+impl Token<'_> {
+    pub(crate) fn end(&self) -> usize {
+        self.start + self.text.len()
+    }
+
+    /// This keyword, in any case.
+    pub(crate) fn is_word(&self, keyword: &str) -> bool {
+        self.kind == TokenKind::Word && self.text.eq_ignore_ascii_case(keyword)
+    }
+
+    pub(crate) fn is_symbol(&self, symbol: char) -> bool {
+        self.kind == TokenKind::Symbol && self.text.starts_with(symbol)
+    }
+
+    /// A part of a (possibly qualified) name: a word or a quoted identifier.
+    pub(crate) fn is_name(&self) -> bool {
+        matches!(self.kind, TokenKind::Word | TokenKind::QuotedIdent)
+    }
+}
+
+/// The tokens of `sql`, comments and whitespace left out.
+pub(crate) fn tokens(sql: &str) -> Vec<Token<'_>> {
+    let mut tokens = Vec::new();
+    let mut offset = 0;
+    for segment in segments(sql) {
+        match segment.kind {
+            SegmentKind::Code => code_tokens(segment.text, offset, &mut tokens),
+            SegmentKind::Quoted => {
+                let kind = if segment.text.starts_with('"') {
+                    TokenKind::QuotedIdent
+                } else {
+                    TokenKind::Literal
+                };
+                tokens.push(Token {
+                    kind,
+                    text: segment.text,
+                    start: offset,
+                });
+            }
+            SegmentKind::Comment => {}
+        }
+        offset += segment.text.len();
+    }
+    tokens
+}
+
+fn code_tokens<'a>(code: &'a str, offset: usize, tokens: &mut Vec<Token<'a>>) {
+    let bytes = code.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if byte.is_ascii_whitespace() {
+            at += 1;
+            continue;
+        }
+        let (kind, end) = if is_identifier_byte(byte) {
+            let run = bytes[at..]
+                .iter()
+                .position(|b| !is_identifier_byte(*b))
+                .unwrap_or(bytes.len() - at);
+            (TokenKind::Word, at + run)
+        } else {
+            // Identifier bytes cover every non-ASCII byte, so this is one ASCII character.
+            (TokenKind::Symbol, at + 1)
+        };
+        tokens.push(Token {
+            kind,
+            text: &code[at..end],
+            start: offset + at,
+        });
+        at = end;
+    }
+}
+
 /// Bytes that may continue an unquoted identifier (non-ASCII letters included).
 pub(crate) fn is_identifier_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || byte >= 0x80
@@ -203,6 +298,32 @@ mod tests {
                 (SegmentKind::Quoted, "'abc")
             ]
         );
+    }
+
+    #[test]
+    fn tokens_keep_their_place_and_skip_comments() {
+        use TokenKind::*;
+        let sql = "INSERT INTO \"My\".calls -- c\n VALUES ('a,b', 1)";
+        let found: Vec<_> = tokens(sql).iter().map(|t| (t.kind, t.text)).collect();
+        assert_eq!(
+            found,
+            [
+                (Word, "INSERT"),
+                (Word, "INTO"),
+                (QuotedIdent, "\"My\""),
+                (Symbol, "."),
+                (Word, "calls"),
+                (Word, "VALUES"),
+                (Symbol, "("),
+                (Literal, "'a,b'"),
+                (Symbol, ","),
+                (Word, "1"),
+                (Symbol, ")"),
+            ]
+        );
+        for token in tokens(sql) {
+            assert_eq!(&sql[token.start..token.end()], token.text);
+        }
     }
 
     #[test]

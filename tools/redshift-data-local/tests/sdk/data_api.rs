@@ -863,7 +863,10 @@ async fn transactions_are_serializable_as_on_redshift() {
         }
     }
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert!(failures[0].contains("serialize"), "{failures:?}");
+    assert!(
+        failures[0].contains("ERROR: 1023 DETAIL: Serializable isolation violation on table - "),
+        "Redshift's wording: {failures:?}"
+    );
     assert_eq!(
         env.scalar("SELECT count(*) FROM on_call WHERE active")
             .await,
