@@ -56,7 +56,7 @@ ADMIN_TOKEN ?= example-admin-token
 WATCH_SQLITE := $(CURDIR)/target/watch/local_crm.db
 watch: cargo-lambda ## Run under the local Lambda emulator (cargo lambda watch) on port $(WATCH_PORT)
 	@mkdir -p $(dir $(WATCH_SQLITE)) && rm -f $(WATCH_SQLITE) $(WATCH_SQLITE)-wal $(WATCH_SQLITE)-shm
-	ADMIN_TOKEN=$(ADMIN_TOKEN) SQLITE_PATH=$(WATCH_SQLITE) cargo lambda watch --invoke-port $(WATCH_PORT) --bin call-history
+	ADMIN_TOKEN=$(ADMIN_TOKEN) SQLITE_PATH=$(WATCH_SQLITE) SQLITE_SEED=sample cargo lambda watch --invoke-port $(WATCH_PORT) --bin call-history
 
 invoke: cargo-lambda ## Send events/$(EVENT).json to a running `make watch`
 	cargo lambda invoke call-history --invoke-port $(WATCH_PORT) --data-file events/$(EVENT).json

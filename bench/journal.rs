@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use call_history::store::{Call, CallStore};
+use call_history::store::Call;
 
 mod support;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request};
-use call_history::store::{Call, CallStore, HistoryQuery};
+use call_history::store::{Call, HistoryQuery};
 use redshift_data_local::Fault;
 use support::{config, on_standin, OnStandIn};
 use tempfile::TempDir;
@@ -329,7 +329,7 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
         })
         .collect();
     for chunk in calls.chunks(100) {
-        redshift.insert_missing(chunk).await.expect("seed");
+        redshift.session().insert_missing(chunk).await.expect("seed");
     }
     time_requests(&on.app.router, HISTORY, 20).await;
     let before = on.standin.operation_count("ExecuteStatement")

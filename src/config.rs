@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::store::replica::ReplicaSettings;
+use crate::store::sqlite::Seed;
 
 /// Default probe interval while on SQLite, as in the guide.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
@@ -74,6 +75,9 @@ pub struct Config {
     pub replica: ReplicaSettings,
     /// In Lambda, the longest the work after an answer may keep the environment awake.
     pub post_answer_budget: Duration,
+    /// What a new backup file starts with (`SQLITE_SEED`): the sample calls for a local demo,
+    /// the shipped snapshot of the warehouse otherwise.
+    pub sqlite_seed: Seed,
     pub check_interval: Duration,
     pub redshift_timeout: Duration,
     /// How often the running fallback duration is put to CloudWatch while on SQLite.
@@ -103,6 +107,7 @@ impl fmt::Debug for Config {
             .field("redshift_incomplete", &self.redshift_incomplete)
             .field("replica", &self.replica)
             .field("post_answer_budget", &self.post_answer_budget)
+            .field("sqlite_seed", &self.sqlite_seed)
             .field("check_interval", &self.check_interval)
             .field("redshift_timeout", &self.redshift_timeout)
             .field("metrics_heartbeat", &self.metrics_heartbeat)
@@ -200,6 +205,24 @@ impl Config {
             }
         });
 
+        // Sample calls only where they help: a local demo without Redshift. A deployed backup,
+        // or one beside a warehouse, must never show calls the warehouse never held.
+        let default_seed = match redshift.is_none() && !in_lambda {
+            true => Seed::Sample,
+            false => Seed::Snapshot,
+        };
+        let sqlite_seed = match get("SQLITE_SEED").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => default_seed,
+            Some("sample") => Seed::Sample,
+            Some("snapshot") => Seed::Snapshot,
+            Some(other) => {
+                problems.push(ConfigProblem(format!(
+                    "SQLITE_SEED must be sample or snapshot, not {other:?}; using the default"
+                )));
+                default_seed
+            }
+        };
+
         // Lambda mounts file systems under /mnt: a file there outlives environments and is
         // shared by them.
         let on_mount = sqlite_path.starts_with("/mnt");
@@ -217,6 +240,7 @@ impl Config {
             redshift_incomplete,
             replica,
             post_answer_budget,
+            sqlite_seed,
             check_interval,
             redshift_timeout,
             metrics_heartbeat,

@@ -39,7 +39,7 @@ use store::backup::Backup;
 use store::failover::{FailoverSettings, FailoverStore};
 use store::redshift::meter::{DataApiMeter, MeterInterceptor};
 use store::redshift::RedshiftStore;
-use store::sqlite::{Seed, SqliteOptions};
+use store::sqlite::SqliteOptions;
 
 /// The running service: its router and the store behind it.
 pub struct App {
@@ -70,7 +70,7 @@ pub async fn build_app(config: &Config) -> App {
     let options = SqliteOptions {
         journal_writes: config.redshift.is_some(),
         shared: config.sqlite_shared,
-        seed: backup_seed(config),
+        seed: config.sqlite_seed,
     };
     let background = Background::default();
     let needs_aws = config.redshift.is_some() || config.admin_token_secret_arn.is_some();
@@ -109,17 +109,6 @@ pub async fn build_app(config: &Config) -> App {
         router: api::router(state),
         store,
         background,
-    }
-}
-
-/// What a new backup file starts with: the sample calls only for a local demo (no Redshift, not
-/// in Lambda); a deployed backup, or one beside a warehouse, starts from the shipped snapshot
-/// (empty unless `make snapshot` made one) and fills from Redshift, so that it never shows calls
-/// the warehouse never held.
-fn backup_seed(config: &Config) -> Seed {
-    match config.redshift.is_none() && !config.in_lambda {
-        true => Seed::Sample,
-        false => Seed::Snapshot,
     }
 }
 

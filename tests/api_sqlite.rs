@@ -404,7 +404,7 @@ async fn with_no_database_reads_are_empty_and_writes_refused() {
     assert_eq!(history.source_header.as_deref(), Some("unavailable"));
     assert_eq!(
         history.body,
-        json!({"calls": [], "count": 0, "source": "unavailable", "message": "No database available"})
+        json!({"calls": [], "count": 0, "source": "unavailable", "message": "No database available", "asOf": null})
     );
 
     let one = app

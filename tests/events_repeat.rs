@@ -28,6 +28,7 @@ async fn every_event_gets_its_expected_status_again_and_again_on_one_database() 
         ("ADMIN_TOKEN", "example-admin-token"),
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
         ("SQLITE_PATH", sqlite_path.as_str()),
+        ("SQLITE_SEED", "sample"),
     ];
     let (config, problems) = Config::from_lookup(|name| {
         vars.iter()

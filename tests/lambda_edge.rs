@@ -268,6 +268,8 @@ fn lambda_config(sqlite: &Path) -> Config {
         ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9".to_string()),
         ("SQLITE_PATH", sqlite.display().to_string()),
+        // The cases filter on the sample calls, as under `make watch`.
+        ("SQLITE_SEED", "sample".to_string()),
     ]);
     let (config, problems) = Config::from_lookup(|name| vars.get(name).cloned());
     assert!(problems.is_empty(), "{problems:?}");
@@ -402,6 +404,7 @@ async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+        .env("SQLITE_SEED", "sample")
         .env("AWS_LAMBDA_FUNCTION_NAME", "call-history")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

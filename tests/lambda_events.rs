@@ -15,6 +15,8 @@ async fn invoke(event_file: &Path, sqlite_path: &Path) -> (u16, Option<String>, 
         ("ADMIN_TOKEN", "example-admin-token".to_string()),
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001".to_string()),
         ("SQLITE_PATH", sqlite_path.display().to_string()),
+        // As `make watch` runs it: the events resend and filter on the sample calls.
+        ("SQLITE_SEED", "sample".to_string()),
     ];
     let (config, problems) = Config::from_lookup(|name| {
         vars.iter()

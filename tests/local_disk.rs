@@ -29,6 +29,8 @@ async fn app_on(path: &Path) -> TestApp {
             ("REDSHIFT_DATABASE", "crm_db"),
             ("REDSHIFT_DB_USER", "app_user"),
             ("REDSHIFT_CHECK_INTERVAL_SECS", "3600"),
+            // The disk's behaviour is the subject; the sample calls give it rows to keep.
+            ("SQLITE_SEED", "sample"),
         ],
         &[
             ("AWS_ACCESS_KEY_ID", "test"),
@@ -96,7 +98,6 @@ async fn a_busy_file_is_not_mistaken_for_damage_and_is_opened_once_free() {
         let (call, _) =
             call_history::api::calls::parse_new_call(br#"{"id":"kept-1","contactName":"Kept"}"#)
                 .unwrap();
-        use call_history::store::CallStore;
         store.insert(&call).await.unwrap();
     }
     // Another process holds the whole file: opening it fails for now.
@@ -358,12 +359,12 @@ async fn a_full_disk_refuses_writes_says_so_and_recovers_when_space_returns() {
 async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again() {
     use call_history::store::backup::Backup;
     use call_history::store::sqlite::{SqliteOptions, SqliteStore};
-    use call_history::store::CallStore;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
     let shared = SqliteOptions {
         journal_writes: true,
         shared: true,
+        ..SqliteOptions::default()
     };
     let this = Backup::open(&path, shared);
     let before = this.store_for_write().unwrap();

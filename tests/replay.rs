@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use call_history::store::sqlite::{SqliteOptions, SqliteStore};
-use call_history::store::{CallStore, HistoryQuery};
+use call_history::store::HistoryQuery;
 use common::{spawn_app_on, Redshift, TestApp};
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
@@ -152,7 +152,8 @@ async fn a_replay_whose_journal_was_not_cleared_is_not_applied_twice() {
         .into_iter()
         .map(|(_, call)| call)
         .collect();
-    assert_eq!(redshift_store.insert_missing(&journaled).await.unwrap(), 3);
+    let stored = redshift_store.session().insert_missing(&journaled).await.unwrap();
+    assert_eq!(stored.len(), 3);
 
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.body["currentSource"], "redshift");
@@ -349,7 +350,7 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
         ..HistoryQuery::default()
     };
     let served = cold.history(&query).await.unwrap();
-    let in_redshift = app.store.redshift().unwrap().history(&query).await.unwrap();
+    let in_redshift = app.store.redshift().unwrap().session().history(&query).await.unwrap();
     assert_eq!(served.len(), 120);
     assert_eq!(served, in_redshift);
 }

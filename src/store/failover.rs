@@ -197,7 +197,7 @@ impl FailoverStore {
     /// History as the JSON array of the answer.
     pub async fn history(&self, query: &HistoryQuery) -> Served<CallsJson> {
         let Some(redshift) = &self.redshift else {
-            return self.backup_history(query, Some(Utc::now())).await;
+            return self.backup_history(query, None).await;
         };
         let budget = RequestBudget::start(redshift.timeout());
         let (route, _probe) = self.route();
@@ -224,7 +224,7 @@ impl FailoverStore {
 
     pub async fn get(&self, id: &str) -> Served<Option<Call>> {
         let Some(redshift) = &self.redshift else {
-            return self.backup_get(id, Some(Utc::now())).await;
+            return self.backup_get(id, None).await;
         };
         let budget = RequestBudget::start(redshift.timeout());
         let (route, _probe) = self.route();
@@ -427,7 +427,7 @@ impl FailoverStore {
 
     pub async fn insert(&self, call: &Call) -> Served<InsertOutcome> {
         let Some(redshift) = &self.redshift else {
-            return self.backup_insert(call, Some(Utc::now())).await;
+            return self.backup_insert(call, None).await;
         };
         let budget = RequestBudget::start(redshift.timeout());
         let (route, _probe) = self.route();

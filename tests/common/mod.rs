@@ -14,6 +14,8 @@ use serde_json::Value;
 pub struct TestApp {
     pub address: SocketAddr,
     pub store: Arc<FailoverStore>,
+    /// Work that finishes after answers (metric puts, copies into the backup).
+    pub background: call_history::background::Background,
     pub client: reqwest::Client,
     pub sqlite_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -28,6 +30,15 @@ pub struct Reply {
 }
 
 impl TestApp {
+    /// Waits for the work left after the answers so far (metric puts, copies): what Lambda's
+    /// extension waits for before the environment may freeze.
+    pub async fn settled(&self) {
+        assert!(
+            self.background.settle(std::time::Duration::from_secs(10)).await,
+            "background work still running after 10 s"
+        );
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }
@@ -129,10 +140,11 @@ pub async fn spawn_app_with(vars: &[(&str, &str)], aws_env: &[(&str, &str)]) -> 
     };
     // As the local server does: pulls ahead, replay and metrics between requests.
     app.run_upkeep();
-    let address = serve_on_free_port(app.router, ServerLimits::default()).await;
+    let address = serve_on_free_port(app.router.clone(), ServerLimits::default()).await;
     TestApp {
         address,
         store: app.store,
+        background: app.background,
         client: reqwest::Client::new(),
         sqlite_path: sqlite_path.into(),
         _dir: dir,
