@@ -193,6 +193,14 @@ async fn quotas_are_reported_and_changed_over_http() {
     assert_eq!(status, 200, "{changed}");
     assert_eq!(changed["CancelStatement"]["quota"], Value::Null);
     assert_eq!(changed["BatchExecuteStatement"]["quota"]["perSecond"], 20);
+    let (_, one_second) = control
+        .post("/quotas", &json!({"DescribeStatement": {"perSecond": 50}}))
+        .await;
+    assert_eq!(
+        one_second["DescribeStatement"]["quota"],
+        json!({"perSecond": 50, "burst": 50}),
+        "the burst defaults to one second's worth"
+    );
 
     let client = env.single_try_client().await;
     execute(&client, "SELECT 1")
@@ -231,6 +239,7 @@ async fn quotas_are_reported_and_changed_over_http() {
     for body in [
         json!({"ExecuteStatment": {"perSecond": 1, "burst": 1}}),
         json!({"ExecuteStatement": {"perSecond": -1, "burst": 1}}),
+        json!({"ExecuteStatement": {"rate": 5}}),
         json!(["ExecuteStatement"]),
     ] {
         let (status, answer) = control.post("/quotas", &body).await;
