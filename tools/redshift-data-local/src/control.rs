@@ -11,7 +11,8 @@
 //! DELETE /metrics
 //! GET    /operations         request counts per operation
 //! GET    /quotas             per Data API operation: its quota, calls and throttled calls
-//! POST   /quotas             {"ExecuteStatement":{"perSecond":5,"burst":5},"CancelStatement":null}
+//! POST   /quotas             {"ExecuteStatement":{"perSecond":5,"burst":10},"CancelStatement":null}
+//!                            (burst defaults to perSecond; null lifts the operation's quota)
 //! DELETE /quotas             lifts every quota
 //! POST   /quotas/aws         AWS's quotas again
 //! GET    /latency            {"roundTripMillis":0,"statementMillis":0}
@@ -59,6 +60,23 @@ struct OperationQuota {
     calls: usize,
     /// Calls refused because they were beyond the quota.
     throttled: usize,
+}
+
+/// A quota as `POST /quotas` takes it: the burst defaults to one second's worth.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QuotaSpec {
+    per_second: u32,
+    burst: Option<u32>,
+}
+
+impl From<QuotaSpec> for Quota {
+    fn from(spec: QuotaSpec) -> Self {
+        Quota {
+            per_second: spec.per_second,
+            burst: spec.burst.unwrap_or(spec.per_second),
+        }
+    }
 }
 
 /// Both delays, in milliseconds, as the control API reads and writes them.
@@ -192,10 +210,14 @@ fn quota_report(controls: &Controls) -> BTreeMap<&'static str, OperationQuota> {
 
 /// Changes the operations named in the body (`null` lifts one's quota), leaving the others.
 async fn change_quotas(State(controls): State<Controls>, body: Bytes) -> Response {
-    let changes: BTreeMap<String, Option<Quota>> = match serde_json::from_slice(&body) {
+    let changes: BTreeMap<String, Option<QuotaSpec>> = match serde_json::from_slice(&body) {
         Ok(changes) => changes,
         Err(error) => return bad_request(&format!("not a map of operations to quotas: {error}")),
     };
+    let changes: BTreeMap<String, Option<Quota>> = changes
+        .into_iter()
+        .map(|(operation, spec)| (operation, spec.map(Quota::from)))
+        .collect();
     // All or nothing: check every name before changing any quota.
     let mut checked = Quotas::default();
     for (operation, quota) in &changes {

@@ -10,6 +10,13 @@
 //! A CloudWatch endpoint captures the metrics a client puts, and a
 //! Secrets Manager endpoint ([`SecretsManager`]) answers `GetSecretValue`.
 //!
+//! It is never kinder than AWS, because a kind stand-in hides the failures that
+//! matter: it enforces the Data API's account-wide quotas ([`Quotas`], AWS's
+//! figures by default, shared by every client), can take AWS's time (a round
+//! trip per call, a run time per statement), and isolates transactions as
+//! Redshift does ([`Isolation`]), Redshift's table-level write conflicts
+//! (error 1023) included.
+//!
 //! Every statement runs in the database of [`Options::database_url`]; the
 //! `Database` member of requests is only echoed back.
 //!

@@ -52,7 +52,8 @@ Control API (JSON):
   GET    /metrics            captured CloudWatch metrics (DELETE clears them)
   GET    /operations         requests received per operation
   GET    /quotas             per operation: quota, calls and throttled calls
-  POST   /quotas             {\"ExecuteStatement\":{\"perSecond\":5,\"burst\":5},\"CancelStatement\":null}
+  POST   /quotas             {\"ExecuteStatement\":{\"perSecond\":5,\"burst\":10},\"CancelStatement\":null}
+                             (burst defaults to perSecond; null lifts that quota)
   DELETE /quotas             lifts every quota; POST /quotas/aws puts AWS's back
   GET    /latency            {\"roundTripMillis\":0,\"statementMillis\":0}; POST the same to change
 

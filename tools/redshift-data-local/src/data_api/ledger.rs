@@ -11,7 +11,8 @@
 //! older than that commit.
 //!
 //! Snapshots and commits are taken under one lock, so that "after the snapshot began" means
-//! exactly what PostgreSQL's snapshot saw.
+//! exactly what PostgreSQL's snapshot saw. Only writes made through this stand-in are known:
+//! a direct connection to the database, or a second stand-in on it, writes unseen.
 
 use std::collections::HashMap;
 

@@ -167,7 +167,8 @@ impl Database {
         for (number, range) in units.iter().enumerate() {
             let last = number + 1 == units.len();
             let sqls = &run.sqls[range.clone()];
-            let end = run_unit(&mut session, sqls, run.cancel, last.then_some(finish_at)).await;
+            let finish = last.then_some((finish_at, run.run_time));
+            let end = run_unit(&mut session, sqls, run.cancel, finish).await;
             match end {
                 UnitEnd::Committed(done) => committed.extend(done),
                 UnitEnd::Cancelled => return aborted(committed, count),
@@ -202,7 +203,7 @@ impl Database {
 /// The transactions of a statement: a batch's queries together, or each on its own.
 fn units(count: usize, mode: Mode) -> Vec<Range<usize>> {
     match mode {
-        Mode::Transaction => vec![0..count],
+        Mode::Transaction => std::iter::once(0..count).collect(),
         Mode::AutoCommit => (0..count).map(|i| i..i + 1).collect(),
     }
 }
@@ -214,7 +215,7 @@ async fn run_unit(
     session: &mut Session<'_>,
     sqls: &[String],
     cancel: &CancellationToken,
-    finish_at: Option<Instant>,
+    finish_at: Option<(Instant, Duration)>,
 ) -> UnitEnd {
     let in_transaction = !(sqls.len() == 1 && tables::runs_outside_transactions(&sqls[0]));
     if in_transaction && let Err(error) = session.begin().await {
@@ -264,12 +265,12 @@ async fn commit(session: &mut Session<'_>, mut done: Vec<QueryOutcome>) -> UnitE
     }
 }
 
-/// The queries in order, then the wait that makes the statement last its run time (counted
-/// in the last query's duration, as Redshift's would include it).
+/// The queries in order, then the wait that makes the statement last its run time (which the
+/// queries' durations then add up to at least, as Redshift's would).
 async fn run_queries(
     session: &mut Session<'_>,
     sqls: &[String],
-    finish_at: Option<Instant>,
+    finish_at: Option<(Instant, Duration)>,
 ) -> Result<Vec<QueryOutcome>, (Vec<QueryOutcome>, QueryFailure)> {
     let mut done = Vec::with_capacity(sqls.len());
     for sql in sqls {
@@ -278,11 +279,11 @@ async fn run_queries(
             Err(failure) => return Err((done, failure)),
         }
     }
-    if let Some(finish_at) = finish_at {
-        let waited = finish_at.saturating_duration_since(Instant::now());
+    if let Some((finish_at, run_time)) = finish_at {
         tokio::time::sleep_until(finish_at).await;
+        let ran: Duration = done.iter().map(|q| q.duration).sum();
         if let Some(last) = done.last_mut() {
-            last.duration += waited;
+            last.duration += run_time.saturating_sub(ran);
         }
     }
     Ok(done)

@@ -36,6 +36,8 @@ pub fn admin_url() -> String {
 pub struct Env {
     pub standin: StandIn,
     pub data: Client,
+    /// The scratch database, for direct connections that act behind the stand-in's back.
+    pub database_url: String,
 }
 
 impl Env {
@@ -47,11 +49,44 @@ impl Env {
         let url = create_scratch_database(&admin_url())
             .await
             .expect("create a scratch database");
-        let mut options = Options::new(url);
+        let mut options = Options::new(url.clone());
         customize(&mut options);
         let standin = StandIn::start(options).await.expect("start the stand-in");
         let data = data_client(&standin.data_api_url(), |b| b).await;
-        Self { standin, data }
+        Self {
+            standin,
+            data,
+            database_url: url,
+        }
+    }
+
+    /// A direct PostgreSQL connection to the stand-in's database.
+    pub async fn postgres(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to PostgreSQL");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// A Data API client that never retries: each request is exactly one call.
+    pub async fn single_try_client(&self) -> Client {
+        data_client(&self.standin.data_api_url(), |b| {
+            b.retry_config(RetryConfig::disabled())
+        })
+        .await
+    }
+
+    /// Submits `sqls` as one BatchExecuteStatement (one transaction) and returns the id.
+    pub async fn submit_batch(&self, sqls: &[&str]) -> String {
+        batch(&self.data, sqls)
+            .send()
+            .await
+            .expect("BatchExecuteStatement")
+            .id()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Submits `sql` (ExecuteStatement, no parameters) and returns the id.
@@ -147,6 +182,20 @@ pub fn execute(
         .database(DATABASE)
         .db_user(DB_USER)
         .sql(sql)
+}
+
+/// A BatchExecuteStatement request with the usual target members.
+pub fn batch(
+    client: &Client,
+    sqls: &[&str],
+) -> aws_sdk_redshiftdata::operation::batch_execute_statement::builders::BatchExecuteStatementFluentBuilder
+{
+    client
+        .batch_execute_statement()
+        .cluster_identifier(CLUSTER)
+        .database(DATABASE)
+        .db_user(DB_USER)
+        .set_sqls(Some(sqls.iter().map(|s| (*s).to_owned()).collect()))
 }
 
 pub fn parameter(name: &str, value: &str) -> SqlParameter {

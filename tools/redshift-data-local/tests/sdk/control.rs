@@ -1,6 +1,7 @@
 //! The control API over plain HTTP, with its effect seen through the SDK.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_redshiftdata::types::StatusString;
@@ -169,4 +170,111 @@ async fn captured_metrics_and_cloudwatch_faults_over_http() {
 
     assert_eq!(control.delete("/metrics").await, 200);
     assert_eq!(control.get("/metrics").await, json!([]));
+}
+
+#[tokio::test]
+async fn quotas_are_reported_and_changed_over_http() {
+    let env = Env::start().await;
+    let control = Control::start(&env).await;
+
+    let aws = control.get("/quotas").await;
+    assert_eq!(
+        aws["ExecuteStatement"]["quota"],
+        json!({"perSecond": 30, "burst": 30})
+    );
+    assert_eq!(aws["DescribeStatement"]["quota"]["perSecond"], 100);
+
+    let (status, changed) = control
+        .post(
+            "/quotas",
+            &json!({"ExecuteStatement": {"perSecond": 0, "burst": 1}, "CancelStatement": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["CancelStatement"]["quota"], Value::Null);
+    assert_eq!(changed["BatchExecuteStatement"]["quota"]["perSecond"], 20);
+    let (_, one_second) = control
+        .post("/quotas", &json!({"DescribeStatement": {"perSecond": 50}}))
+        .await;
+    assert_eq!(
+        one_second["DescribeStatement"]["quota"],
+        json!({"perSecond": 50, "burst": 50}),
+        "the burst defaults to one second's worth"
+    );
+
+    let client = env.single_try_client().await;
+    execute(&client, "SELECT 1")
+        .send()
+        .await
+        .expect("the burst of 1");
+    let throttled = execute(&client, "SELECT 1")
+        .send()
+        .await
+        .expect_err("nothing left");
+    assert_eq!(
+        throttled.into_service_error().code(),
+        Some("ThrottlingException")
+    );
+    let report = control.get("/quotas").await;
+    assert_eq!(report["ExecuteStatement"]["calls"], 2);
+    assert_eq!(report["ExecuteStatement"]["throttled"], 1);
+    assert_eq!(report["DescribeStatement"]["throttled"], 0);
+    // /operations keeps its shape: a count per operation, throttled calls included.
+    assert_eq!(control.get("/operations").await["ExecuteStatement"], 2);
+
+    assert_eq!(control.delete("/quotas").await, 200);
+    execute(&client, "SELECT 1")
+        .send()
+        .await
+        .expect("no quotas");
+    assert_eq!(
+        control.get("/quotas").await["ExecuteStatement"]["quota"],
+        Value::Null
+    );
+    let (status, restored) = control.post("/quotas/aws", &json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(restored["CancelStatement"]["quota"]["perSecond"], 10);
+    assert_eq!(env.standin.quotas(), redshift_data_local::Quotas::aws());
+
+    for body in [
+        json!({"ExecuteStatment": {"perSecond": 1, "burst": 1}}),
+        json!({"ExecuteStatement": {"perSecond": -1, "burst": 1}}),
+        json!({"ExecuteStatement": {"rate": 5}}),
+        json!(["ExecuteStatement"]),
+    ] {
+        let (status, answer) = control.post("/quotas", &body).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    assert_eq!(
+        env.standin.quotas(),
+        redshift_data_local::Quotas::aws(),
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn latency_is_read_and_changed_over_http() {
+    let env = Env::start().await;
+    let control = Control::start(&env).await;
+    assert_eq!(
+        control.get("/latency").await,
+        json!({"roundTripMillis": 0, "statementMillis": 0})
+    );
+    let (status, answer) = control
+        .post("/latency", &json!({"statementMillis": 150}))
+        .await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({"roundTripMillis": 0, "statementMillis": 150}))
+    );
+    control
+        .post("/latency", &json!({"roundTripMillis": 10}))
+        .await;
+    assert_eq!(
+        (env.standin.round_trip(), env.standin.statement_time()),
+        (Duration::from_millis(10), Duration::from_millis(150))
+    );
+    let (status, _) = control.post("/latency", &json!({"roundTrip": 5})).await;
+    assert_eq!(status, 400, "an unknown member is refused, not ignored");
 }

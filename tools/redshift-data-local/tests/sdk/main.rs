@@ -8,3 +8,7 @@ mod common;
 mod control;
 mod data_api;
 mod faults;
+mod isolation;
+mod latency;
+mod quotas;
+mod redshift_sql;
