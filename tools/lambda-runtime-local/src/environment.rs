@@ -8,7 +8,6 @@
 //! next event goes out at once (an on-demand cold start) or the processes are stopped with
 //! SIGSTOP until [`Shared::invoke`] thaws them with SIGCONT.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,6 +20,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::events::{ExtensionEvent, RuntimeEvent, ShutdownReason, trace_header, unix_ms_after};
 use crate::invocation::{Invocation, PendingInvocation, Reply, Reset, Response};
+use crate::participant::Participant;
 use crate::process::{Output, ProcessSlot, Role, pid_of};
 use crate::refusal::{Refusal, Refused};
 use crate::shutdown::{self, ShutdownReport};
@@ -52,64 +52,6 @@ pub(crate) enum Down {
     Reset(Reset),
     /// The environment was shut down while idle.
     Spindown,
-}
-
-/// A runtime or an extension, seen through its `next` calls.
-#[derive(Debug)]
-pub(crate) struct Participant<E> {
-    waiter: Option<oneshot::Sender<E>>,
-    pending: VecDeque<E>,
-    /// When it last asked for its next event.
-    pub next_at: Option<Instant>,
-}
-
-impl<E> Default for Participant<E> {
-    fn default() -> Self {
-        Participant {
-            waiter: None,
-            pending: VecDeque::new(),
-            next_at: None,
-        }
-    }
-}
-
-impl<E> Participant<E> {
-    /// Whether it is waiting on `next` (a call whose connection has closed does not count).
-    pub fn waits(&self) -> bool {
-        self.waiter
-            .as_ref()
-            .is_some_and(|waiter| !waiter.is_closed())
-    }
-
-    /// Takes a `next` call: answered at once with a pending event, else parked until one comes.
-    fn ask(&mut self, now: Instant) -> Result<oneshot::Receiver<E>, Refused> {
-        if self.waits() {
-            return Err(Refused::bad_request(
-                "InvalidStateTransition",
-                "a next call is already waiting; Lambda serves one at a time",
-            ));
-        }
-        self.next_at = Some(now);
-        let (waiter, receiver) = oneshot::channel();
-        match self.pending.pop_front() {
-            Some(event) => {
-                let _ = waiter.send(event);
-            }
-            None => self.waiter = Some(waiter),
-        }
-        Ok(receiver)
-    }
-
-    /// Hands over an event, or keeps it for the next call when nobody is listening.
-    fn deliver(&mut self, event: E) {
-        let undelivered = match self.waiter.take() {
-            Some(waiter) => waiter.send(event).err(),
-            None => Some(event),
-        };
-        if let Some(event) = undelivered {
-            self.pending.push_back(event);
-        }
-    }
 }
 
 /// Whether an extension runs inside the runtime process or as a process of its own.
@@ -345,7 +287,7 @@ impl Shared {
     }
 
     /// Wakes everyone waiting in [`Shared::wait_until`].
-    fn notify(&self) {
+    pub fn notify(&self) {
         self.changed.send_modify(|version| *version += 1);
     }
 
@@ -617,10 +559,6 @@ impl Shared {
 
     pub fn finish_shutdown(&self, report: ShutdownReport) {
         self.state().shutdown = ShutdownProgress::Done(report);
-        self.notify();
-    }
-
-    pub fn changed(&self) {
         self.notify();
     }
 

@@ -44,6 +44,7 @@ mod events;
 mod extensions_api;
 mod invocation;
 mod options;
+mod participant;
 mod process;
 mod refusal;
 mod runtime_api;
@@ -331,7 +332,7 @@ impl LocalLambda {
             self.shared
                 .begin_shutdown(&mut state, ShutdownReason::Spindown);
         }
-        self.shared.changed();
+        self.shared.notify();
         self.shutdown_report().await
     }
 

@@ -171,7 +171,7 @@ async fn end_external_extensions(
             .map(|process| process.role.clone())
             .collect()
     };
-    shared.changed();
+    shared.notify();
     let mut ended = Vec::new();
     for role in roles {
         let on_time = wait_for_end(shared, &role, deadline).await;
