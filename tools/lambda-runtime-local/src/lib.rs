@@ -22,7 +22,24 @@
 //!   0 ms (no extension), 500 ms (internal extensions) or 2,000 ms (external extensions).
 //!
 //! What the double does not model it refuses loudly (and keeps, see [`LocalLambda::refusals`]):
-//! the Logs and Telemetry APIs, streamed responses, a second `next` while one waits.
+//! the Logs and Telemetry APIs, streamed responses, a second `next` while one waits. After a
+//! reset the environment stays down, where Lambda would initialise it again at the next
+//! invocation: harsher, never kinder. One known gap is kinder: a process that leaves its
+//! process group (`setsid`) escapes the freeze; it is killed only when the environment ends.
+//!
+//! An internal extension (the `lambda-extension` crate) registers inside the function before the
+//! runtime asks for its first invocation, since that call may end init; it may subscribe to
+//! INVOKE only, and learns of the shutdown through SIGTERM:
+//!
+//! ```ignore
+//! let extension = lambda_extension::Extension::new()
+//!     .with_events(&["INVOKE"])
+//!     .with_events_processor(lambda_extension::service_fn(after_each_invocation))
+//!     .with_extension_name("my-internal-extension")
+//!     .register()
+//!     .await?;
+//! tokio::try_join!(lambda_runtime::run_concurrent(handler), extension.run())?;
+//! ```
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lambda_runtime_local::Error> {
@@ -58,7 +75,7 @@ use axum::middleware::from_fn_with_state;
 use bytes::Bytes;
 use tokio::process::Command;
 
-use crate::environment::{Down, ExtensionKind as Kind, Phase, ShutdownProgress};
+use crate::environment::{Down, Phase, ShutdownProgress};
 pub use crate::environment::{ExtensionKind, RegisteredExtension};
 pub use crate::error::Error;
 pub use crate::events::ShutdownReason;
@@ -146,7 +163,7 @@ impl LocalLambda {
                 let registered = state
                     .extensions
                     .iter()
-                    .any(|e| e.name == name && e.kind == Kind::External);
+                    .any(|e| e.name == name && e.kind == ExtensionKind::External);
                 let ended = state.process(role).is_some_and(|p| !p.is_alive());
                 match (registered, ended, &state.phase) {
                     (true, _, _) => Some(Ok(())),
