@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Method, Request};
 use call_history::store::{Call, HistoryQuery};
+use lambda_runtime_local::{LocalLambda, Options};
 use redshift_data_local::Fault;
 use support::{config, on_standin, OnStandIn};
 use tempfile::TempDir;
@@ -437,7 +438,6 @@ async fn cold_start(report: &mut Report) {
         "< 40 MB",
     );
 
-    let api = RuntimeApi::start().await;
     for (label, redshift) in [
         ("Lambda mode", false),
         ("Lambda mode, Redshift configured", true),
@@ -445,12 +445,14 @@ async fn cold_start(report: &mut Report) {
         let mut polls = Vec::new();
         let mut answers = Vec::new();
         let mut cpu = Vec::new();
+        let mut post_answer = Vec::new();
         for _ in 0..COLD_RUNS {
-            let start = api.cold_start(&binary, redshift).await;
+            let start = lambda_cold_start(&binary, redshift).await;
             polls.push(start.first_poll);
             if let Some(answered) = start.answered {
-                answers.push(answered);
+                answers.push(answered.latency);
                 cpu.push(start.cpu);
+                post_answer.push(answered.post_answer);
             }
         }
         report.row(
@@ -467,6 +469,11 @@ async fn cold_start(report: &mut Report) {
             report.row(
                 &format!("{label}: CPU time of the process until then, p50"),
                 ms(percentile(&mut cpu, 0.5)),
+                "",
+            );
+            report.row(
+                &format!("{label}: answer → environment frozen, p50"),
+                ms(percentile(&mut post_answer, 0.5)),
                 "",
             );
         }
@@ -575,183 +582,91 @@ fn history_answers(port: u16) -> bool {
 /// The history request as API Gateway (HTTP API, payload 2.0) hands it to the function.
 const HISTORY_EVENT: &str = include_str!("../events/calls-history.json");
 
-/// A local stand-in for the Lambda Runtime API: hands out one history event per cold start and
-/// notes when the function first asked for work and when it answered.
-struct RuntimeApi {
-    address: std::net::SocketAddr,
-    current: std::sync::Arc<std::sync::Mutex<std::sync::Arc<Run>>>,
-}
-
-/// One cold start, as the Runtime API sees it.
-#[derive(Default)]
-struct Run {
-    times: std::sync::Mutex<RunTimes>,
-    polled: tokio::sync::Notify,
-    answered: tokio::sync::Notify,
-    over: tokio::sync::Notify,
-}
-
-#[derive(Default)]
-struct RunTimes {
-    event_sent: bool,
-    first_poll: Option<Instant>,
-    answer: Option<(Instant, axum::body::Bytes)>,
-    failure: Option<String>,
-}
-
-type CurrentRun = axum::extract::State<std::sync::Arc<std::sync::Mutex<std::sync::Arc<Run>>>>;
-
-fn current_run(state: &CurrentRun) -> std::sync::Arc<Run> {
-    std::sync::Arc::clone(&state.lock().expect("run"))
-}
-
+/// One cold start in Lambda mode, as `lambda-runtime-local` sees it.
 struct LambdaStart {
+    /// Process start → end of init: the runtime's first poll (with no extension registered).
     first_poll: Duration,
-    /// `None` when the run only waits for the first poll.
-    answered: Option<Duration>,
+    /// `None` when the run only measures init.
+    answered: Option<LambdaAnswer>,
     cpu: Duration,
 }
 
-impl RuntimeApi {
-    async fn start() -> RuntimeApi {
-        use axum::routing::{get, post};
-        let current =
-            std::sync::Arc::new(std::sync::Mutex::new(std::sync::Arc::new(Run::default())));
-        let router = axum::Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(invocation_response),
-            )
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/error",
-                post(invocation_failed),
-            )
-            .route("/2018-06-01/runtime/init/error", post(invocation_failed))
-            .with_state(std::sync::Arc::clone(&current));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+struct LambdaAnswer {
+    /// Process start → the runtime's answer, as the caller sees it.
+    latency: Duration,
+    /// The answer → the environment frozen: what the process still ran after answering.
+    post_answer: Duration,
+}
+
+/// The function as the template configures it; init must end within the bench's limit.
+fn lambda_options() -> Options {
+    Options {
+        function_name: "call-history-bench".to_string(),
+        memory_size_mb: 256,
+        function_timeout: Duration::from_secs(29),
+        init_timeout: COLD_START_LIMIT,
+        ..Options::default()
+    }
+}
+
+/// Starts the binary in Lambda mode on a new database, under a local Lambda that freezes it as
+/// Lambda does. Without Redshift this is an on-demand cold start: the history event is pending
+/// while the binary starts and goes out as init ends. With Redshift configured (an endpoint
+/// that refuses connections: this measures what start-up costs, not Redshift) only init is
+/// measured.
+async fn lambda_cold_start(binary: &str, redshift: bool) -> LambdaStart {
+    let lambda = LocalLambda::start(lambda_options())
+        .await
+        .expect("the local Lambda starts");
+    let dir = tempfile::tempdir().expect("tmp");
+    let command = lambda_command(binary, &dir, redshift);
+    let answered = if redshift {
+        lambda.spawn(command).await.expect("init ends");
+        None
+    } else {
+        let event: serde_json::Value = serde_json::from_str(HISTORY_EVENT).expect("JSON event");
+        let invocation = lambda
+            .cold_start(command, &event)
             .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        RuntimeApi { address, current }
-    }
-
-    /// Starts the binary in Lambda mode on a new database. Without Redshift it waits for the
-    /// answer to the history event; with Redshift configured (an endpoint that refuses
-    /// connections: this measures what start-up costs, not Redshift) only for the first poll.
-    async fn cold_start(&self, binary: &str, redshift: bool) -> LambdaStart {
-        let run = std::sync::Arc::new(Run::default());
-        *self.current.lock().expect("run") = std::sync::Arc::clone(&run);
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut command = std::process::Command::new(binary);
-        command
-            .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", self.address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "call-history-bench")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env(
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                "/aws/lambda/call-history-bench",
-            )
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
-            .env("SQLITE_PATH", dir.path().join("cold.db"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if redshift {
-            command
-                .env("REDSHIFT_CLUSTER_ID", "bench")
-                .env("REDSHIFT_DATABASE", "bench")
-                .env("REDSHIFT_DB_USER", "bench")
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "bench")
-                .env("AWS_SECRET_ACCESS_KEY", "bench")
-                .env(
-                    "AWS_ENDPOINT_URL_REDSHIFT_DATA",
-                    format!("http://127.0.0.1:{}", free_port()),
-                );
-        }
-        let started = Instant::now();
-        let mut child = command.spawn().expect("binary starts");
-        let awaited = if redshift {
-            run.polled.notified()
-        } else {
-            run.answered.notified()
-        };
-        let waited = tokio::time::timeout(Duration::from_secs(10), awaited).await;
-        let cpu = cpu_time(child.id());
-        let _ = child.kill();
-        let _ = child.wait();
-        run.over.notify_waiters();
-        waited.expect("the function answered in time");
-        let times = run.times.lock().expect("times");
-        assert!(
-            times.failure.is_none(),
-            "the function failed: {:?}",
-            times.failure
-        );
-        let first_poll = times.first_poll.expect("polled") - started;
-        let answered = times.answer.as_ref().map(|(at, body)| {
-            let answer: serde_json::Value = serde_json::from_slice(body).expect("JSON answer");
-            assert_eq!(answer["statusCode"], 200, "{answer}");
-            *at - started
-        });
-        LambdaStart {
-            first_poll,
-            answered,
-            cpu,
-        }
-    }
-}
-
-async fn next_invocation(state: CurrentRun) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let run = current_run(&state);
-    let send_event = {
-        let mut times = run.times.lock().expect("times");
-        times.first_poll.get_or_insert_with(Instant::now);
-        !std::mem::replace(&mut times.event_sent, true)
+            .expect("the cold start");
+        let answer = invocation.response.json().expect("a JSON answer");
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+        Some(LambdaAnswer {
+            latency: invocation.latency(),
+            post_answer: invocation.post_answer().expect("frozen after the answer"),
+        })
     };
-    run.polled.notify_one();
-    if !send_event {
-        // The function waits for its next event; none comes before this run ends.
-        let _ = tokio::time::timeout(Duration::from_secs(10), run.over.notified()).await;
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    let cpu = lambda.runtime_pid().map(cpu_time).unwrap_or_default();
+    let first_poll = lambda.init_duration().expect("init ended");
+    lambda.shutdown().await.expect("the environment shuts down");
+    LambdaStart {
+        first_poll,
+        answered,
+        cpu,
     }
-    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-    (
-        [
-            ("content-type", "application/json".to_string()),
-            ("lambda-runtime-aws-request-id", "bench-request".to_string()),
-            ("lambda-runtime-deadline-ms", deadline.to_string()),
-            (
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:call-history-bench".to_string(),
-            ),
-            (
-                "lambda-runtime-trace-id",
-                "Root=1-65f02b65-3c9b8a7f6e5d4c3b2a19080c".to_string(),
-            ),
-        ],
-        HISTORY_EVENT,
-    )
-        .into_response()
 }
 
-async fn invocation_response(state: CurrentRun, body: axum::body::Bytes) -> axum::http::StatusCode {
-    let run = current_run(&state);
-    run.times.lock().expect("times").answer = Some((Instant::now(), body));
-    run.answered.notify_one();
-    axum::http::StatusCode::ACCEPTED
-}
-
-async fn invocation_failed(state: CurrentRun, body: axum::body::Bytes) -> axum::http::StatusCode {
-    let run = current_run(&state);
-    run.times.lock().expect("times").failure = Some(String::from_utf8_lossy(&body).into_owned());
-    run.answered.notify_one();
-    axum::http::StatusCode::ACCEPTED
+/// The binary with the service's own variables; the local Lambda adds Lambda's.
+fn lambda_command(binary: &str, dir: &TempDir, redshift: bool) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env_clear()
+        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+        .env("SQLITE_PATH", dir.path().join("cold.db"));
+    if redshift {
+        command
+            .env("REDSHIFT_CLUSTER_ID", "bench")
+            .env("REDSHIFT_DATABASE", "bench")
+            .env("REDSHIFT_DB_USER", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env(
+                "AWS_ENDPOINT_URL_REDSHIFT_DATA",
+                format!("http://127.0.0.1:{}", free_port()),
+            );
+    }
+    command
 }
 
 #[tokio::main]

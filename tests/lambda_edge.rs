@@ -1,20 +1,17 @@
 //! Every event API Gateway can deliver gets an HTTP answer with a JSON body: events built from
 //! the real HTTP API (payload 2.0) and REST API (payload 1.0) shapes, including the ones that
 //! `lambda_http` alone cannot convert, go through the Lambda edge in-process, and once through
-//! the real binary under a local Lambda Runtime API.
+//! the real binary under a local Lambda (`lambda-runtime-local`), which freezes it between
+//! invocations as Lambda does.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use base64::Engine;
 use call_history::config::Config;
 use lambda_http::{Context, LambdaEvent};
+use lambda_runtime_local::{LocalLambda, Options};
 use serde_json::{json, Value};
 
 const ADMIN_TOKEN: &str = "example-admin-token";
@@ -316,133 +313,58 @@ async fn answers_keep_the_shape_of_the_api_that_asked() {
     assert!(refused["multiValueHeaders"]["content-type"].is_array());
 }
 
-// ---- the release binary under a local Lambda Runtime API ----------------------------------
+// ---- the binary under a local Lambda -----------------------------------------------------
 
-/// What the local Runtime API hands out and what it got back.
-#[derive(Default)]
-struct RuntimeApi {
-    pending: Vec<(String, Value)>,
-    answers: HashMap<String, Value>,
-    errors: HashMap<String, Value>,
-}
-
-type Shared = Arc<Mutex<RuntimeApi>>;
-
-async fn next_invocation(State(api): State<Shared>) -> axum::response::Response {
-    loop {
-        let next = api.lock().unwrap().pending.pop();
-        if let Some((id, event)) = next {
-            let headers = [
-                ("lambda-runtime-aws-request-id", id),
-                ("lambda-runtime-deadline-ms", "4102444800000".to_string()),
-                (
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:call-history".to_string(),
-                ),
-                (
-                    "lambda-runtime-trace-id",
-                    "Root=1-65f02b6c-3c9b8a7f6e5d4c3b2a19080d;Sampled=0".to_string(),
-                ),
-            ];
-            let mut map = HeaderMap::new();
-            for (name, value) in headers {
-                map.insert(name, value.parse().unwrap());
-            }
-            return (map, axum::Json(event)).into_response();
-        }
-        // Like Lambda, the next invocation waits until there is one.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// The function as the template configures it (256 MB, 29 s), with Lambda's own defaults for
+/// the rest; init may take longer than Lambda's 10 s, as a debug build on a busy machine can.
+fn lambda_options() -> Options {
+    Options {
+        function_name: "call-history".to_string(),
+        memory_size_mb: 256,
+        function_timeout: Duration::from_secs(29),
+        init_timeout: Duration::from_secs(60),
+        ..Options::default()
     }
-}
-
-async fn invocation_response(
-    State(api): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    body: String,
-) -> StatusCode {
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    api.lock().unwrap().answers.insert(id, value);
-    StatusCode::ACCEPTED
-}
-
-async fn invocation_error(
-    State(api): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    body: String,
-) -> StatusCode {
-    api.lock().unwrap().errors.insert(id, Value::String(body));
-    StatusCode::ACCEPTED
 }
 
 #[tokio::test]
 async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
     let cases = cases();
-    let api: Shared = Arc::default();
-    api.lock().unwrap().pending = cases
-        .iter()
-        .enumerate()
-        .map(|(i, case)| (format!("request-{i}"), case.event.clone()))
-        .rev()
-        .collect();
-    let routes = axum::Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(invocation_response),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            post(invocation_error),
-        )
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, routes).await });
-
     let dir = tempfile::tempdir().unwrap();
-    let mut function = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-history"))
+    let lambda = LocalLambda::start(lambda_options()).await.unwrap();
+    let mut function = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-history"));
+    function
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
         .env("SQLITE_SEED", "sample")
-        .env("AWS_LAMBDA_FUNCTION_NAME", "call-history")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("SQLITE_PATH", dir.path().join("crm.db"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-
-    // Bounded wait for every answer; the function keeps polling for more until it is killed.
-    let mut waited = Duration::ZERO;
-    while {
-        let state = api.lock().unwrap();
-        state.answers.len() + state.errors.len() < cases.len()
-    } {
-        assert!(
-            waited < Duration::from_secs(60),
-            "the function did not answer every event"
-        );
-        if let Ok(Some(status)) = function.try_wait() {
-            panic!("the function exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
+        .env("SQLITE_PATH", dir.path().join("crm.db"));
+    if let Err(err) = lambda.spawn(function).await {
+        panic!("the binary did not start as a Lambda function: {err}");
     }
-    function.kill().await.ok();
 
-    let state = api.lock().unwrap();
-    assert!(
-        state.errors.is_empty(),
-        "invocation errors: {:?}",
-        state.errors
-    );
-    for (i, case) in cases.iter().enumerate() {
-        let answer = &state.answers[&format!("request-{i}")];
-        let (status, body) = json_body(case.name, answer);
+    for case in &cases {
+        let invocation = lambda.invoke(&case.event).await.unwrap();
+        let answer = invocation.response.json().unwrap_or_else(|err| {
+            panic!(
+                "{}: {err}; the function wrote:\n{}",
+                case.name,
+                lambda.stderr()
+            )
+        });
+        let (status, body) = json_body(case.name, &answer);
         assert_eq!(status, case.status, "{}: {body}", case.name);
         (case.check)(&body);
+        assert!(
+            invocation.frozen_at.is_some(),
+            "{}: the environment froze after the answer",
+            case.name
+        );
     }
+    assert!(lambda.refusals().is_empty(), "{:?}", lambda.refusals());
+    let report = lambda.shutdown().await.unwrap();
+    assert!(report
+        .runtime
+        .is_some_and(|runtime| runtime.ended_after.is_some()));
 }
