@@ -330,7 +330,11 @@ async fn redshift_paths(report: &mut Report, admin_url: &str) {
         })
         .collect();
     for chunk in calls.chunks(100) {
-        redshift.session().insert_missing(chunk).await.expect("seed");
+        redshift
+            .session()
+            .insert_missing(chunk)
+            .await
+            .expect("seed");
     }
     time_requests(&on.app.router, HISTORY, 20).await;
     let before = on.standin.operation_count("ExecuteStatement")

@@ -26,8 +26,7 @@ pub const REDSHIFT_TIMEOUT_MS: RangeInclusive<u64> = 100..=25_000;
 const HEARTBEAT_SECS: RangeInclusive<u64> = 1..=3_600;
 /// The replica's staleness bound: zero sends every read to Redshift; ten minutes at most.
 pub const READ_MAX_STALENESS_MS: RangeInclusive<u64> = 0..=600_000;
-pub const REPLICA_WINDOW_DAYS: RangeInclusive<u64> = 1..=365;
-pub const REPLICA_MAX_CALLS: RangeInclusive<u64> = 100..=100_000;
+pub const REPLICA_WINDOW_CALLS: RangeInclusive<u64> = 100..=100_000;
 pub const REPLICA_LOOK_BACK_SECS: RangeInclusive<u64> = 1..=3_600;
 pub const REPLICA_FULL_PULL_SECS: RangeInclusive<u64> = 60..=86_400;
 /// In Lambda, the work after each answer (metrics, replay, a pull ahead) is billed: bounded.
@@ -211,7 +210,10 @@ impl Config {
             true => Seed::Sample,
             false => Seed::Snapshot,
         };
-        let sqlite_seed = match get("SQLITE_SEED").map(|v| v.to_ascii_lowercase()).as_deref() {
+        let sqlite_seed = match get("SQLITE_SEED")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
             None => default_seed,
             Some("sample") => Seed::Sample,
             Some("snapshot") => Seed::Snapshot,
@@ -313,11 +315,9 @@ fn read_replica(
     ReplicaSettings {
         max_staleness: number("READ_MAX_STALENESS_MS", READ_MAX_STALENESS_MS)
             .map_or(defaults.max_staleness, Duration::from_millis),
-        window: number("REPLICA_WINDOW_DAYS", REPLICA_WINDOW_DAYS)
-            .map_or(defaults.window, |days| Duration::from_secs(days * 86_400)),
-        max_calls: number("REPLICA_MAX_CALLS", REPLICA_MAX_CALLS)
+        window_calls: number("REPLICA_WINDOW_CALLS", REPLICA_WINDOW_CALLS)
             .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(defaults.max_calls),
+            .unwrap_or(defaults.window_calls),
         look_back: number("REPLICA_LOOK_BACK_SECS", REPLICA_LOOK_BACK_SECS)
             .map_or(defaults.look_back, Duration::from_secs),
         full_pull_every: number("REPLICA_FULL_PULL_SECS", REPLICA_FULL_PULL_SECS)

@@ -411,7 +411,10 @@ async fn with_no_database_reads_are_empty_and_writes_refused() {
         .get("/api/calls/00000000-0000-4000-8000-000000000001")
         .await;
     assert_eq!(one.status, 200);
-    assert_eq!(one.body, json!({"call": null, "source": "unavailable"}));
+    assert_eq!(
+        one.body,
+        json!({"call": null, "source": "unavailable", "asOf": null})
+    );
 
     let write = app
         .post_json("/api/calls", &json!({"contactName": "Nobody"}))

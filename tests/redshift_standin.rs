@@ -79,8 +79,10 @@ async fn history_get_and_record_are_served_by_redshift() {
 
 #[tokio::test]
 async fn history_reads_every_result_page_in_order() {
-    let redshift = Redshift::start(7).await;
-    let app = spawn_app_on(&redshift, &[]).await;
+    // Unmetered: the pages are counted, and a throttled call would count twice.
+    let redshift = Redshift::start_unmetered(7).await;
+    // Every read a statement: the pages of one Redshift answer are the subject.
+    let app = spawn_app_on(&redshift, &[("READ_MAX_STALENESS_MS", "0")]).await;
     let calls: Vec<_> = (0..60)
         .map(|i| {
             json!({"id": format!("page-{i:03}"), "contactName": "Pager",
@@ -115,18 +117,34 @@ async fn history_reads_every_result_page_in_order() {
     assert_eq!(window.body["count"], 10);
 }
 
+/// The replica's bound in the fault tests: short, so that a read soon has to pull.
+const STALENESS_MS: &str = "300";
+
+async fn past_the_bound() {
+    tokio::time::sleep(Duration::from_millis(350)).await;
+}
+
 /// A fault switched on mid-run: the request that meets it is answered from SQLite with the
 /// reason in the status and the guide's log line; once cleared, the next probe switches back,
 /// and `/db/retry-redshift` does it at once.
 async fn fault_round_trip(fault: Fault, reason: &str) {
     let redshift = Redshift::start(1000).await;
-    let app = spawn_app_on(&redshift, &[("REDSHIFT_CHECK_INTERVAL_SECS", "1")]).await;
+    let app = spawn_app_on(
+        &redshift,
+        &[
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "1"),
+            ("READ_MAX_STALENESS_MS", STALENESS_MS),
+        ],
+    )
+    .await;
     assert_eq!(
         app.get("/api/calls/history").await.body["source"],
         "redshift"
     );
 
     redshift.standin.set_fault(fault.clone());
+    // Past its bound the replica must be pulled: that request meets the fault.
+    past_the_bound().await;
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.status, 200);
     assert_eq!(history.body["source"], "sqlite", "{fault:?}");
@@ -157,6 +175,7 @@ async fn fault_round_trip(fault: Fault, reason: &str) {
 
     // Again, but recovered at once by the admin endpoint.
     redshift.standin.set_fault(fault);
+    past_the_bound().await;
     assert_eq!(app.get("/api/calls/history").await.body["source"], "sqlite");
     redshift.standin.clear_fault();
     let retried = app.post("/db/retry-redshift", "").await;
@@ -224,6 +243,8 @@ async fn concurrent_requests_during_a_probe_start_exactly_one() {
     let settings = [
         ("REDSHIFT_CHECK_INTERVAL_SECS", "1"),
         ("REDSHIFT_TIMEOUT_MS", "8000"),
+        // The probe is one statement, and nothing else asks Redshift between requests.
+        ("READ_MAX_STALENESS_MS", "0"),
     ];
     let app = Arc::new(spawn_app_on(&redshift, &settings).await);
     redshift

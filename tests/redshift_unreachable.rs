@@ -71,7 +71,7 @@ async fn first_request_falls_back_with_reason_and_log() {
     assert!(
         log.contains("⚠️ Redshift unavailable, falling back to local SQLite: Connection refused")
     );
-    assert!(log.contains("✅ Found 15 calls from sqlite 💾"));
+    assert!(log.contains("✅ Found 0 calls from sqlite 💾"));
 }
 
 #[tokio::test]

@@ -252,14 +252,19 @@ async fn a_lease_whose_holder_was_killed_is_taken_over_after_it_expires() {
     let _ = replaying.await;
     redshift.standin.clear_fault();
 
-    // Within the lease, the other environment does not replay: it finds the lease taken.
+    // Within the lease, the other environment does not replay: it finds the lease taken. Redshift
+    // answers it, so it serves from Redshift meanwhile, the waiting writes in its answers.
     let blocked = other.retry().await;
     assert!(
         leased_at.elapsed() < Duration::from_millis(2500),
         "checked within the lease"
     );
-    assert_eq!(blocked["currentSource"], "sqlite", "{blocked}");
+    assert_eq!(blocked["currentSource"], "redshift", "{blocked}");
     assert_eq!(other.pending().await, 50);
+    assert_eq!(
+        other.get("/api/calls/history?contact=Shared%20Sam&limit=500").await.1["count"],
+        50
+    );
     // Once it expires, the other takes over.
     tokio::time::sleep(Duration::from_millis(3100).saturating_sub(leased_at.elapsed())).await;
     let mut taken_over = other.retry().await;
@@ -281,10 +286,11 @@ async fn a_lease_whose_holder_was_killed_is_taken_over_after_it_expires() {
 async fn environments_starting_together_create_the_shared_file_once() {
     let (redshift, dir) = setting().await;
     let file = dir.path().join("fresh.db");
+    let sample = [("SQLITE_SEED", "sample")];
     let (a, b, c) = tokio::join!(
-        Environment::start(&redshift, &file, &[]),
-        Environment::start(&redshift, &file, &[]),
-        Environment::start(&redshift, &file, &[]),
+        Environment::start(&redshift, &file, &sample),
+        Environment::start(&redshift, &file, &sample),
+        Environment::start(&redshift, &file, &sample),
     );
     for environment in [&a, &b, &c] {
         let (status, body) = environment.get("/db/status").await;

@@ -147,7 +147,7 @@ async fn a_backup_from_before_answers_were_kept_is_given_them_and_keeps_its_call
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let answer =
         stored_answer(&conn, "old-1").expect("written when the file was brought up to date");
     let history: Value =

@@ -70,8 +70,9 @@ CREATE TABLE IF NOT EXISTS replica_state (
     -- The warehouse's own clock at that pull (TIMESTAMP text): the next pull asks for calls
     -- ingested since then, less a look-back.
     warehouse_clock TEXT NOT NULL,
-    -- The copy holds every call that started after this instant (stored time text).
-    window_floor    TEXT NOT NULL,
+    -- The copy holds every call that started after this instant (stored time text); every call
+    -- when null (the warehouse held no more calls than the window).
+    window_floor    TEXT,
     -- When the whole window was last pulled (Unix milliseconds).
     full_pull_at    INTEGER NOT NULL
 );

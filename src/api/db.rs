@@ -156,13 +156,12 @@ pub struct ReplicaStatus {
     pub age_seconds: Option<f64>,
     /// The staleness bound (`READ_MAX_STALENESS_MS`).
     pub max_staleness_ms: u64,
-    /// The copy holds every call that started after this time.
+    /// The copy holds every call that started after this time; null when it holds every call
+    /// (the warehouse holds no more than the window).
     #[schema(format = DateTime)]
     pub window_starts_after: Option<String>,
-    /// How far back the window reaches (`REPLICA_WINDOW_DAYS`) and the most calls it holds
-    /// (`REPLICA_MAX_CALLS`).
-    pub window_days: u64,
-    pub max_calls: u32,
+    /// The most calls the window holds, the newest (`REPLICA_WINDOW_CALLS`).
+    pub window_calls: u32,
     /// Calls the window holds now.
     pub calls_in_window: Option<u64>,
     #[schema(format = DateTime)]
@@ -235,8 +234,7 @@ fn replica_status(r: &ReplicaSnapshot) -> ReplicaStatus {
         age_seconds: secs(r.age),
         max_staleness_ms: r.max_staleness.as_millis().try_into().unwrap_or(u64::MAX),
         window_starts_after: time(r.window_starts_after),
-        window_days: r.window.as_secs() / 86_400,
-        max_calls: r.max_calls,
+        window_calls: r.window_calls,
         calls_in_window: r.calls_in_window,
         last_full_pull_at: time(r.last_full_pull_at),
     }

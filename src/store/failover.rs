@@ -40,6 +40,9 @@ use crate::metrics::{Metrics, SwitchEvent};
 pub const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 /// Kept free at the end of a request's budget, for the answer itself.
 const ANSWER_RESERVE: Duration = Duration::from_millis(30);
+/// A window floor no call is after: only this environment's own writes (waiting for replay, or
+/// set aside) are known without asking Redshift.
+const ONLY_OWN_WRITES: Option<DateTime<Utc>> = Some(DateTime::<Utc>::MAX_UTC);
 /// Between probes that found another environment holding the pull.
 const PROBE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -94,8 +97,9 @@ impl RequestBudget {
 enum Primary {
     /// From the replica, fresh as of then.
     Replica { as_of: Option<DateTime<Utc>> },
-    /// By a statement on Redshift (no replica is kept, or the backup cannot be read).
-    Direct,
+    /// By a statement on Redshift (no replica is kept, or the backup cannot be read); when
+    /// `probe`, that statement is this interval's probe.
+    Direct { probe: bool },
     /// Not at all: the backup answers.
     Down,
 }
@@ -203,13 +207,19 @@ impl FailoverStore {
         let (route, _probe) = self.route();
         let as_of = match self.primary(redshift, route, &budget).await {
             Primary::Down => return self.backup_history(query, self.replica.as_of()).await,
-            Primary::Direct => return self.redshift_history(redshift, query, &budget).await,
+            Primary::Direct { probe } => {
+                return self.redshift_history(redshift, query, &budget, probe).await
+            }
             Primary::Replica { as_of } => as_of,
         };
-        let floor = self.replica.floor();
-        let local = match self.backup.store() {
-            Ok(sqlite) => sqlite.history_in_window(query, floor).await,
-            Err(err) => Err(err),
+        self.note_replica_age(Utc::now());
+        let local = match (self.backup.store(), self.replica.window_floor()) {
+            (Ok(sqlite), Some(floor)) => sqlite.history_in_window(query, floor).await,
+            (Err(err), _) => Err(err),
+            (_, None) => Err(StoreError::new(
+                ErrorKind::Sqlite(SqliteProblem::Other),
+                "no replica yet",
+            )),
         };
         match local {
             Ok(local) if local.complete => Served {
@@ -218,7 +228,7 @@ impl FailoverStore {
                 result: Ok(local.calls),
             },
             // Beyond the window, or the backup failed: Redshift itself answers.
-            _ => self.redshift_history(redshift, query, &budget).await,
+            _ => self.redshift_history(redshift, query, &budget, false).await,
         }
     }
 
@@ -228,13 +238,17 @@ impl FailoverStore {
         };
         let budget = RequestBudget::start(redshift.timeout());
         let (route, _probe) = self.route();
-        let (as_of, floor) = match self.primary(redshift, route, &budget).await {
+        let (as_of, floor, probe) = match self.primary(redshift, route, &budget).await {
             Primary::Down => return self.backup_get(id, self.replica.as_of()).await,
-            Primary::Replica { as_of } => (as_of, self.replica.floor()),
-            // Only this environment's own writes are known without asking Redshift.
-            Primary::Direct => (None, Some(DateTime::<Utc>::MAX_UTC)),
+            Primary::Replica { as_of } => {
+                self.note_replica_age(Utc::now());
+                let floor = self.replica.window_floor().unwrap_or(ONLY_OWN_WRITES);
+                (as_of, floor, false)
+            }
+            Primary::Direct { probe } => (None, ONLY_OWN_WRITES, probe),
         };
-        if let Ok(sqlite) = self.backup.store() {
+        // A probe asks Redshift itself.
+        if let (Ok(sqlite), false) = (self.backup.store(), probe) {
             if let Ok(Some((call, true))) = sqlite.get_known(id, floor).await {
                 let as_of = as_of.or(Some(Utc::now()));
                 return Served {
@@ -244,11 +258,12 @@ impl FailoverStore {
                 };
             }
         }
-        self.redshift_get(redshift, id, &budget).await
+        self.redshift_get(redshift, id, &budget, probe).await
     }
 
-    /// Makes sure Redshift's side can serve a read: probes when this request is the probe, and
-    /// brings the replica within its bound first when it is not.
+    /// Makes sure Redshift's side can serve a read: brings the replica within its bound first
+    /// (a pull is also the probe, when this request is the probe). Without a replica, the
+    /// request's own statement is the probe.
     async fn primary(
         &self,
         redshift: &RedshiftStore,
@@ -263,24 +278,13 @@ impl FailoverStore {
             Route::Probe => true,
             Route::Redshift => false,
         };
+        if probing {
+            tracing::info!("🔄 Checking whether Redshift is back");
+        }
         let sqlite = match self.backup.store() {
             Ok(sqlite) if self.replica.settings().enabled() => sqlite,
             // No replica (kept, or readable): Redshift answers every read itself.
-            _ if probing => {
-                tracing::info!("🔄 Checking whether Redshift is back");
-                let session = redshift.within(budget.redshift);
-                return match session.probe().await {
-                    Ok(()) => {
-                        self.contact_succeeded(true);
-                        Primary::Direct
-                    }
-                    Err(err) => {
-                        self.contact_failed(&err, true);
-                        Primary::Down
-                    }
-                };
-            }
-            _ => return Primary::Direct,
+            _ => return Primary::Direct { probe: probing },
         };
         if sqlite.options().shared {
             self.replica.reload(&sqlite).await;
@@ -288,13 +292,9 @@ impl FailoverStore {
         let now = Utc::now();
         let freshness = self.replica.freshness(now);
         if !probing && freshness != Freshness::Stale {
-            self.note_replica_age(now);
             return Primary::Replica {
                 as_of: self.replica.as_of(),
             };
-        }
-        if probing {
-            tracing::info!("🔄 Checking whether Redshift is back");
         }
         tracing::info!("☁️ Executing query on Redshift");
         let session = redshift.within(budget.redshift);
@@ -303,7 +303,6 @@ impl FailoverStore {
         match self.replica.pull(&sqlite, session, wanted_after).await {
             Ok(Pulled::Pulled | Pulled::ByAnother) => {
                 self.contact_succeeded(probing);
-                self.note_replica_age(Utc::now());
                 Primary::Replica {
                     as_of: self.replica.as_of(),
                 }
@@ -326,7 +325,7 @@ impl FailoverStore {
                 // The backup failed, not Redshift: Redshift answers this read itself.
                 tracing::warn!(error = %err, detail = %err.detail, "The local replica could not be updated; Redshift answers");
                 self.backup.query_failed(&err);
-                Primary::Direct
+                Primary::Direct { probe: false }
             }
             Err(err)
                 if err.kind == ErrorKind::Throttled
@@ -352,6 +351,7 @@ impl FailoverStore {
         redshift: &RedshiftStore,
         query: &HistoryQuery,
         budget: &RequestBudget,
+        probe: bool,
     ) -> Served<CallsJson> {
         let waiting = self.waiting_writes().await;
         // With writes to add, the page is cut after merging: ask from the start.
@@ -367,7 +367,7 @@ impl FailoverStore {
         let asked_at = Utc::now();
         match redshift.within(budget.redshift).history(&asked).await {
             Ok(calls) => {
-                self.contact_succeeded(false);
+                self.contact_succeeded(probe);
                 self.copy_in_background(&calls);
                 let calls = merge_page(calls, waiting, query);
                 Served {
@@ -378,7 +378,7 @@ impl FailoverStore {
             }
             Err(err) if err.is_refusal() => refused(err),
             Err(err) => {
-                self.contact_failed(&err, false);
+                self.contact_failed(&err, probe);
                 self.backup_history(query, self.replica.as_of()).await
             }
         }
@@ -389,12 +389,13 @@ impl FailoverStore {
         redshift: &RedshiftStore,
         id: &str,
         budget: &RequestBudget,
+        probe: bool,
     ) -> Served<Option<Call>> {
         tracing::info!("☁️ Executing query on Redshift");
         let asked_at = Utc::now();
         match redshift.within(budget.redshift).get(id).await {
             Ok(found) => {
-                self.contact_succeeded(false);
+                self.contact_succeeded(probe);
                 if let Some(call) = &found {
                     self.copy_in_background(std::slice::from_ref(call));
                 }
@@ -406,7 +407,7 @@ impl FailoverStore {
             }
             Err(err) if err.is_refusal() => refused(err),
             Err(err) => {
-                self.contact_failed(&err, false);
+                self.contact_failed(&err, probe);
                 self.backup_get(id, self.replica.as_of()).await
             }
         }
@@ -431,15 +432,19 @@ impl FailoverStore {
         };
         let budget = RequestBudget::start(redshift.timeout());
         let (route, _probe) = self.route();
-        if route == Route::Probe {
-            // A write probes the way a read does; then Redshift takes it.
-            if let Primary::Down = self.primary(redshift, route, &budget).await {
+        // A write probes the way a read does (with a pull, or, without a replica, by itself).
+        let probe = match route {
+            Route::Probe => match self.primary(redshift, route, &budget).await {
+                Primary::Down => return self.backup_insert(call, self.replica.as_of()).await,
+                Primary::Direct { probe } => probe,
+                Primary::Replica { .. } => false,
+            },
+            Route::Redshift => false,
+            Route::Local | Route::Backup => {
+                self.heartbeat_if_due();
                 return self.backup_insert(call, self.replica.as_of()).await;
             }
-        } else if route != Route::Redshift {
-            self.heartbeat_if_due();
-            return self.backup_insert(call, self.replica.as_of()).await;
-        }
+        };
         if let Some(known) = self.known_locally(call).await {
             return known;
         }
@@ -447,7 +452,7 @@ impl FailoverStore {
         let written_at = Utc::now();
         match self.writer.write(call, session).await {
             Ok(outcome) => {
-                self.contact_succeeded(false);
+                self.contact_succeeded(probe);
                 self.keep_in_backup(call, &outcome, &budget).await;
                 Served {
                     source: Source::Redshift,
@@ -459,13 +464,13 @@ impl FailoverStore {
                 tracing::warn!(reason = %err, detail = %err.detail, "Redshift refused the request; nothing was changed");
                 refused(err)
             }
-            Err(err) if err.kind == ErrorKind::Throttled => {
+            Err(err) if err.kind == ErrorKind::Throttled && !probe => {
                 // Back-pressure: the backup takes the write and journals it; nothing switches.
                 tracing::warn!(detail = %err.detail, "⚠️ Redshift throttled a write; kept in the local backup for replay");
                 self.backup_insert(call, self.replica.as_of()).await
             }
             Err(err) => {
-                self.contact_failed(&err, false);
+                self.contact_failed(&err, probe);
                 self.backup_insert(call, self.replica.as_of()).await
             }
         }
@@ -476,14 +481,11 @@ impl FailoverStore {
     /// stands: only the backup can tell a journaled write's first body (200) from another (409).
     async fn known_locally(&self, call: &Call) -> Option<Served<InsertOutcome>> {
         let floor = match self.replica.settings().enabled() {
-            true => self.replica.floor(),
-            false => None,
+            true => self.replica.window_floor().unwrap_or(ONLY_OWN_WRITES),
+            false => ONLY_OWN_WRITES,
         };
         let sqlite = self.backup.store().ok()?;
-        let (existing, known) = sqlite
-            .get_known(&call.id, Some(floor.unwrap_or(DateTime::<Utc>::MAX_UTC)))
-            .await
-            .ok()??;
+        let (existing, known) = sqlite.get_known(&call.id, floor).await.ok()??;
         known.then(|| Served {
             source: Source::Redshift,
             as_of: self.replica.as_of(),
@@ -662,13 +664,14 @@ impl FailoverStore {
     }
 
     /// `/db/retry-redshift`: leaves forced mode and tries Redshift now (waiting for a probe
-    /// already under way rather than running two at once); then replays waiting writes with
-    /// the time left. Returns the source afterwards.
+    /// already under way rather than running two at once). With writes waiting, their replay is
+    /// the probe; else a pull of the replica (a probe statement without one). Returns the source
+    /// afterwards.
     pub async fn retry_redshift(&self) -> Source {
         let Some(redshift) = &self.redshift else {
             return self.current_source();
         };
-        let probe = self.probe_lock.lock().await;
+        let _probe = self.probe_lock.lock().await;
         {
             let mut health = self.lock_health();
             health.leave_forced();
@@ -677,20 +680,46 @@ impl FailoverStore {
         }
         tracing::info!("🔄 Retrying Redshift connection");
         let budget = RequestBudget::start(redshift.timeout());
-        let up = !matches!(
-            self.primary(redshift, Route::Probe, &budget).await,
-            Primary::Down
-        );
-        drop(probe);
-        if up && self.journal.pending() > 0 {
-            if let Ok(sqlite) = self.backup.store() {
-                let session = redshift.within(budget.redshift);
-                if let Err(err) = self.journal.replay(&sqlite, session).await {
-                    tracing::warn!(error = %err, detail = %err.detail, "Replay after the retry stopped; the writes wait for the next one");
+        match self.replay_as_probe(redshift, &budget).await {
+            Some(Ok(())) => self.contact_succeeded(true),
+            Some(Err(err)) => self.contact_failed(&err, true),
+            None => {
+                if let Primary::Direct { probe: true } =
+                    self.primary(redshift, Route::Probe, &budget).await
+                {
+                    match redshift.within(budget.redshift).probe().await {
+                        Ok(()) => self.contact_succeeded(true),
+                        Err(err) => self.contact_failed(&err, true),
+                    }
                 }
             }
         }
         self.current_source()
+    }
+
+    /// Replays the waiting writes as the probe: `None` when there are none, or another replay
+    /// holds them, or the backup failed (then Redshift was not asked).
+    async fn replay_as_probe(
+        &self,
+        redshift: &RedshiftStore,
+        budget: &RequestBudget,
+    ) -> Option<Result<(), StoreError>> {
+        let sqlite = self.backup.store().ok()?;
+        if self.backup.shared() {
+            self.journal.recount(&sqlite).await;
+        }
+        if self.journal.pending() == 0 {
+            return None;
+        }
+        match self.journal.replay(&sqlite, redshift.within(budget.redshift)).await {
+            Ok(report) if report.busy => None,
+            Ok(_) => Some(Ok(())),
+            Err(err) if matches!(err.kind, ErrorKind::Sqlite(_)) => {
+                super::upkeep::replay_stopped(&err);
+                None
+            }
+            Err(err) => Some(Err(err)),
+        }
     }
 
     /// Replays journaled writes to Redshift now, under a fresh deadline (tools and tests).

@@ -2,10 +2,12 @@
 //! reads cost no Data API call while Redshift is healthy.
 //!
 //! The rules, each kept here:
-//! - **Window.** The replica holds every call that started after its floor: the newest
-//!   `max_calls` of the last `window` (whichever is fewer), set by a pull of the whole window on
-//!   the first pull and then every `full_pull_every` (which also brings in corrections made
-//!   directly in the warehouse, and removes calls it no longer holds).
+//! - **Window.** The replica holds the newest `window_calls` calls (every call, in a smaller
+//!   warehouse): precisely, every call that started after its floor, the start of the oldest
+//!   call the window could not hold. It is set by a pull of the whole window on the first pull
+//!   and then every `full_pull_every` (which also brings in corrections made directly in the
+//!   warehouse, and removes calls it no longer holds). A bound by count, not by time, keeps the
+//!   cost of a whole-window pull known: about one GetStatementResult page per thousand calls.
 //! - **Incremental pulls.** In between, a pull asks only for the calls the warehouse ingested
 //!   since the previous pull, by its own clock (`ingested_at`, set by `GETDATE()`), less a
 //!   look-back for transactions that commit late: Redshift has no commit sequence. Calls come
@@ -19,7 +21,7 @@
 //! - **Throttling slows pulls down.** A throttled pull makes the next pull ahead wait a pause
 //!   that doubles while throttling lasts; readers keep the copy while it is within its bound.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -35,10 +37,8 @@ pub struct ReplicaSettings {
     /// Reads are answered locally while the last pull is at most this old. Zero: every read is
     /// a Redshift statement, and no replica is kept.
     pub max_staleness: Duration,
-    /// How far back the window reaches.
-    pub window: Duration,
-    /// The most calls the window holds.
-    pub max_calls: u32,
+    /// The most calls the window holds: the newest.
+    pub window_calls: u32,
     /// How far before the previous pull's warehouse clock an incremental pull starts.
     pub look_back: Duration,
     /// How often the whole window is pulled again.
@@ -46,8 +46,7 @@ pub struct ReplicaSettings {
 }
 
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_millis(1_000);
-pub const DEFAULT_WINDOW_DAYS: u64 = 7;
-pub const DEFAULT_MAX_CALLS: u32 = 5_000;
+pub const DEFAULT_WINDOW_CALLS: u32 = 5_000;
 pub const DEFAULT_LOOK_BACK: Duration = Duration::from_secs(30);
 pub const DEFAULT_FULL_PULL_EVERY: Duration = Duration::from_secs(600);
 
@@ -55,8 +54,7 @@ impl Default for ReplicaSettings {
     fn default() -> Self {
         ReplicaSettings {
             max_staleness: DEFAULT_MAX_STALENESS,
-            window: Duration::from_secs(DEFAULT_WINDOW_DAYS * 86_400),
-            max_calls: DEFAULT_MAX_CALLS,
+            window_calls: DEFAULT_WINDOW_CALLS,
             look_back: DEFAULT_LOOK_BACK,
             full_pull_every: DEFAULT_FULL_PULL_EVERY,
         }
@@ -138,8 +136,8 @@ impl Replica {
         self.lock_state().as_ref().map(|s| s.pulled_at)
     }
 
-    /// The replica holds every call that started after this.
-    pub fn floor(&self) -> Option<DateTime<Utc>> {
+    /// Where the window starts, once there is a replica: `Some(None)` holds every call.
+    pub fn window_floor(&self) -> Option<Option<DateTime<Utc>>> {
         self.lock_state().as_ref().map(|s| s.window_floor)
     }
 
@@ -286,9 +284,7 @@ impl Replica {
                 floor: state.window_floor,
             },
             _ => PullScope::Window {
-                floor: sent_at
-                    - TimeDelta::from_std(self.settings.window).unwrap_or(TimeDelta::zero()),
-                max_rows: self.settings.max_calls,
+                max_rows: self.settings.window_calls,
             },
         };
         let pulled = session.pull(scope).await?;
@@ -296,9 +292,7 @@ impl Replica {
             pulled_at: sent_at,
             warehouse_clock: pulled.clock,
             window_floor: match scope {
-                PullScope::Window { floor, max_rows } => {
-                    window_floor(floor, max_rows, &pulled.calls)
-                }
+                PullScope::Window { max_rows } => window_floor(max_rows, &pulled.calls),
                 PullScope::IngestedSince { floor, .. } => floor,
             },
             full_pull_at: match (&previous, whole) {
@@ -351,22 +345,15 @@ impl Replica {
     }
 }
 
-/// The floor of a pulled window: the asked one, unless the pull was cut at `max_rows` (it
-/// brought one more): then the start of the last call brought, exclusive, since calls that
+/// The floor of a pulled window: none when the warehouse held no more than the window; else
+/// the start of the one call too many it brought (the oldest), exclusive, since calls that
 /// started at that same instant may be missing.
-fn window_floor(asked: DateTime<Utc>, max_rows: u32, calls: &[super::Call]) -> DateTime<Utc> {
+fn window_floor(max_rows: u32, calls: &[super::Call]) -> Option<DateTime<Utc>> {
     if calls.len() <= max_rows as usize {
-        return asked;
+        return None;
     }
-    calls
-        .iter()
-        .map(|c| c.started_at)
-        .min()
-        .map_or(asked, |oldest| oldest.max(asked))
+    calls.iter().map(|c| c.started_at).min()
 }
-
-/// Shared across the store's users.
-pub type SharedReplica = Arc<Replica>;
 
 #[cfg(test)]
 mod tests {
@@ -389,14 +376,13 @@ mod tests {
 
     #[test]
     fn a_window_cut_short_starts_at_its_oldest_call() {
-        let asked = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
         let calls: Vec<Call> = (1..=3)
-            .map(|day| call(Utc.with_ymd_and_hms(2024, 1, day + 1, 0, 0, 0).unwrap()))
+            .map(|day| call(Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0).unwrap()))
             .collect();
-        assert_eq!(window_floor(asked, 3, &calls), asked);
+        assert_eq!(window_floor(3, &calls), None);
         assert_eq!(
-            window_floor(asked, 2, &calls),
-            Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap()
+            window_floor(2, &calls),
+            Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap())
         );
     }
 
@@ -409,7 +395,7 @@ mod tests {
         *replica.lock_state() = Some(ReplicaState {
             pulled_at: now,
             warehouse_clock: now.naive_utc(),
-            window_floor: now - TimeDelta::days(7),
+            window_floor: None,
             full_pull_at: now,
         });
         let ms = |n| TimeDelta::milliseconds(n);

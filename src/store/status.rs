@@ -47,9 +47,9 @@ pub struct ReplicaSnapshot {
     pub last_pull_at: Option<DateTime<Utc>>,
     pub age: Option<Duration>,
     pub max_staleness: Duration,
+    /// `None`: the window holds every call.
     pub window_starts_after: Option<DateTime<Utc>>,
-    pub window: Duration,
-    pub max_calls: u32,
+    pub window_calls: u32,
     pub calls_in_window: Option<u64>,
     pub last_full_pull_at: Option<DateTime<Utc>>,
 }
@@ -142,9 +142,8 @@ impl FailoverStore {
             last_pull_at: state.as_ref().map(|s| s.pulled_at),
             age: self.replica.age(Utc::now()),
             max_staleness: settings.max_staleness,
-            window_starts_after: state.as_ref().map(|s| s.window_floor),
-            window: settings.window,
-            max_calls: settings.max_calls,
+            window_starts_after: state.as_ref().and_then(|s| s.window_floor),
+            window_calls: settings.window_calls,
             calls_in_window,
             last_full_pull_at: state.as_ref().map(|s| s.full_pull_at),
         })

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::deadline::Deadline;
+use super::error::ErrorKind;
 use super::failover::FailoverStore;
 use super::journal::ReplayReport;
+use super::StoreError;
 use crate::metrics::SwitchEvent;
 
 /// How often the minute's metrics are put.
@@ -30,6 +32,8 @@ pub struct Activity {
     minute_started: Instant,
     /// The meter's throttle count when the last minute's metrics were put.
     throttles_reported: u64,
+    /// After a failed replay, the next waits until then.
+    replay_not_before: Option<Instant>,
 }
 
 impl Default for Activity {
@@ -39,6 +43,7 @@ impl Default for Activity {
             max_age: None,
             minute_started: Instant::now(),
             throttles_reported: 0,
+            replay_not_before: None,
         }
     }
 }
@@ -71,9 +76,11 @@ impl FailoverStore {
         activity.max_age = activity.max_age.max(age);
     }
 
-    /// One round of the work between requests, within `budget`: a pull ahead of readers when
-    /// the replica will soon be stale and reads keep coming, a replay of waiting writes, and the
-    /// minute's metrics. Only while Redshift serves: on SQLite, probes ride on requests.
+    /// One round of the work between requests, within about `budget`: a replay of waiting
+    /// writes, then a pull ahead of readers when the replica will soon be stale and reads keep
+    /// coming (when at least half the budget is left), and the minute's metrics. Each step gets
+    /// its own deadline, at most the Redshift deadline, so that a slow pull cannot starve the
+    /// replay. Only while Redshift serves: on SQLite, probes ride on requests.
     pub async fn maintain(&self, budget: Duration) -> Upkeep {
         let mut done = Upkeep::default();
         let Some(redshift) = &self.redshift else {
@@ -85,18 +92,27 @@ impl FailoverStore {
         let Ok(sqlite) = self.backup.store() else {
             return done;
         };
-        let deadline = Deadline::after(budget.min(redshift.timeout()));
-        if self.replica.settings().enabled() && self.reads_recently() {
+        let started = Instant::now();
+        let step = budget.min(redshift.timeout());
+        if self.journal.pending() > 0 && self.replay_due() {
+            let session = redshift.within(Deadline::after(step));
+            match self.journal.replay(&sqlite, session).await {
+                Ok(report) => done.replay = report,
+                Err(err) => {
+                    replay_stopped(&err);
+                    self.replay_later();
+                }
+            }
+        }
+        let left = budget.saturating_sub(started.elapsed());
+        if self.replica.settings().enabled() && self.reads_recently() && left >= budget / 2 {
             if sqlite.options().shared {
                 self.replica.reload(&sqlite).await;
             }
             if self.replica.pull_ahead_due(Utc::now()) {
                 let wanted_after = Utc::now() - self.settings.replica.max_staleness / 2;
-                match self
-                    .replica
-                    .pull(&sqlite, redshift.within(deadline), Some(wanted_after))
-                    .await
-                {
+                let session = redshift.within(Deadline::after(step.min(left)));
+                match self.replica.pull(&sqlite, session, Some(wanted_after)).await {
                     Ok(_) => done.pulled = true,
                     Err(err) => {
                         tracing::debug!(error = %err, detail = %err.detail, "A pull ahead of readers failed; readers pull themselves")
@@ -104,20 +120,20 @@ impl FailoverStore {
                 }
             }
         }
-        if self.journal.pending() > 0 && !deadline.remaining().is_zero() {
-            match self
-                .journal
-                .replay(&sqlite, redshift.within(deadline))
-                .await
-            {
-                Ok(report) => done.replay = report,
-                Err(err) => {
-                    tracing::warn!(error = %err, detail = %err.detail, "Replay stopped; the writes wait for the next try")
-                }
-            }
-        }
         self.minute_metrics_if_due();
         done
+    }
+
+    /// A replay that failed is not tried again before the check interval has passed: a write
+    /// Redshift keeps failing must not spend the account's Data API calls every round.
+    fn replay_due(&self) -> bool {
+        self.lock_activity()
+            .replay_not_before
+            .is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn replay_later(&self) {
+        self.lock_activity().replay_not_before = Some(Instant::now() + self.settings.check_interval);
     }
 
     fn reads_recently(&self) -> bool {
@@ -172,9 +188,7 @@ impl FailoverStore {
                     .await
                 {
                     Ok(replay) => report.replayed = replay.replayed,
-                    Err(err) => {
-                        tracing::warn!(error = %err, detail = %err.detail, "Replay at shutdown stopped")
-                    }
+                    Err(err) => replay_stopped(&err),
                 }
             }
         }
@@ -201,9 +215,22 @@ impl FailoverStore {
         report
     }
 
-    fn lock_activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+    pub(super) fn lock_activity(&self) -> std::sync::MutexGuard<'_, Activity> {
         self.activity
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A replay that stopped: its writes stay journaled for the next try. A failure of the backup
+/// (its journal or lease) is not Redshift's, and says so.
+pub(super) fn replay_stopped(err: &StoreError) {
+    match err.kind {
+        ErrorKind::Sqlite(_) => {
+            tracing::warn!(error = %err, detail = %err.detail, "The journal could not be read or updated; its writes wait for the next try")
+        }
+        _ => {
+            tracing::warn!(error = %err, detail = %err.detail, "Replay stopped; the writes wait for the next try")
+        }
     }
 }

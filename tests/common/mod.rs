@@ -34,7 +34,9 @@ impl TestApp {
     /// extension waits for before the environment may freeze.
     pub async fn settled(&self) {
         assert!(
-            self.background.settle(std::time::Duration::from_secs(10)).await,
+            self.background
+                .settle(std::time::Duration::from_secs(10))
+                .await,
             "background work still running after 10 s"
         );
     }
@@ -269,7 +271,18 @@ pub struct Redshift {
 }
 
 impl Redshift {
+    /// A stand-in that meters the Data API as AWS does (the account's quotas).
     pub async fn start(page_size: usize) -> Redshift {
+        Self::start_with(page_size, |_| {}).await
+    }
+
+    /// A stand-in without quotas, for a test that bursts calls to show something else.
+    pub async fn start_unmetered(page_size: usize) -> Redshift {
+        Self::start_with(page_size, |options| options.quotas = None).await
+    }
+
+    /// A stand-in with `options` changed as `change` says.
+    pub async fn start_with(page_size: usize, change: impl FnOnce(&mut Options)) -> Redshift {
         let admin = std::env::var("DATABASE_URL").expect(
             "DATABASE_URL is not set: run `make test`, or `export \"$(scripts/pg-test-cluster.sh start)\"` first",
         );
@@ -278,6 +291,7 @@ impl Redshift {
             .expect("scratch database");
         let mut options = Options::new(database_url.clone());
         options.page_size = page_size;
+        change(&mut options);
         let standin = StandIn::start(options).await.expect("stand-in starts");
         Redshift {
             standin,

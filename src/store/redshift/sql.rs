@@ -225,13 +225,14 @@ fn values_row(i: usize, call: &Call, statement: &mut Statement) -> String {
 /// What a pull asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PullScope {
-    /// The whole window: calls that started after `floor`, the newest `max_rows + 1` of them (one
-    /// more than kept, to tell whether the window was cut short).
-    Window { floor: DateTime<Utc>, max_rows: u32 },
-    /// Calls the warehouse ingested after `since` (warehouse time) that started after `floor`.
+    /// The whole window: the newest `max_rows + 1` calls (one more than kept, to tell whether
+    /// the warehouse holds more than the window).
+    Window { max_rows: u32 },
+    /// Calls the warehouse ingested after `since` (warehouse time) that started after `floor`
+    /// (every call, without one).
     IngestedSince {
         since: NaiveDateTime,
-        floor: DateTime<Utc>,
+        floor: Option<DateTime<Utc>>,
     },
 }
 
@@ -242,24 +243,22 @@ pub enum PullScope {
 pub fn pull(scope: PullScope) -> Statement {
     let mut statement = Statement::default();
     let selected = match scope {
-        PullScope::Window { floor, max_rows } => {
-            let floor =
-                statement.typed("floor".into(), Some(to_redshift_time(&floor)), "TIMESTAMP");
-            format!(
-                "SELECT * FROM (SELECT {COLUMNS}, ingested_at FROM calls WHERE started_at > {floor} \
-                 ORDER BY started_at DESC, id DESC LIMIT {limit}) AS recent",
-                limit = u64::from(max_rows) + 1
-            )
-        }
+        PullScope::Window { max_rows } => format!(
+            "SELECT * FROM (SELECT {COLUMNS}, ingested_at FROM calls \
+             ORDER BY started_at DESC, id DESC LIMIT {limit}) AS recent",
+            limit = u64::from(max_rows) + 1
+        ),
         PullScope::IngestedSince { since, floor } => {
             let since =
                 statement.typed("since".into(), Some(to_warehouse_time(&since)), "TIMESTAMP");
-            let floor =
-                statement.typed("floor".into(), Some(to_redshift_time(&floor)), "TIMESTAMP");
-            format!(
-                "SELECT {COLUMNS}, ingested_at FROM calls \
-                 WHERE ingested_at > {since} AND started_at > {floor}"
-            )
+            let mut sql =
+                format!("SELECT {COLUMNS}, ingested_at FROM calls WHERE ingested_at > {since}");
+            if let Some(floor) = floor {
+                let floor =
+                    statement.typed("floor".into(), Some(to_redshift_time(&floor)), "TIMESTAMP");
+                sql.push_str(&format!(" AND started_at > {floor}"));
+            }
+            sql
         }
     };
     statement.sqls = vec![format!("{selected} UNION ALL {CLOCK_ROW}")];
@@ -350,15 +349,15 @@ mod tests {
     #[test]
     fn pulls_read_the_warehouse_clock_in_the_same_statement() {
         let floor = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        let window = pull(PullScope::Window {
-            floor,
-            max_rows: 100,
-        });
+        let window = pull(PullScope::Window { max_rows: 100 });
         assert!(window.sqls[0].contains("LIMIT 101) AS recent UNION ALL SELECT CAST(NULL"));
         assert!(window.sqls[0].ends_with("GETDATE()"));
         let since =
             NaiveDateTime::parse_from_str("2024-01-02 03:04:05", "%Y-%m-%d %H:%M:%S").unwrap();
-        let delta = pull(PullScope::IngestedSince { since, floor });
+        let delta = pull(PullScope::IngestedSince {
+            since,
+            floor: Some(floor),
+        });
         assert!(delta.sqls[0].contains("WHERE ingested_at > CAST(:since AS TIMESTAMP)"));
         assert_eq!(
             delta.params,

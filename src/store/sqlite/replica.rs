@@ -20,8 +20,9 @@ pub struct ReplicaState {
     pub pulled_at: DateTime<Utc>,
     /// The warehouse's clock at that pull.
     pub warehouse_clock: NaiveDateTime,
-    /// The copy holds every call that started after this instant.
-    pub window_floor: DateTime<Utc>,
+    /// The copy holds every call that started after this instant; every call there is without
+    /// one (the warehouse held no more than the window).
+    pub window_floor: Option<DateTime<Utc>>,
     /// When the whole window was last pulled.
     pub full_pull_at: DateTime<Utc>,
 }
@@ -49,7 +50,7 @@ impl SqliteStore {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(2)?,
                         r.get::<_, i64>(3)?,
                     ))
                 },
@@ -61,7 +62,10 @@ impl SqliteStore {
             Ok(ReplicaState {
                 pulled_at: from_millis(pulled_at),
                 warehouse_clock: parse_redshift_time(&clock)?.naive_utc(),
-                window_floor: from_db_time(2, &floor).map_err(StoreError::from)?,
+                window_floor: floor
+                    .map(|floor| from_db_time(2, &floor))
+                    .transpose()
+                    .map_err(StoreError::from)?,
                 full_pull_at: from_millis(full_pull_at),
             })
         })
@@ -69,11 +73,11 @@ impl SqliteStore {
     }
 
     /// How many calls the replica's window holds.
-    pub async fn calls_in_window(&self, floor: DateTime<Utc>) -> Result<u64, StoreError> {
-        let floor = to_db_time(&floor);
+    pub async fn calls_in_window(&self, floor: Option<DateTime<Utc>>) -> Result<u64, StoreError> {
+        let floor = floor.as_ref().map(to_db_time);
         self.read(move |conn| {
             conn.query_row(
-                "SELECT COUNT(*) FROM calls WHERE started_at > :floor",
+                "SELECT COUNT(*) FROM calls WHERE :floor IS NULL OR started_at > :floor",
                 named_params! { ":floor": floor },
                 |r| r.get::<_, i64>(0),
             )
@@ -100,13 +104,14 @@ impl SqliteStore {
                 let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_string());
                 let removed = tx
                     .prepare_cached(
-                        "DELETE FROM calls WHERE started_at > :floor AND created_at < :keep \
+                        "DELETE FROM calls WHERE (:floor IS NULL OR started_at > :floor) \
+                         AND created_at < :keep \
                          AND id NOT IN (SELECT value FROM json_each(:ids)) \
                          AND id NOT IN (SELECT id FROM pending_sync) \
                          AND id NOT IN (SELECT id FROM rejected_sync)",
                     )?
                     .execute(named_params! {
-                        ":floor": to_db_time(&pull.state.window_floor),
+                        ":floor": pull.state.window_floor.as_ref().map(to_db_time),
                         ":keep": to_db_time(&keep_created_after),
                         ":ids": ids,
                     })?;
@@ -126,7 +131,7 @@ impl SqliteStore {
             .execute(named_params! {
                 ":pulled_at": state.pulled_at.timestamp_millis(),
                 ":clock": to_warehouse_time(&state.warehouse_clock),
-                ":floor": to_db_time(&state.window_floor),
+                ":floor": state.window_floor.as_ref().map(to_db_time),
                 ":full_pull_at": state.full_pull_at.timestamp_millis(),
             })?;
             tx.commit()
