@@ -38,6 +38,18 @@ pub mod names {
     /// One per journaled write that Redshift refused at replay and that was set aside (kept in
     /// the local backup with its reason), so that the rest of the journal could replay.
     pub const REJECTED_WRITES: &str = "RejectedWrites";
+    /// One per Data API call answered `ThrottlingException`: the account's quota is shared by
+    /// every environment and every other program, so throttling is watched, not failed over.
+    pub const DATA_API_THROTTLES: &str = "DataApiThrottles";
+    /// How old the local replica's last pull from Redshift is, in seconds: reads are answered
+    /// from it only within the staleness bound, so a growing age means pulls are failing.
+    pub const REPLICA_AGE: &str = "ReplicaAgeSeconds";
+    /// Acknowledged writes still waiting for Redshift when the environment shut down without a
+    /// shared journal: each one is lost with the environment's `/tmp`.
+    pub const WRITES_LOST_AT_SHUTDOWN: &str = "WritesLostAtShutdown";
+    /// Writes whose id Redshift already held with other content: the first write kept its
+    /// content, the later one was not stored as sent.
+    pub const CONFLICTING_WRITES: &str = "ConflictingWrites";
 }
 
 /// What the metrics report: a change of serving database, a heartbeat while on the backup, or
