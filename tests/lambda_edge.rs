@@ -372,14 +372,16 @@ async fn invocation_error(
     StatusCode::ACCEPTED
 }
 
-#[tokio::test]
-async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
-    let cases = cases();
+/// Runs the release binary under a local Lambda Runtime API with `env` (besides the Lambda
+/// variables, `ADMIN_TOKEN` and a fresh `SQLITE_PATH`), hands it `events` one by one and returns
+/// its answers in order. No event may end in an invocation error.
+async fn answers_of_the_binary(events: Vec<Value>, env: &[(&str, &str)]) -> Vec<Value> {
+    let count = events.len();
     let api: Shared = Arc::default();
-    api.lock().unwrap().pending = cases
-        .iter()
+    api.lock().unwrap().pending = events
+        .into_iter()
         .enumerate()
-        .map(|(i, case)| (format!("request-{i}"), case.event.clone()))
+        .map(|(i, event)| (format!("request-{i}"), event))
         .rev()
         .collect();
     let routes = axum::Router::new()
@@ -408,6 +410,7 @@ async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
         .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SQLITE_PATH", dir.path().join("crm.db"))
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .spawn()
         .expect("the binary starts");
@@ -416,7 +419,7 @@ async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
     let mut waited = Duration::ZERO;
     while {
         let state = api.lock().unwrap();
-        state.answers.len() + state.errors.len() < cases.len()
+        state.answers.len() + state.errors.len() < count
     } {
         assert!(
             waited < Duration::from_secs(60),
@@ -430,16 +433,66 @@ async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
     }
     function.kill().await.ok();
 
-    let state = api.lock().unwrap();
+    let mut state = api.lock().unwrap();
     assert!(
         state.errors.is_empty(),
         "invocation errors: {:?}",
         state.errors
     );
-    for (i, case) in cases.iter().enumerate() {
-        let answer = &state.answers[&format!("request-{i}")];
+    (0..count)
+        .map(|i| {
+            state
+                .answers
+                .remove(&format!("request-{i}"))
+                .expect("an answer")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
+    let cases = cases();
+    let events = cases.iter().map(|case| case.event.clone()).collect();
+    let answers = answers_of_the_binary(events, &[]).await;
+    for (case, answer) in cases.iter().zip(&answers) {
         let (status, body) = json_body(case.name, answer);
         assert_eq!(status, case.status, "{}: {body}", case.name);
         (case.check)(&body);
     }
+}
+
+/// The access mode as the template sets it (`API_AUTHORIZATION=JWT`, `JWT_ADMIN_SCOPE`): the
+/// binary reads it at start and asks the gateway's verdict of every route but the health check
+/// and the page. Validating the token is the gateway's alone: the event carries its verdict.
+#[tokio::test]
+async fn the_binary_takes_its_access_mode_from_the_template_variables() {
+    let verified = |mut event: Value, scopes: &[&str]| {
+        event["requestContext"]["authorizer"] = json!({
+            "jwt": {"claims": {"sub": "user-1", "exp": 1710242165}, "scopes": scopes}
+        });
+        event
+    };
+    let history = http_get("/api/calls/history", "limit=2");
+    let mut force = sample("db-force-sqlite");
+    force["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let events = vec![
+        verified(history.clone(), &[]),
+        history,
+        verified(force.clone(), &["call-history/read"]),
+        verified(force, &["call-history/admin"]),
+        http_get("/db/healthz", ""),
+    ];
+    let env = [
+        ("API_AUTHORIZATION", "JWT"),
+        ("JWT_ADMIN_SCOPE", "call-history/admin"),
+    ];
+    let answers = answers_of_the_binary(events, &env).await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|answer| json_body("access mode", answer).0)
+        .collect();
+    assert_eq!(statuses, [200, 401, 403, 200, 200]);
 }
