@@ -222,6 +222,14 @@
       (history.message ? ' · ' + history.message : '');
   }
 
+  // Calls shown before a token was taken away or refused do not stay on screen.
+  function hideCalls(reason) {
+    byId('calls-body').replaceChildren();
+    const caption = byId('calls-caption');
+    caption.dataset.source = 'unavailable';
+    caption.textContent = reason;
+  }
+
   // ---- refresh ------------------------------------------------------------------------------
 
   let lastStatusSource = null;
@@ -261,6 +269,9 @@
       const reason = history.status === 'fulfilled' ? errorText(history.value) : String(history.reason);
       problems.push('history ' + reason);
       lastHistorySource = null;
+      if (history.status === 'fulfilled' && [401, 403].includes(history.value.status)) {
+        hideCalls('Calls not shown: the API did not accept this page\'s token.');
+      }
     }
     renderBanner();
     setText('load-error', problems.length ? 'Could not refresh: ' + problems.join('; ') : '');
