@@ -18,6 +18,7 @@ import sys
 
 try:
     import boto3
+    import botocore.config
     import botocore.exceptions as aws_errors
 except ImportError:  # the Makefile installs boto3 first; this is for a hand-run script
     sys.exit("aws-preflight: boto3 is missing: run it with .venv/bin/python (make deploy installs it).")
@@ -36,6 +37,10 @@ PARAMETERS = {
     "JwtAdminScope": "JWT_ADMIN_SCOPE",
     "JwtDataScope": "JWT_DATA_SCOPE",
 }
+
+
+# A check, not a transfer: an unreachable AWS answers within seconds, not minutes.
+CLIENT_CONFIG = botocore.config.Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 2})
 
 
 class Stop(Exception):
@@ -61,7 +66,7 @@ def region_of(session):
 
 def check_credentials(session, region):
     try:
-        identity = session.client("sts", region_name=region).get_caller_identity()
+        identity = session.client("sts", region_name=region, config=CLIENT_CONFIG).get_caller_identity()
     except aws_errors.NoCredentialsError:
         raise Stop(
             "No AWS credentials found: run `aws configure` or `aws sso login`, or export "
@@ -72,13 +77,13 @@ def check_credentials(session, region):
         raise Stop(f"AWS refused the credentials ({code}): sign in again (`aws sso login`) or check AWS_PROFILE.")
     except (aws_errors.BotoCoreError, OSError) as error:
         raise Stop(f"AWS could not be reached to check the credentials ({type(error).__name__}).")
-    print(f"aws-preflight: account {identity['Account']}, region {region}", file=sys.stderr)
+    return identity["Account"]
 
 
 def previous_parameters(session, region, stack):
     """The parameters of the stack's last deploy, or {} when there is no stack yet."""
     try:
-        stacks = session.client("cloudformation", region_name=region).describe_stacks(StackName=stack)
+        stacks = session.client("cloudformation", region_name=region, config=CLIENT_CONFIG).describe_stacks(StackName=stack)
     except aws_errors.ClientError as error:
         if "does not exist" in str(error):
             return {}
@@ -139,11 +144,13 @@ def main(argv):
         region = region_of(session)
         if command == "migrate":
             check_redshift_target()
-        check_credentials(session, region)
+        account = check_credentials(session, region)
+        parameters = deploy_parameters(session, region) if command == "deploy" else {}
+        # Only once everything passed: what follows reads this.
+        print(f"{command}: AWS account {account}, region {region}", file=sys.stderr)
         print(region)
-        if command == "deploy":
-            for key, value in deploy_parameters(session, region).items():
-                print(f"{key}={value}")
+        for key, value in parameters.items():
+            print(f"{key}={value}")
     except Stop as stop:
         print(f"{command}: {stop}", file=sys.stderr)
         return 1

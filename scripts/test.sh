@@ -38,6 +38,8 @@ ensure_nextest() {
     cargo nextest --version >/dev/null 2>&1 || { echo "test: cargo-nextest is still missing" >&2; exit 1; }
 }
 ensure_nextest
+# boto3 in .venv/, for tests/deploy_preflight.rs (the checks of make deploy and make migrate).
+make --no-print-directory boto3
 cargo nextest run --workspace --no-fail-fast "$@"
 
 # The template's alarms and dashboard: tests/template.rs checked their metrics; these check the rest.
