@@ -17,10 +17,10 @@ use std::sync::LazyLock;
 
 use axum::http::header::{self, HeaderValue};
 use axum::response::{IntoResponse, Response};
-
-use super::access::Access;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+
+use super::access::Access;
 
 const TEMPLATE: &str = include_str!("status_page/page.html");
 const STYLE: &str = include_str!("status_page/page.css");
