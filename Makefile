@@ -101,7 +101,8 @@ PREFLIGHT = STACK=$(STACK) $(VENV)/bin/python scripts/aws-preflight.py
 #   JWT_DATA_SCOPE; any other parameter as PARAMETERS="Name=value ...".
 # Then: the tools (cargo-lambda and zig on first use), `sam build`, the package check, and
 # `sam deploy` of the built template (.aws-sam/build/template.yaml), which shows the change set
-# and asks before applying it.
+# and asks before applying it. SAM looks for samconfig.toml beside the template it is given, so
+# the project's is named: without it the deploy would lose its capabilities and bucket.
 deploy: boto3 ## Check AWS access, build with sam build, check the package, deploy the built template
 	@preflight="$$($(PREFLIGHT) deploy)" || exit 1; \
 	region="$$(head -n1 <<<"$$preflight")"; \
@@ -109,7 +110,7 @@ deploy: boto3 ## Check AWS access, build with sam build, check the package, depl
 	$(MAKE) --no-print-directory sam-cli cargo-lambda zig && \
 	scripts/package-check.sh && \
 	SAM_CLI_TELEMETRY=0 $(WITH_VENV) sam deploy --template-file .aws-sam/build/template.yaml \
-		--stack-name $(STACK) --region "$$region" \
+		--config-file "$(CURDIR)/samconfig.toml" --stack-name $(STACK) --region "$$region" \
 		$${overrides[0]:+--parameter-overrides "$${overrides[@]}"}
 
 destroy: sam-cli ## Delete the stack (asks first); Redshift, its data, grants and EFS stay
