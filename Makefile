@@ -23,7 +23,7 @@ export REDSHIFT_LOCAL_PORT REDSHIFT_LOCAL_CLOUDWATCH_PORT REDSHIFT_LOCAL_CONTROL
 VENV := .venv
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: run run-redshift-local watch test browser contract openapi build invoke lint fmt deploy bench redshift-local migrate snapshot clean help
+.PHONY: run run-redshift-local watch test browser contract openapi build package-check invoke lint fmt deploy destroy bench redshift-local migrate snapshot clean help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -77,6 +77,9 @@ build: cargo-lambda zig ## Release Lambda artifact: target/lambda/call-history/b
 	$(WITH_VENV) cargo lambda build --release --bin call-history
 	@ls -l $(LAMBDA_BINARY)
 
+package-check: cargo-lambda zig ## Build with `sam build` and check the package holds bootstrap alone
+	scripts/package-check.sh
+
 lint: ## Formatting, clippy and the SAM template (cfn-lint, sam validate --lint, from .venv/)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -85,10 +88,34 @@ lint: ## Formatting, clippy and the SAM template (cfn-lint, sam validate --lint,
 fmt: ## Format the code
 	cargo fmt --all
 
-deploy: build ## Deploy with SAM (asks for parameters the first time)
-	@$(WITH_VENV) command -v sam >/dev/null || { \
-		echo "The AWS SAM CLI is needed: $(VENV)/bin/pip install aws-sam-cli (or see README: Prerequisites)." >&2; exit 1; }
-	$(WITH_VENV) sam deploy --guided
+# The stack `make deploy` and `make destroy` act on (samconfig.toml's name by default).
+STACK ?= call-history
+# Checks credentials, region and parameters first (scripts/aws-preflight.py), so that a missing
+# one stops everything with one sentence; prints the region, and for deploy the parameters.
+PREFLIGHT = STACK=$(STACK) $(VENV)/bin/python scripts/aws-preflight.py
+
+# make deploy passes these template parameters from the variables of the same meaning, given in
+# the environment or on the command line; those not given keep the stack's previous values:
+#   REDSHIFT_CLUSTER_ID, REDSHIFT_WORKGROUP, REDSHIFT_WORKGROUP_ID, REDSHIFT_DATABASE,
+#   REDSHIFT_SECRET_ARN, REDSHIFT_DB_USER, API_AUTH, JWT_ISSUER, JWT_AUDIENCE, JWT_ADMIN_SCOPE,
+#   JWT_DATA_SCOPE; any other parameter as PARAMETERS="Name=value ...".
+# Then: the tools (cargo-lambda and zig on first use), `sam build`, the package check, and
+# `sam deploy` of the built template (.aws-sam/build/template.yaml), which shows the change set
+# and asks before applying it. SAM looks for samconfig.toml beside the template it is given, so
+# the project's is named: without it the deploy would lose its capabilities and bucket.
+deploy: boto3 ## Check AWS access, build with sam build, check the package, deploy the built template
+	@preflight="$$($(PREFLIGHT) deploy)" || exit 1; \
+	region="$$(head -n1 <<<"$$preflight")"; \
+	mapfile -t overrides < <(tail -n +2 <<<"$$preflight"; for p in $(PARAMETERS); do echo "$$p"; done); \
+	$(MAKE) --no-print-directory sam-cli cargo-lambda zig && \
+	scripts/package-check.sh && \
+	SAM_CLI_TELEMETRY=0 $(WITH_VENV) sam deploy --template-file .aws-sam/build/template.yaml \
+		--config-file "$(CURDIR)/samconfig.toml" --stack-name $(STACK) --region "$$region" \
+		$${overrides[0]:+--parameter-overrides "$${overrides[@]}"}
+
+destroy: sam-cli ## Delete the stack (asks first); Redshift, its data, grants and EFS stay
+	@region="$$($(PREFLIGHT) destroy)" || exit 1; \
+	SAM_CLI_TELEMETRY=0 $(WITH_VENV) sam delete --stack-name $(STACK) --region "$$region"
 
 bench: ## Benchmarks; results go to bench/results/
 	scripts/bench.sh
@@ -96,8 +123,9 @@ bench: ## Benchmarks; results go to bench/results/
 redshift-local: ## The Redshift Data API and CloudWatch stand-in on PostgreSQL, until Ctrl-C (ports 8100-8102)
 	scripts/redshift-local.sh
 
-migrate: ## Create the calls table in Redshift (uses the REDSHIFT_* configuration)
-	cargo run --bin call-history -- migrate
+migrate: boto3 ## Create the calls table in Redshift (REDSHIFT_* and AWS_REGION; run before the first deploy)
+	@region="$$($(PREFLIGHT) migrate)" || exit 1; \
+	AWS_REGION="$$region" cargo run --bin call-history -- migrate
 
 snapshot: ## Write sql/sqlite/snapshot.sql from Redshift (newest 10,000 calls): what a deployed backup starts with; rebuild to ship it
 	cargo run --bin call-history -- snapshot sql/sqlite/snapshot.sql
@@ -123,6 +151,17 @@ zig: $(VENV)/bin/pip
 cfn-lint: $(VENV)/bin/pip
 	@$(WITH_VENV) command -v cfn-lint >/dev/null || { \
 		echo "Installing cfn-lint into $(VENV)/ (once)"; $(VENV)/bin/pip install --quiet cfn-lint; }
+
+.PHONY: sam-cli
+sam-cli: $(VENV)/bin/pip
+	@test -x $(VENV)/bin/sam || { \
+		echo "Installing the AWS SAM CLI into $(VENV)/ (once)"; $(VENV)/bin/pip install --quiet aws-sam-cli; }
+
+# For the AWS checks of scripts/aws-preflight.py (the SAM CLI brings it too).
+.PHONY: boto3
+boto3: $(VENV)/bin/pip
+	@$(VENV)/bin/python -c "import boto3" 2>/dev/null || { \
+		echo "Installing boto3 into $(VENV)/ (once)"; $(VENV)/bin/pip install --quiet boto3; }
 
 .PHONY: cargo-lambda
 cargo-lambda:

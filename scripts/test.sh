@@ -38,10 +38,16 @@ ensure_nextest() {
     cargo nextest --version >/dev/null 2>&1 || { echo "test: cargo-nextest is still missing" >&2; exit 1; }
 }
 ensure_nextest
+# boto3 in .venv/, for tests/deploy_preflight.rs (the checks of make deploy and make migrate).
+make --no-print-directory boto3
 cargo nextest run --workspace --no-fail-fast "$@"
 
 # The template's alarms and dashboard: tests/template.rs checked their metrics; these check the rest.
 scripts/lint-template.sh
+
+# The Lambda package as `make deploy` builds it (sam build): bootstrap alone. Skipped, with a
+# message, where cargo-lambda is not installed: installing it takes about 20 minutes.
+scripts/package-check.sh --if-present
 
 # The status page (GET /) in headless Chromium, against the service and the Redshift stand-in.
 tests/browser/run.sh

@@ -194,6 +194,10 @@ const QUERY_ENCODE: &AsciiSet = &PATH_ENCODE.remove(b'?');
 ///   then relative), as is an `X-Forwarded-Proto` other than `http`/`https`.
 /// - header values outside visible ASCII (which `http` refuses) are dropped, so that one odd
 ///   header does not cost the whole request.
+/// - a JWT authorizer's claims that are not text (a number such as `exp`, a list such as
+///   `cognito:groups`) become their JSON text: `lambda_http` reads claims as text only, and
+///   would otherwise refuse every request of a token with such a claim. What API Gateway
+///   verified is unchanged; the function reads only the scopes and the subject.
 /// - a body marked `isBase64Encoded` that is not base64 is refused: there is no body to repair.
 pub fn repair_event(event: &mut Value) -> Result<(), Refusal> {
     let Some(object) = event.as_object_mut() else {
@@ -216,8 +220,35 @@ pub fn repair_event(event: &mut Value) -> Result<(), Refusal> {
                 context.remove("domainName");
             }
         }
+        if let Some(jwt) = context
+            .get_mut("authorizer")
+            .and_then(|authorizer| authorizer.get_mut("jwt"))
+        {
+            stringify_jwt_claims(jwt);
+        }
     }
     check_base64_body(object)
+}
+
+/// Turns every claim and scope of a JWT authorizer's verdict into text (a `null` claim is
+/// dropped), the only form `lambda_http` reads.
+fn stringify_jwt_claims(jwt: &mut Value) {
+    if let Some(Value::Object(claims)) = jwt.get_mut("claims") {
+        claims.retain(|_, value| !value.is_null());
+        for value in claims.values_mut() {
+            as_text(value);
+        }
+    }
+    if let Some(Value::Array(scopes)) = jwt.get_mut("scopes") {
+        scopes.retain(|value| !value.is_null());
+        scopes.iter_mut().for_each(as_text);
+    }
+}
+
+fn as_text(value: &mut Value) {
+    if !value.is_string() {
+        *value = Value::String(value.to_string());
+    }
 }
 
 fn encode_string_field(object: &mut Map<String, Value>, field: &str, set: &'static AsciiSet) {
@@ -402,6 +433,23 @@ mod tests {
         assert!(!is_host("a b"));
         assert!(!is_host("evil.com/path"));
         assert!(!is_host(""));
+    }
+
+    #[test]
+    fn jwt_claims_that_are_not_text_become_text() {
+        let mut event = json!({
+            "requestContext": {"authorizer": {"jwt": {
+                "claims": {"sub": "u1", "exp": 1710242165, "groups": ["a", "b"], "nick": null},
+                "scopes": ["crm/admin", 7]
+            }}}
+        });
+        repair_event(&mut event).map_err(|r| r.log_reason).unwrap();
+        let jwt = &event["requestContext"]["authorizer"]["jwt"];
+        assert_eq!(
+            jwt["claims"],
+            json!({"sub": "u1", "exp": "1710242165", "groups": "[\"a\",\"b\"]"})
+        );
+        assert_eq!(jwt["scopes"], json!(["crm/admin", "7"]));
     }
 
     #[test]

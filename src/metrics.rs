@@ -39,14 +39,17 @@ pub mod names {
     /// One per journaled write that Redshift refused at replay and that was set aside (kept in
     /// the local backup with its reason), so that the rest of the journal could replay.
     pub const REJECTED_WRITES: &str = "RejectedWrites";
-    /// Data API calls the account's quotas refused (the SDK's retries included), put at most
-    /// once a minute.
+    /// One per Data API call answered `ThrottlingException`: the account's quota is shared by
+    /// every environment and every other program, so throttling is watched, not failed over.
     pub const DATA_API_THROTTLES: &str = "DataApiThrottles";
-    /// How old the local replica was at most since the last put, at most once a minute.
+    /// How old the local replica's last pull from Redshift is, in seconds: reads are answered
+    /// from it only within the staleness bound, so a growing age means pulls are failing.
     pub const REPLICA_AGE: &str = "ReplicaAgeSeconds";
-    /// Writes that waited for Redshift in a file gone with the environment at its shutdown.
+    /// Acknowledged writes still waiting for Redshift when the environment shut down without a
+    /// shared journal: each one is lost with the environment's `/tmp`.
     pub const WRITES_LOST_AT_SHUTDOWN: &str = "WritesLostAtShutdown";
-    /// One per journaled write whose id Redshift already held with other content.
+    /// Writes whose id Redshift already held with other content: the first write kept its
+    /// content, the later one was not stored as sent.
     pub const CONFLICTING_WRITES: &str = "ConflictingWrites";
 }
 

@@ -327,9 +327,11 @@ fn lambda_options() -> Options {
     }
 }
 
-#[tokio::test]
-async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
-    let cases = cases();
+/// Runs the binary under a local Lambda (freezing between invocations, as Lambda does) with
+/// `env` (besides the Lambda variables, `ADMIN_TOKEN`, the sample calls and a fresh
+/// `SQLITE_PATH`), hands it `events` one by one and returns its answers in order. Each
+/// invocation must end with the environment frozen, and the shutdown must go as Lambda's.
+async fn answers_of_the_binary(events: &[Value], env: &[(&str, &str)]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let lambda = LocalLambda::start(lambda_options()).await.unwrap();
     let mut function = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-history"));
@@ -339,32 +341,76 @@ async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
         .env("SQLITE_SEED", "sample")
         .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("SQLITE_PATH", dir.path().join("crm.db"));
+        .env("SQLITE_PATH", dir.path().join("crm.db"))
+        .envs(env.iter().copied());
     if let Err(err) = lambda.spawn(function).await {
         panic!("the binary did not start as a Lambda function: {err}");
     }
-
-    for case in &cases {
-        let invocation = lambda.invoke(&case.event).await.unwrap();
+    let mut answers = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let invocation = lambda.invoke(event).await.unwrap();
         let answer = invocation.response.json().unwrap_or_else(|err| {
-            panic!(
-                "{}: {err}; the function wrote:\n{}",
-                case.name,
-                lambda.stderr()
-            )
+            panic!("event {i}: {err}; the function wrote:\n{}", lambda.stderr())
         });
-        let (status, body) = json_body(case.name, &answer);
-        assert_eq!(status, case.status, "{}: {body}", case.name);
-        (case.check)(&body);
         assert!(
             invocation.frozen_at.is_some(),
-            "{}: the environment froze after the answer",
-            case.name
+            "event {i}: the environment froze after the answer"
         );
+        answers.push(answer);
     }
     assert!(lambda.refusals().is_empty(), "{:?}", lambda.refusals());
     let report = lambda.shutdown().await.unwrap();
     assert!(report
         .runtime
         .is_some_and(|runtime| runtime.ended_after.is_some()));
+    answers
 }
+
+#[tokio::test]
+async fn the_binary_answers_every_event_under_a_lambda_runtime_api() {
+    let cases = cases();
+    let events: Vec<Value> = cases.iter().map(|case| case.event.clone()).collect();
+    let answers = answers_of_the_binary(&events, &[]).await;
+    for (case, answer) in cases.iter().zip(&answers) {
+        let (status, body) = json_body(case.name, answer);
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        (case.check)(&body);
+    }
+}
+
+/// The access mode as the template sets it (`API_AUTHORIZATION=JWT`, `JWT_ADMIN_SCOPE`): the
+/// binary reads it at start and asks the gateway's verdict of every route but the health check
+/// and the page. Validating the token is the gateway's alone: the event carries its verdict.
+#[tokio::test]
+async fn the_binary_takes_its_access_mode_from_the_template_variables() {
+    let verified = |mut event: Value, scopes: &[&str]| {
+        event["requestContext"]["authorizer"] = json!({
+            "jwt": {"claims": {"sub": "user-1", "exp": 1710242165}, "scopes": scopes}
+        });
+        event
+    };
+    let history = http_get("/api/calls/history", "limit=2");
+    let mut force = sample("db-force-sqlite");
+    force["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let events = vec![
+        verified(history.clone(), &[]),
+        history,
+        verified(force.clone(), &["call-history/read"]),
+        verified(force, &["call-history/admin"]),
+        http_get("/db/healthz", ""),
+    ];
+    let env = [
+        ("API_AUTHORIZATION", "JWT"),
+        ("JWT_ADMIN_SCOPE", "call-history/admin"),
+    ];
+    let answers = answers_of_the_binary(&events, &env).await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|answer| json_body("access mode", answer).0)
+        .collect();
+    assert_eq!(statuses, [200, 401, 403, 200, 200]);
+}
+

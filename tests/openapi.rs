@@ -88,5 +88,5 @@ fn every_route_and_status_is_described() {
     assert_eq!(limit["schema"]["minimum"], 1);
     assert_eq!(limit["schema"]["maximum"], 500);
     let admin = &document["paths"]["/db/force-sqlite"]["post"]["security"];
-    assert_eq!(admin[0]["bearerAuth"], serde_json::json!([]));
+    assert_eq!(admin[0]["adminToken"], serde_json::json!([]));
 }

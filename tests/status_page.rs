@@ -40,7 +40,7 @@ async fn the_page_is_html_with_a_strict_content_security_policy() {
         "id=\"db-indicator\"",
         BANNER,
         "id=\"record-form\"",
-        "id=\"admin-token\"",
+        "id=\"access-token\"",
     ] {
         assert!(html.contains(needle), "the page lacks {needle}");
     }

@@ -1,17 +1,21 @@
 //! `template.yaml` watches what the code really puts: every metric that its alarms and its
 //! dashboard read from the service's namespace is one that `call_history::metrics` puts, with the
 //! dimension the code uses; and the alarms keep the shape that makes them mean what they say
-//! (README, Monitoring). CloudFormation's short tags (`!Ref`, `!Sub`, `!If`, ...) parse as tagged
-//! YAML values.
+//! (README, Monitoring). Every route but the health check has an authorizer unless the operator
+//! chose a public API, as the function itself expects (`call_history::api::access`); the
+//! parameters allow what the function and the README say. CloudFormation's short tags (`!Ref`,
+//! `!Sub`, `!If`, ...) parse as tagged YAML values; [`Deployment`] evaluates the few
+//! CloudFormation functions the template uses, for given parameter values.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use call_history::api::access::{Access, RouteClass};
 use call_history::metrics::{names, FUNCTION_NAME_DIMENSION};
 use serde_json::Value as Json;
 use serde_norway::{Mapping, Value};
 
 /// Every metric the code puts in the service's namespace.
-const PUT_BY_THE_CODE: [&str; 7] = [
+const PUT_BY_THE_CODE: [&str; 11] = [
     names::DATABASE_SOURCE,
     names::FALLBACK_EVENTS,
     names::FORCED_FALLBACK_EVENTS,
@@ -19,6 +23,10 @@ const PUT_BY_THE_CODE: [&str; 7] = [
     names::FALLBACK_DURATION,
     names::FALLBACK_ELAPSED,
     names::REJECTED_WRITES,
+    names::DATA_API_THROTTLES,
+    names::REPLICA_AGE,
+    names::WRITES_LOST_AT_SHUTDOWN,
+    names::CONFLICTING_WRITES,
 ];
 
 /// The function resource: its name is the value of the metrics' dimension.
@@ -135,7 +143,7 @@ fn alarm_metrics(alarm: &Value) -> Vec<Watched<'_>> {
 fn every_alarm_watches_a_metric_the_code_puts_with_its_dimension() {
     let template = template();
     let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
-    assert!(alarms.len() >= 2, "the two alarms are there");
+    assert!(alarms.len() >= 4, "the four alarms are there");
     for (id, alarm) in alarms {
         let metrics = alarm_metrics(alarm);
         assert!(!metrics.is_empty(), "{id} watches no metric");
@@ -179,8 +187,33 @@ fn dashboard_body(template: &Value) -> (String, Json) {
         .next()
         .expect("a dashboard");
     let body = sub_text(get(dashboard, "DashboardBody")).to_string();
-    let json = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let json = serde_json::from_str(&numbers_for_bare_variables(&body))
+        .expect("the dashboard body is JSON");
     (body, json)
+}
+
+/// The body with each `${Variable}` outside a JSON string (a number parameter, such as an
+/// annotation's value) replaced by 0, so that it parses as the JSON it becomes once deployed.
+fn numbers_for_bare_variables(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        if !in_string && rest.starts_with("${") {
+            let end = rest.find('}').expect("closing brace");
+            out.push('0');
+            rest = &rest[end + 1..];
+            continue;
+        }
+        match (in_string, escaped, c) {
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => in_string = !in_string,
+            _ => escaped = false,
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 fn graphed(body: &Json) -> Vec<Graphed> {
@@ -285,7 +318,12 @@ fn the_dashboard_shows_the_function_and_the_api() {
         .collect();
     assert_eq!(
         alarms,
-        ["${FallbackTooLongAlarm.Arn}", "${FlappingAlarm.Arn}"]
+        [
+            "${FallbackTooLongAlarm.Arn}",
+            "${FlappingAlarm.Arn}",
+            "${ReplicaTooOldAlarm.Arn}",
+            "${WritesLostAtShutdownAlarm.Arn}"
+        ]
     );
 }
 
@@ -463,4 +501,505 @@ fn the_redshift_deadline_fits_the_function_timeout() {
         max + answer_margin < timeout_ms,
         "{max} ms + {answer_margin} ms within the function's {timeout_ms} ms"
     );
+}
+
+#[test]
+fn the_replica_alarm_needs_five_reporting_minutes_above_its_threshold() {
+    let template = template();
+    let alarm = resource(&template, "ReplicaTooOldAlarm");
+    assert_eq!(text(alarm, "MetricName"), names::REPLICA_AGE);
+    // The oldest replica any environment reports, minute by minute.
+    assert_eq!(text(alarm, "Statistic"), "Maximum");
+    assert_eq!(get(alarm, "Period").as_u64(), Some(60));
+    assert_eq!(
+        reference(get(alarm, "Threshold")),
+        Some("ReplicaAgeAlarmSeconds")
+    );
+    assert_eq!(text(alarm, "ComparisonOperator"), "GreaterThanThreshold");
+    // "Stays above": every one of 5 minutes, not one spike.
+    assert_eq!(get(alarm, "EvaluationPeriods").as_u64(), Some(5));
+    assert_eq!(get(alarm, "DatapointsToAlarm").as_u64(), Some(5));
+    // Ages are reported only with requests: a quiet minute neither fires nor clears it.
+    assert_eq!(text(alarm, "TreatMissingData"), "ignore");
+    let parameter = get(get(&template, "Parameters"), "ReplicaAgeAlarmSeconds");
+    assert_eq!(get(parameter, "Default").as_u64(), Some(300));
+}
+
+#[test]
+fn any_write_lost_at_shutdown_fires_its_alarm() {
+    let template = template();
+    let alarm = resource(&template, "WritesLostAtShutdownAlarm");
+    assert_eq!(text(alarm, "MetricName"), names::WRITES_LOST_AT_SHUTDOWN);
+    assert_eq!(text(alarm, "Statistic"), "Sum");
+    assert_eq!(get(alarm, "Threshold").as_f64(), Some(1.0));
+    assert_eq!(
+        text(alarm, "ComparisonOperator"),
+        "GreaterThanOrEqualToThreshold"
+    );
+    assert_eq!(get(alarm, "EvaluationPeriods").as_u64(), Some(1));
+    // Put only when something is lost: a minute without it is a good minute.
+    assert_eq!(text(alarm, "TreatMissingData"), "notBreaching");
+}
+
+// ---- the template as deployed with given parameters ----------------------------------------
+
+/// The template with parameter values (its defaults, some replaced): evaluates conditions,
+/// `!If`, `!Ref` and `!Join` as CloudFormation would.
+struct Deployment<'a> {
+    template: &'a Value,
+    parameters: BTreeMap<String, Value>,
+}
+
+impl<'a> Deployment<'a> {
+    fn new(template: &'a Value, overrides: &[(&str, &str)]) -> Self {
+        let declared = get(template, "Parameters").as_mapping().unwrap();
+        let mut parameters = BTreeMap::new();
+        for (name, declaration) in declared {
+            let name = name.as_str().unwrap().to_string();
+            let value = overrides
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| match declaration.get("Default") {
+                    Some(Value::String(text)) => Some(text.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{name} has no value"));
+            let value = match text(declaration, "Type") {
+                "CommaDelimitedList" => Value::Sequence(
+                    value
+                        .split(',')
+                        .map(|item| Value::String(item.to_string()))
+                        .collect(),
+                ),
+                _ => Value::String(value),
+            };
+            parameters.insert(name, value);
+        }
+        for (name, _) in overrides {
+            assert!(parameters.contains_key(*name), "no parameter {name}");
+        }
+        Deployment {
+            template,
+            parameters,
+        }
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let conditions = get(self.template, "Conditions");
+        self.truth(get(conditions, name))
+    }
+
+    fn truth(&self, value: &Value) -> bool {
+        let (function, argument) = intrinsic(value).unwrap_or_else(|| panic!("{value:?}"));
+        let items = || argument.as_sequence().expect("a list of arguments");
+        match function.as_str() {
+            "Equals" => self.resolve(&items()[0]) == self.resolve(&items()[1]),
+            "Not" => !self.truth(&items()[0]),
+            "And" => items().iter().all(|c| self.truth(c)),
+            "Or" => items().iter().any(|c| self.truth(c)),
+            "Condition" => self.condition(argument.as_str().unwrap()),
+            other => panic!("condition function {other}"),
+        }
+    }
+
+    /// The value as deployed; `None` for `AWS::NoValue`.
+    fn resolve(&self, value: &Value) -> Option<Value> {
+        let Some((function, argument)) = intrinsic(value) else {
+            return Some(match value {
+                Value::Sequence(items) => {
+                    Value::Sequence(items.iter().filter_map(|i| self.resolve(i)).collect())
+                }
+                other => other.clone(),
+            });
+        };
+        match function.as_str() {
+            "Ref" => {
+                let name = argument.as_str().unwrap();
+                if name == "AWS::NoValue" {
+                    return None;
+                }
+                Some(
+                    self.parameters
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_else(|| Value::String(format!("<{name}>"))),
+                )
+            }
+            "If" => {
+                let items = argument.as_sequence().unwrap();
+                let branch = if self.condition(items[0].as_str().unwrap()) {
+                    &items[1]
+                } else {
+                    &items[2]
+                };
+                self.resolve(branch)
+            }
+            "Join" => {
+                let items = argument.as_sequence().unwrap();
+                let separator = items[0].as_str().unwrap();
+                let Some(Value::Sequence(parts)) = self.resolve(&items[1]) else {
+                    panic!("!Join of a list");
+                };
+                let parts: Vec<&str> = parts.iter().map(|p| p.as_str().unwrap()).collect();
+                Some(Value::String(parts.join(separator)))
+            }
+            // Attributes and substitutions are the deployment's own; their text stands in.
+            _ => Some(value.clone()),
+        }
+    }
+
+    /// A resource's property as deployed.
+    fn property(&self, id: &str, name: &str) -> Option<Value> {
+        resource(self.template, id)
+            .get(name)
+            .and_then(|value| self.resolve(value))
+    }
+
+    /// The rules' assertions that fail, by their descriptions.
+    fn broken_rules(&self) -> Vec<String> {
+        let rules = get(self.template, "Rules").as_mapping().unwrap();
+        let mut broken = Vec::new();
+        for (_, rule) in rules {
+            if let Some(condition) = rule.get("RuleCondition") {
+                if !self.truth(condition) {
+                    continue;
+                }
+            }
+            for assertion in get(rule, "Assertions").as_sequence().unwrap() {
+                if !self.truth(get(assertion, "Assert")) {
+                    broken.push(text(assertion, "AssertDescription").to_string());
+                }
+            }
+        }
+        broken
+    }
+}
+
+const JWT_SETUP: [(&str, &str); 3] = [
+    ("ApiAuth", "JWT"),
+    (
+        "JwtIssuer",
+        "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+    ),
+    ("JwtAudience", "3n4b5urk1ft4fl3mg5e62d9ado"),
+];
+
+/// The access mode the function reads from the environment the template gives it.
+fn function_access(deployment: &Deployment) -> Access {
+    let variables = get(
+        get(resource(deployment.template, FUNCTION), "Environment"),
+        "Variables",
+    );
+    let resolved = |name: &str| {
+        variables
+            .get(name)
+            .and_then(|value| deployment.resolve(value))
+            .and_then(|value| value.as_str().map(str::to_string))
+    };
+    Access::from_lookup(resolved).expect("the template gives the function a mode it reads")
+}
+
+/// Every route of the API: its logical id, path (none for `$default`) and class.
+fn routes(template: &Value) -> Vec<(String, String, RouteClass)> {
+    resources_of_type(template, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .map(|(id, route)| {
+            let key = text(route, "RouteKey").to_string();
+            let class = match key.split_once(' ') {
+                Some((_, path)) => RouteClass::of(path),
+                None => RouteClass::Data,
+            };
+            (id.to_string(), key, class)
+        })
+        .collect()
+}
+
+#[test]
+fn every_route_but_the_health_check_has_an_authorizer_unless_the_api_is_public() {
+    let template = template();
+    let iam = Deployment::new(&template, &[]);
+    let jwt = Deployment::new(&template, &JWT_SETUP);
+    let public = Deployment::new(&template, &[("ApiAuth", "PUBLIC")]);
+    assert_eq!(
+        iam.parameters["ApiAuth"].as_str(),
+        Some("IAM"),
+        "closed by default, with no setup"
+    );
+    let routes = routes(&template);
+    assert!(routes.len() >= 10, "{routes:?}");
+    let authorization = |deployment: &Deployment, id: &str| {
+        deployment
+            .property(id, "AuthorizationType")
+            .and_then(|t| t.as_str().map(str::to_string))
+            .unwrap_or_else(|| "NONE".to_string())
+    };
+    for (id, key, class) in &routes {
+        let open_to_all = key == "GET /db/healthz";
+        let shell = key == "GET /";
+        assert_eq!(open_to_all, *class == RouteClass::Health, "{key}");
+        assert_eq!(
+            authorization(&iam, id),
+            if open_to_all { "NONE" } else { "AWS_IAM" },
+            "{key} under IAM"
+        );
+        assert_eq!(
+            authorization(&jwt, id),
+            if open_to_all || shell { "NONE" } else { "JWT" },
+            "{key} under JWT: only the health check and the data-free shell are open"
+        );
+        assert_eq!(authorization(&public, id), "NONE", "{key} when public");
+        // The function expects of each route what the gateway demands.
+        for deployment in [&iam, &jwt, &public] {
+            let access = function_access(deployment);
+            assert_eq!(
+                access.gateway_authorizes(*class),
+                authorization(deployment, id) != "NONE",
+                "{key} under {access:?}"
+            );
+        }
+        if authorization(&jwt, id) == "JWT" {
+            let authorizer = jwt.property(id, "AuthorizerId").expect("an authorizer");
+            assert_eq!(
+                reference(&get(resource(&template, id), "AuthorizerId").clone()),
+                None
+            );
+            assert_eq!(authorizer.as_str(), Some("<JwtAuthorizer>"), "{key}");
+        } else {
+            assert_eq!(jwt.property(id, "AuthorizerId"), None, "{key}");
+        }
+    }
+}
+
+#[test]
+fn under_jwt_the_admin_routes_ask_the_admin_scope_and_the_data_routes_the_data_scope() {
+    let template = template();
+    let mut with_data_scope = JWT_SETUP.to_vec();
+    with_data_scope.push(("JwtDataScope", "call-history/read"));
+    let jwt = Deployment::new(&template, &JWT_SETUP);
+    let scoped = Deployment::new(&template, &with_data_scope);
+    let iam = Deployment::new(&template, &[]);
+    let scopes = |deployment: &Deployment, id: &str| {
+        deployment.property(id, "AuthorizationScopes").map(|list| {
+            list.as_sequence()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    let admin_scope = jwt.parameters["JwtAdminScope"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        function_access(&jwt),
+        Access::Jwt {
+            admin_scope: admin_scope.as_str().into()
+        },
+        "the function checks the scope the gateway asks"
+    );
+    for (id, key, class) in routes(&template) {
+        match class {
+            RouteClass::Admin => {
+                assert_eq!(scopes(&jwt, &id), Some(vec![admin_scope.clone()]), "{key}");
+                assert_eq!(
+                    scopes(&scoped, &id),
+                    Some(vec![admin_scope.clone()]),
+                    "{key}"
+                );
+            }
+            RouteClass::Data => {
+                assert_eq!(scopes(&jwt, &id), None, "{key}: any valid token");
+                assert_eq!(
+                    scopes(&scoped, &id),
+                    Some(vec!["call-history/read".to_string()]),
+                    "{key}"
+                );
+            }
+            RouteClass::Health | RouteClass::Shell => {
+                assert_eq!(scopes(&scoped, &id), None, "{key}")
+            }
+        }
+        assert_eq!(scopes(&iam, &id), None, "{key}: IAM takes no scopes");
+    }
+    // The authorizer exists only under JWT, and reads the bearer token the page sends.
+    let authorizer = &get(get(&template, "Resources"), "JwtAuthorizer");
+    assert_eq!(text(authorizer, "Condition"), "UseJwt");
+    assert!(jwt.condition("UseJwt") && !iam.condition("UseJwt"));
+    assert_eq!(
+        jwt.property("JwtAuthorizer", "IdentitySource"),
+        Some(Value::Sequence(vec![Value::String(
+            "$request.header.Authorization".into()
+        )]))
+    );
+}
+
+#[test]
+fn the_rules_refuse_a_jwt_api_without_its_issuer_or_audience() {
+    let template = template();
+    assert!(Deployment::new(&template, &[]).broken_rules().is_empty());
+    assert!(Deployment::new(&template, &JWT_SETUP)
+        .broken_rules()
+        .is_empty());
+    let no_issuer = Deployment::new(&template, &[JWT_SETUP[0], JWT_SETUP[2]]);
+    assert_eq!(
+        no_issuer.broken_rules().len(),
+        1,
+        "{:?}",
+        no_issuer.broken_rules()
+    );
+    let no_audience = Deployment::new(&template, &[JWT_SETUP[0], JWT_SETUP[1]]);
+    assert_eq!(
+        no_audience.broken_rules().len(),
+        1,
+        "{:?}",
+        no_audience.broken_rules()
+    );
+    assert!(Deployment::new(&template, &[("ApiAuth", "PUBLIC")])
+        .broken_rules()
+        .is_empty());
+}
+
+#[test]
+fn a_public_api_is_chosen_explicitly_and_warned_about() {
+    let template = template();
+    let parameter = get(get(&template, "Parameters"), "ApiAuth");
+    let allowed: Vec<&str> = get(parameter, "AllowedValues")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(allowed, ["IAM", "JWT", "PUBLIC"]);
+    assert_ne!(text(parameter, "Default"), "PUBLIC");
+    assert!(text(parameter, "Description").contains("PUBLIC - WARNING"));
+}
+
+// ---- parameters, the function and the README agree ---------------------------------------
+
+/// The README's configuration table row of `variable`: its meaning and default columns.
+fn readme_row(readme: &str, variable: &str) -> Option<(String, String)> {
+    let start = format!("| `{variable}` |");
+    let line = readme.lines().find(|line| line.starts_with(&start))?;
+    let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+    Some((cells[2].to_string(), cells[3].to_string()))
+}
+
+fn number(text: &str) -> u64 {
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("a number: {text}"))
+}
+
+/// "A to B" in a README cell, as numbers.
+fn readme_range(meaning: &str) -> Option<(u64, u64)> {
+    let words: Vec<&str> = meaning.split_whitespace().collect();
+    words.windows(3).find_map(|w| {
+        let digits = |s: &str| {
+            let s = s.trim_end_matches([',', ';', ')']);
+            (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == ',')).then(|| number(s))
+        };
+        match (digits(w[0]), w[1], digits(w[2])) {
+            (Some(low), "to", Some(high)) => Some((low, high)),
+            _ => None,
+        }
+    })
+}
+
+/// Whether the function reads `variable` and takes `value`: `Some(true)` taken, `Some(false)`
+/// refused (a configuration problem names it), `None` when it does not read the variable at all.
+fn config_takes(variable: &str, value: &str) -> Option<bool> {
+    let problems_with = |value: &str| {
+        call_history::config::Config::from_lookup(|name| {
+            (name == variable).then(|| value.to_string())
+        })
+        .1
+        .iter()
+        .filter(|p| p.0.contains(variable))
+        .count()
+    };
+    let reads = problems_with("not-a-number") > 0;
+    reads.then(|| problems_with(value) == 0)
+}
+
+#[test]
+fn number_parameters_allow_what_the_readme_and_the_function_say() {
+    let template = template();
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let variables = get(
+        get(resource(&template, FUNCTION), "Environment"),
+        "Variables",
+    )
+    .as_mapping()
+    .unwrap();
+    let parameters = get(&template, "Parameters");
+    let mut checked = Vec::new();
+    for (variable, value) in variables {
+        let variable = variable.as_str().unwrap();
+        let Some(name) = reference(value) else {
+            continue;
+        };
+        let parameter = get(parameters, name);
+        if text(parameter, "Type") != "Number" {
+            continue;
+        }
+        let (min, max, default) = (
+            get(parameter, "MinValue").as_u64().unwrap(),
+            get(parameter, "MaxValue").as_u64().unwrap(),
+            get(parameter, "Default").as_u64().unwrap(),
+        );
+        let (meaning, readme_default) = readme_row(&readme, variable).unwrap_or_else(|| {
+            panic!("{variable} ({name}) is in the README's configuration table")
+        });
+        assert_eq!(
+            readme_range(&meaning),
+            Some((min, max)),
+            "{variable}: the README says {meaning:?}, the template {min} to {max}"
+        );
+        assert_eq!(number(&readme_default), default, "{variable}: default");
+        // Where the function reads the variable, it takes exactly the template's range.
+        if let Some(true) = config_takes(variable, &min.to_string()) {
+            assert_eq!(
+                config_takes(variable, &max.to_string()),
+                Some(true),
+                "{variable} {max}"
+            );
+            assert_eq!(
+                config_takes(variable, &default.to_string()),
+                Some(true),
+                "{variable}"
+            );
+            assert_eq!(
+                config_takes(variable, &(max + 1).to_string()),
+                Some(false),
+                "{variable} {}",
+                max + 1
+            );
+            if min > 0 {
+                assert_eq!(
+                    config_takes(variable, &(min - 1).to_string()),
+                    Some(false),
+                    "{variable}"
+                );
+            }
+        } else if let Some(false) = config_takes(variable, &min.to_string()) {
+            panic!("{variable}: the function refuses the template's minimum {min}");
+        }
+        checked.push(variable.to_string());
+    }
+    for expected in [
+        "REDSHIFT_CHECK_INTERVAL_SECS",
+        "REDSHIFT_TIMEOUT_MS",
+        "READ_MAX_STALENESS_MS",
+        "REPLICA_WINDOW_DAYS",
+    ] {
+        assert!(
+            checked.iter().any(|c| c == expected),
+            "{expected} checked: {checked:?}"
+        );
+    }
 }

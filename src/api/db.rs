@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::access::Credentials;
 use super::error::{ApiError, ErrorBody};
 use super::{with_source, AppState};
 use crate::store::failover::ForceOutcome;
@@ -312,6 +313,10 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     with_source(s.source, (status, Json(body)))
 }
 
+/// The admin switches' refusals, by the API's access mode (see [`super::access`]).
+const ADMIN_401: &str = "No credentials: no `Authorization: Bearer <admin token>` header while the function has a token, or (behind a JWT or IAM authorizer) no identity verified by the gateway.";
+const ADMIN_403: &str = "Credentials that do not allow the switches: a wrong admin token, a JWT without the admin scope, or admin endpoints disabled (inside Lambda without a token, or when the token could not be read from its secret).";
+
 /// `POST /db/force-sqlite`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ForceSqliteResponse {
@@ -328,15 +333,15 @@ pub struct ForceSqliteResponse {
     path = "/db/force-sqlite",
     tag = "admin",
     summary = "Switch this execution environment to SQLite until /db/retry-redshift",
-    security(("bearerAuth" = [])),
+    security(("adminToken" = []), ("jwt" = []), ("sigv4" = [])),
     responses(
         (status = 200, description = "Serving from SQLite now.", body = ForceSqliteResponse),
-        (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
-        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token, or when the token could not be read from its secret).", body = ErrorBody),
+        (status = 401, description = ADMIN_401, body = ErrorBody),
+        (status = 403, description = ADMIN_403, body = ErrorBody),
     )
 )]
-pub async fn force_sqlite(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(err) = state.admin.authorize(&headers) {
+pub async fn force_sqlite(State(state): State<AppState>, credentials: Credentials) -> Response {
+    if let Err(err) = credentials.authorize_admin(&state.admin) {
         return err.with_source(state.store.current_source());
     }
     let outcome = state.store.force_sqlite().await;
@@ -377,15 +382,15 @@ pub struct RetryRedshiftResponse {
     path = "/db/retry-redshift",
     tag = "admin",
     summary = "Leave forced mode and probe Redshift now",
-    security(("bearerAuth" = [])),
+    security(("adminToken" = []), ("jwt" = []), ("sigv4" = [])),
     responses(
         (status = 200, description = "Probed; `currentSource` tells the outcome.", body = RetryRedshiftResponse),
-        (status = 401, description = "No `Authorization: Bearer` header while a token is set.", body = ErrorBody),
-        (status = 403, description = "A wrong token, or admin endpoints disabled (inside Lambda without a token, or when the token could not be read from its secret).", body = ErrorBody),
+        (status = 401, description = ADMIN_401, body = ErrorBody),
+        (status = 403, description = ADMIN_403, body = ErrorBody),
     )
 )]
-pub async fn retry_redshift(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(err) = state.admin.authorize(&headers) {
+pub async fn retry_redshift(State(state): State<AppState>, credentials: Credentials) -> Response {
+    if let Err(err) = credentials.authorize_admin(&state.admin) {
         return err.with_source(state.store.current_source());
     }
     let source = state.store.retry_redshift().await;

@@ -1,5 +1,6 @@
 //! The HTTP router: the same one serves Lambda events and the local server.
 
+pub mod access;
 pub mod calls;
 pub mod db;
 pub mod error;
@@ -17,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::store::failover::FailoverStore;
 use crate::store::Source;
+use access::{Access, GatewayIdentity, RouteClass};
 use db::AdminPolicy;
 use error::ApiError;
 
@@ -29,16 +31,26 @@ pub struct AppState {
     pub admin: AdminPolicy,
 }
 
-/// The router, built from the same route lists as the OpenAPI description ([`openapi`]). Every
-/// response carries `X-Data-Source`, errors for unknown routes and wrong methods too, so that a
-/// client or a load balancer can always read which database is serving.
+/// The router, with the access mode the template gives the function (`API_AUTHORIZATION`, read
+/// here once: see [`access`]).
 pub fn router(state: AppState) -> Router {
+    let access = Access::from_env();
+    note_unused_admin_token(&access, &state.admin);
+    router_with_access(state, access)
+}
+
+/// The router, built from the same route lists as the OpenAPI description ([`openapi`]), behind
+/// the gate of `access`. Every response carries `X-Data-Source`, errors for unknown routes,
+/// wrong methods and refused credentials too, so that a client or a load balancer can always
+/// read which database is serving.
+pub fn router_with_access(state: AppState, access: Access) -> Router {
     let (database_backed, _) = openapi::database_routes().split_for_parts();
     let (documents, _) = openapi::document_routes().split_for_parts();
     database_backed
         .merge(documents)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(access, gateway_gate))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             data_source_header,
@@ -82,6 +94,33 @@ pub fn served(source: Source, as_of: AsOf, response: impl IntoResponse) -> Respo
 
 /// The header that says as of when an answer holds the warehouse.
 pub const AS_OF_HEADER: &str = "x-data-as-of";
+
+/// Under a gateway authorizer the admin token is not what authorizes the switches; saying so at
+/// start saves an operator from wondering why a token they set is not asked for.
+fn note_unused_admin_token(access: &Access, tokens: &AdminPolicy) {
+    if matches!(access, Access::Iam | Access::Jwt { .. }) && matches!(tokens, AdminPolicy::Token(_))
+    {
+        tracing::info!(
+            "An admin token is configured, but the API gateway authorizes ({}): the admin switches need {}, not the token",
+            access.page_name(),
+            match access {
+                Access::Jwt { .. } => "the admin scope on the caller's JWT",
+                _ => "a SigV4 signature by an identity IAM lets invoke them",
+            }
+        );
+    }
+}
+
+/// Refuses what the gateway would have refused ([`Access::admit`]), and hands the mode on to the
+/// handlers that decide more (the admin switches, the status page).
+async fn gateway_gate(State(access): State<Access>, mut request: Request, next: Next) -> Response {
+    let identity = GatewayIdentity::of(request.extensions());
+    if let Err(refusal) = access.admit(RouteClass::of(request.uri().path()), &identity) {
+        return refusal.into_response();
+    }
+    request.extensions_mut().insert(access);
+    next.run(request).await
+}
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!("There is no endpoint at {}.", uri.path()))

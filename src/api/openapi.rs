@@ -7,8 +7,9 @@
 //!
 //! What is the same for every operation is added here, once, in [`complete`]: the statuses the
 //! local server's limits answer (405, 408, 414, 431), the `X-Data-Source` header of every
-//! answer the router gives, the bearer token scheme, and the link from a recorded call to
-//! `GET /api/calls/{id}`.
+//! answer the router gives, the security schemes and which routes need which (the classes of
+//! [`super::access::RouteClass`], as the template declares them), and the link from a recorded
+//! call to `GET /api/calls/{id}`.
 
 use std::sync::OnceLock;
 
@@ -17,12 +18,15 @@ use axum::response::IntoResponse;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, OpenApi, RefOr, Response, ResponseBuilder};
 use utoipa::{OpenApi as _, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::access::RouteClass;
 use super::error::ErrorBody;
 use super::{calls, db, AppState};
 use crate::server::ServerLimits;
@@ -38,7 +42,7 @@ use crate::store::{Call, Source};
     tags(
         (name = "calls", description = "Call history"),
         (name = "database", description = "Which database serves, and the health of both"),
-        (name = "admin", description = "Switches for operators: need `Authorization: Bearer <token>` when the function has a token; inside Lambda without one they refuse"),
+        (name = "admin", description = "Switches for operators. Behind a JWT authorizer they need the admin scope on the token; behind IAM, a SigV4 signature by an identity allowed to invoke them; otherwise `Authorization: Bearer <admin token>` when the function has a token (inside Lambda without one they refuse)"),
         (name = "meta", description = "This description"),
     ),
     components(schemas(ErrorBody))
@@ -144,24 +148,74 @@ fn server_statuses() -> [(&'static str, String); 3] {
     ]
 }
 
-fn complete(document: &mut OpenApi) {
+/// The three ways a caller proves who it is: the admin token where no gateway authorizer holds
+/// the `Authorization` header, a JWT the gateway validates, a SigV4 signature it verifies.
+fn add_security_schemes(document: &mut OpenApi) {
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
-        "bearerAuth",
+        "adminToken",
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
                 .description(Some(
-                    "The function's ADMIN_TOKEN (or the value of its ADMIN_TOKEN_SECRET_ARN secret).",
+                    "The function's ADMIN_TOKEN (or the value of its ADMIN_TOKEN_SECRET_ARN secret), for the admin switches of a public API or a local server.",
                 ))
                 .build(),
         ),
     );
+    components.add_security_scheme(
+        "jwt",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "An access token from the stack's OpenID Connect provider (template: ApiAuth=JWT, JwtIssuer, JwtAudience), validated by API Gateway. The admin switches need the token to carry the admin scope (JwtAdminScope).",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "sigv4",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "Authorization",
+            "AWS Signature Version 4 (service execute-api) by an IAM identity allowed execute-api:Invoke on the route (template: ApiAuth=IAM), verified by API Gateway.",
+        ))),
+    );
+}
+
+/// Who may call an operation of this class in some deployed stack; the empty requirement is a
+/// local server or a public API. The admin switches declare theirs on the handlers.
+fn security_of(class: RouteClass) -> Option<Vec<SecurityRequirement>> {
+    let scheme = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
+    match class {
+        RouteClass::Health | RouteClass::Admin => None,
+        RouteClass::Shell => Some(vec![scheme("sigv4"), SecurityRequirement::default()]),
+        RouteClass::Data => Some(vec![
+            scheme("jwt"),
+            scheme("sigv4"),
+            SecurityRequirement::default(),
+        ]),
+    }
+}
+
+const GATEWAY_401: &str = "Behind a JWT or IAM authorizer: no identity verified by the gateway. (API Gateway answers requests without valid credentials itself, 401 or 403 with `{\"message\": ...}`, before they reach the function.)";
+const GATEWAY_403: &str =
+    "The function's access mode (API_AUTHORIZATION) is misconfigured: it refuses rather than opens.";
+
+fn complete(document: &mut OpenApi) {
+    add_security_schemes(document);
     // The router stamps `X-Data-Source` on every answer it gives (`super::data_source_header`),
     // so every documented answer carries it but the local server's own refusals in front of it.
     let server_statuses = server_statuses();
-    for item in document.paths.paths.values_mut() {
+    for (path, item) in document.paths.paths.iter_mut() {
+        let class = RouteClass::of(path);
         for operation in operations(item) {
+            if let Some(security) = security_of(class) {
+                operation.security = Some(security);
+                add_error_status(operation, "401", GATEWAY_401, true);
+                add_error_status(operation, "403", GATEWAY_403, true);
+            }
             for response in operation.responses.responses.values_mut() {
                 if let RefOr::T(response) = response {
                     add_source_header(response);

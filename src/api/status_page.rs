@@ -5,6 +5,13 @@
 //! `/api/calls/history`, `POST /api/calls` and the admin switches). The Content-Security-Policy
 //! allows exactly that inline style and script by their SHA-256 hashes, and nothing else: no other
 //! script, no inline event handlers, no requests to other origins, no form submissions.
+//!
+//! The document is a shell without data: everything it shows comes from its JSON requests,
+//! which carry the token typed into its token field as `Authorization: Bearer`. So under a JWT
+//! authorizer the shell can be served to a browser's navigation (which cannot carry a bearer
+//! token) while every request for data needs the token. The one thing the shell says about its
+//! deployment is the API's access mode (`data-access` on `<body>`): on a public API the page
+//! neither asks for nor shows call data.
 
 use std::sync::LazyLock;
 
@@ -13,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::access::Access;
+
 const TEMPLATE: &str = include_str!("status_page/page.html");
 const STYLE: &str = include_str!("status_page/page.css");
 const SCRIPT: &str = include_str!("status_page/page.js");
@@ -20,10 +29,13 @@ const SCRIPT: &str = include_str!("status_page/page.js");
 /// Where the template takes its inline style and script.
 const STYLE_SLOT: &str = "<!-- style -->";
 const SCRIPT_SLOT: &str = "<!-- script -->";
+/// Where the template takes the API's access mode (the value of `data-access` on `<body>`).
+const ACCESS_SLOT: &str = "{{access}}";
 
 /// The document and its policy, built on the first request rather than at start, so that a cold
 /// start that never serves the page pays nothing for it.
 struct StatusPage {
+    /// The document with the access mode's slot still in it.
     html: String,
     content_security_policy: HeaderValue,
 }
@@ -77,8 +89,11 @@ fn csp_hash(text: &str) -> String {
     summary = "The status page for people: serving database, health, newest calls",
     responses((status = 200, description = "A self-contained HTML page.", content_type = "text/html", body = String))
 )]
-pub async fn page() -> Response {
+pub async fn page(access: Access) -> Response {
     let page = &*PAGE;
+    // The mode is not part of the inline script or style, so the policy's hashes hold for every
+    // mode; the document is a few kilobytes, copied once per request.
+    let html = page.html.replacen(ACCESS_SLOT, access.page_name(), 1);
     let headers = [
         (
             header::CONTENT_TYPE,
@@ -100,7 +115,7 @@ pub async fn page() -> Response {
         // The page is the same for every deploy's lifetime, but a new deploy must show at once.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
     ];
-    (headers, page.html.as_str()).into_response()
+    (headers, html).into_response()
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The status page (GET /) in a real browser: headless Chromium drives the real service, running
 # against the local Redshift stand-in on a scratch PostgreSQL database, and checks what a person
-# sees. Screenshots of each state go to target/browser/.
+# sees. Two more services on SQLite alone show the page as a deployed stack's function serves it
+# when the API is public (API_AUTHORIZATION=PUBLIC: no call data) and behind a JWT authorizer
+# (API_AUTHORIZATION=JWT: the shell loads, the data needs the token). Screenshots of each state
+# go to target/browser/.
 #
 # Installs what it needs when it is missing: Debian's chromium (and an emoji font, so that the
 # screenshots show the badges), and Playwright for Python into .venv/. Playwright drives the
@@ -105,7 +108,20 @@ psql "$DATABASE_URL" -q -c "CREATE DATABASE \"$scratch_db\"" >/dev/null
 base_url="${DATABASE_URL%%\?*}"
 scratch_url="${base_url%/*}/$scratch_db${DATABASE_URL#"$base_url"}"
 
-read -r data_api_port cloudwatch_port control_port app_port < <(free_ports 4)
+read -r data_api_port cloudwatch_port control_port app_port public_port jwt_port < <(free_ports 6)
+
+# The function as a deployed stack runs it, in the two modes the local server does not show:
+# SQLite only, no token of its own, told the mode the template would give it.
+start_mode() { # name, port, VAR=value...
+    local name=$1 port=$2
+    shift 2
+    env "$@" PORT="$port" SQLITE_PATH="$work/$name.db" RUST_LOG=info \
+        target/debug/call-history >"$OUT/call-history-$name.log" 2>&1 &
+    pids+=($!)
+    wait_for_http "http://127.0.0.1:$port/db/healthz" "the service ($name)" "${pids[-1]}"
+}
+start_mode public "$public_port" API_AUTHORIZATION=PUBLIC
+start_mode jwt "$jwt_port" API_AUTHORIZATION=JWT JWT_ADMIN_SCOPE=call-history/admin
 
 target/debug/redshift-data-local --database-url "$scratch_url" --port "$data_api_port" \
     --cloudwatch-port "$cloudwatch_port" --control-port "$control_port" >"$OUT/redshift-data-local.log" 2>&1 &
@@ -129,5 +145,7 @@ log "driving $CHROMIUM against http://127.0.0.1:$app_port/"
     --base-url "http://127.0.0.1:$app_port/" \
     --admin-token "$ADMIN_TOKEN" \
     --control-url "http://127.0.0.1:$control_port" \
+    --public-url "http://127.0.0.1:$public_port/" \
+    --jwt-url "http://127.0.0.1:$jwt_port/" \
     --chromium "$CHROMIUM" \
     --out "$OUT"

@@ -1,8 +1,14 @@
 """The status page in headless Chromium, as a person would use it.
 
 Run by tests/browser/run.sh, which starts the service (with ADMIN_TOKEN set) against the local
-Redshift stand-in. Each check prints one line; the last line is "N passed, N failed". Screenshots
-of each state go to the --out folder.
+Redshift stand-in, and two more on SQLite in the access modes of a deployed stack: a public API
+(--public-url) and one behind a JWT authorizer (--jwt-url). Each check prints one line; the last
+line is "N passed, N failed". Screenshots of each state go to the --out folder.
+
+What a browser cannot show here: API Gateway validating a JWT. Locally nothing validates the
+token, so behind "JWT" the service refuses every data request (as it refuses one that reached it
+without the gateway's verdict); the checks are that the shell loads without a token, asks for
+one, and sends the one it is given.
 """
 
 import argparse
@@ -10,6 +16,7 @@ import json
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
@@ -36,9 +43,12 @@ HOSTILE_NOTE = (
 REFRESH_MS = 30_000
 # Not in the sample data that SQLite ships with.
 OUTAGE_CONTACT = "Rear Admiral Hopper (outage)"
+# In the sample data: what a page that shows no call data must not show.
+SAMPLE_CONTACT = "Ada Lovelace"
+PAGE_TOKEN = "page-token-0123456789"
 
 # Chromium reports every HTTP error answer of fetch() as a console error. The only ones the checks
-# provoke on purpose are the admin endpoints' refusals.
+# provoke on purpose are the admin endpoints' refusals (and, behind JWT, the data's).
 EXPECTED_REFUSAL = re.compile(r"Failed to load resource: the server responded with a status of 40[13]")
 
 
@@ -122,7 +132,7 @@ class StatusPage:
 
     def admin(self, action, token):
         """Clicks an admin button with `token` in the field; returns the request the page sent."""
-        self.page.get_by_label("Admin token").fill(token)
+        self.page.get_by_label("Access token").fill(token)
         with self.page.expect_request(lambda r: r.url.endswith(f"/db/{action}")) as sent:
             self.page.locator(f"#{action}").click()
         return sent.value
@@ -257,17 +267,16 @@ def run(args, checks):
                 return sum(1 for url in requested_urls if re.search(r"/db/(force-sqlite|retry-redshift)$", url))
 
             before = admin_requests()
-            page.get_by_label("Admin token").fill(token)
-            page.get_by_label("Admin token").press("Enter")
+            page.get_by_label("Access token").fill(token)
+            # Enter in the token field reads again with the token, and switches nothing.
+            with page.expect_response(lambda r: r.url.endswith("/db/status")):
+                page.get_by_label("Access token").press("Enter")
             # A refresh started after the key press ends after anything the key press sent.
             with page.expect_response(lambda r: r.url.endswith("/db/status")):
                 page.get_by_role("button", name="Refresh now").click()
             require(admin_requests() == before, "Enter in the token field sent an admin request")
             expect(ui.badge).to_have_text(REDSHIFT_BADGE)
-            page.get_by_label("Admin token").focus()
-            page.keyboard.press("Tab")
-            require(page.evaluate("document.activeElement.id") == "force-sqlite",
-                    "Tab from the token field does not reach Force SQLite")
+            page.locator("#force-sqlite").focus()
             page.keyboard.press("Enter")
             expect(ui.badge).to_have_text(SQLITE_BADGE)
             expect(ui.banner).to_be_visible()
@@ -277,17 +286,51 @@ def run(args, checks):
             expect(ui.badge).to_have_text(REDSHIFT_BADGE)
             expect(ui.banner).to_be_hidden()
 
-        checks("by keyboard: Enter in the token field switches nothing; Tab, Enter on Force SQLite shows 💾 and the banner at once; Retry Redshift brings ☁️ back",
+        checks("by keyboard: Enter in the token field refreshes and switches nothing; Enter on Force SQLite shows 💾 and the banner at once; Tab, Enter on Retry Redshift brings ☁️ back",
                keyboard_force_and_retry)
 
+        def every_json_request_carries_the_token():
+            page.get_by_label("Access token").fill(PAGE_TOKEN)
+            sent = []
+            listener = lambda r: sent.append(r) if "/db/" in r.url or "/api/" in r.url else None
+            page.on("request", listener)
+            with page.expect_response(lambda r: "/api/calls/history" in r.url):
+                page.get_by_role("button", name="Refresh now").click()
+            ui.record_call("Token Carrier", "Recorded with a token in the field")
+            page.remove_listener("request", listener)
+            paths = {urllib.parse.urlparse(r.url).path for r in sent}
+            for path in ["/db/status", "/api/calls/history", "/api/calls"]:
+                require(path in paths, f"no request to {path}: {sorted(paths)}")
+            without = [r.url for r in sent if r.all_headers().get("authorization") != f"Bearer {PAGE_TOKEN}"]
+            require(not without, f"requests without the token: {without}")
+            # An empty field sends no header at all.
+            page.get_by_label("Access token").fill("")
+            with page.expect_request(lambda r: r.url.endswith("/db/status")) as status:
+                page.get_by_role("button", name="Refresh now").click()
+            require("authorization" not in status.value.all_headers(), "an empty token was sent")
+
+        checks("every JSON request carries the access token as Authorization: Bearer; an empty field sends none",
+               every_json_request_carries_the_token)
+
         def token_stays_out_of_urls_and_storage():
-            leaked = [url for url in requested_urls if token in url or "not-the-token" in url]
+            secrets = (token, "not-the-token", PAGE_TOKEN)
+            leaked = [url for url in requested_urls if any(s in url for s in secrets)]
             require(not leaked, f"token in request URLs: {leaked}")
             require(page.url == args.base_url, f"the page's URL changed to {page.url}")
             stored = page.evaluate("localStorage.length + sessionStorage.length + document.cookie.length")
             require(stored == 0, "the page stored something")
+            cookies = context.cookies()
+            require(not cookies, f"cookies: {cookies}")
+            require(page.locator("#access-token").get_attribute("name") is None,
+                    "the token field has a name, so a form could submit it")
+            # A new visit starts without it: nothing kept it.
+            page.get_by_label("Access token").fill(PAGE_TOKEN)
+            page.reload()
+            expect(page.get_by_label("Access token")).to_have_value("")
+            expect(ui.badge).to_have_text(REDSHIFT_BADGE)
 
-        checks("the token never appears in a URL and nothing is stored", token_stays_out_of_urls_and_storage)
+        checks("the token never appears in a URL or a cookie, nothing is stored, and a reload forgets it",
+               token_stays_out_of_urls_and_storage)
 
         def only_the_provoked_refusals_were_logged():
             before = [(k, t) for k, t in console[:refusals_from]]
@@ -344,6 +387,56 @@ def run(args, checks):
 
         checks("on a 390 px phone screen the page fits its width (each call becomes a card)",
                readable_on_a_phone)
+
+        def public_api_shows_no_call_data():
+            visitor = browser.new_context(viewport={"width": 1100, "height": 900}, locale="en-US")
+            public = visitor.new_page()
+            asked = []
+            public.on("request", lambda r: asked.append(r.url))
+            public.clock.install()
+            public.goto(args.public_url)
+            expect(public.locator("#db-indicator")).to_have_text(SQLITE_BADGE)
+            public.clock.run_for(REFRESH_MS)
+            expect(public.locator("#last-refresh")).to_contain_text("Updated")
+            require(public.locator("body").get_attribute("data-access") == "public", "not told the mode")
+            history = [url for url in asked if "/api/calls" in url]
+            require(not history, f"the page asked for call data: {history}")
+            expect(public.locator("#calls-section")).to_be_hidden()
+            expect(public.locator("#record-section")).to_be_hidden()
+            expect(public.locator("#calls-hidden")).to_be_visible()
+            expect(public.locator("#calls-hidden")).to_contain_text("shows no call data")
+            require(SAMPLE_CONTACT not in public.content(), "call data in the page")
+            public.screenshot(path=f"{out}/07-public-api.png", full_page=True)
+            visitor.close()
+
+        checks("on a public API the page shows the databases but asks for and shows no call data",
+               public_api_shows_no_call_data)
+
+        def jwt_shell_loads_and_asks_for_a_token():
+            visitor = browser.new_context(viewport={"width": 1100, "height": 900}, locale="en-US")
+            shell = visitor.new_page()
+            with shell.expect_response(lambda r: r.url == args.jwt_url) as document:
+                shell.goto(args.jwt_url)
+            require(document.value.status == 200, f"the shell answered {document.value.status}")
+            require("authorization" not in document.value.request.all_headers(),
+                    "the navigation carried a token")
+            expect(shell.locator("#auth-needed")).to_be_visible()
+            expect(shell.locator("#calls-caption")).to_have_text(
+                "Calls not shown: the API did not accept this page's token.")
+            expect(shell.locator("#calls-body tr")).to_have_count(0)
+            shell.screenshot(path=f"{out}/08-jwt-sign-in.png", full_page=True)
+            shell.get_by_label("Access token").fill(PAGE_TOKEN)
+            with shell.expect_request(lambda r: r.url.endswith("/db/status")) as status:
+                shell.get_by_label("Access token").press("Enter")
+            require(status.value.all_headers().get("authorization") == f"Bearer {PAGE_TOKEN}",
+                    "the token was not sent")
+            expect(shell.locator("#auth-needed")).to_be_hidden()
+            stored = shell.evaluate("localStorage.length + sessionStorage.length + document.cookie.length")
+            require(stored == 0, "the page stored something")
+            visitor.close()
+
+        checks("behind a JWT authorizer the shell loads without a token, asks for one, and sends the one it is given",
+               jwt_shell_loads_and_asks_for_a_token)
         browser.close()
 
 
@@ -352,6 +445,8 @@ def main():
     parser.add_argument("--base-url", required=True, help="the service's URL, ending in /")
     parser.add_argument("--admin-token", required=True)
     parser.add_argument("--control-url", required=True, help="the Redshift stand-in's control API")
+    parser.add_argument("--public-url", required=True, help="the service told API_AUTHORIZATION=PUBLIC")
+    parser.add_argument("--jwt-url", required=True, help="the service told API_AUTHORIZATION=JWT")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--out", default="target/browser")
     args = parser.parse_args()

@@ -1,7 +1,13 @@
 // The status page: reads /db/status and /api/calls/history, records calls, and runs the two
 // admin switches. Every piece of data is put into the page with textContent, never as HTML.
+// Every request carries the access token field's value as `Authorization: Bearer`, read from the
+// field when the request is made: the token is never kept anywhere else (no storage, no cookie,
+// no address), so closing the tab forgets it.
 'use strict';
 (function () {
+  // How the API is authorized (set by the server): `public` and `closed` show no call data.
+  const ACCESS = document.body.dataset.access || 'local';
+  const SHOWS_CALLS = ACCESS !== 'public' && ACCESS !== 'closed';
   const REFRESH_MS = 30000;
   const REQUEST_TIMEOUT_MS = 15000;
   const HISTORY_LIMIT = 20;
@@ -38,10 +44,16 @@
     return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: timeStyle || 'medium' });
   }
 
-  // fetch with a timeout; the body is parsed as JSON when it is JSON, and kept as null otherwise.
+  function authorization() {
+    const token = byId('access-token').value.trim();
+    return token ? { Authorization: 'Bearer ' + token } : {};
+  }
+
+  // fetch with a timeout and the access token; the body is parsed as JSON when it is JSON, and
+  // kept as null otherwise.
   async function requestJson(path, options) {
-    const init = Object.assign({ cache: 'no-store' }, options || {});
-    init.headers = Object.assign({ Accept: 'application/json' }, init.headers || {});
+    const init = Object.assign({ cache: 'no-store', credentials: 'omit' }, options || {});
+    init.headers = Object.assign({ Accept: 'application/json' }, init.headers || {}, authorization());
     init.signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     const response = await fetch(path, init);
     let body = null;
@@ -210,6 +222,14 @@
       (history.message ? ' · ' + history.message : '');
   }
 
+  // Calls shown before a token was taken away or refused do not stay on screen.
+  function hideCalls(reason) {
+    byId('calls-body').replaceChildren();
+    const caption = byId('calls-caption');
+    caption.dataset.source = 'unavailable';
+    caption.textContent = reason;
+  }
+
   // ---- refresh ------------------------------------------------------------------------------
 
   let lastStatusSource = null;
@@ -220,12 +240,17 @@
     show('backup-banner', lastStatusSource === 'sqlite' || lastHistorySource === 'sqlite');
   }
 
+  const NOT_ASKED = { status: 'fulfilled', value: { status: 0, ok: true, body: null } };
+
   async function loadOnce() {
     const problems = [];
     const [status, history] = await Promise.allSettled([
       requestJson('db/status'),
-      requestJson('api/calls/history?limit=' + HISTORY_LIMIT),
+      SHOWS_CALLS ? requestJson('api/calls/history?limit=' + HISTORY_LIMIT) : NOT_ASKED,
     ]);
+    const refused = [status, history].some(
+      (r) => r.status === 'fulfilled' && r.value.status === 401);
+    show('auth-needed', refused && byId('access-token').value.trim() === '');
     if (status.status === 'fulfilled' && status.value.ok && status.value.body) {
       renderStatus(status.value.body);
       lastStatusSource = status.value.body.currentSource;
@@ -235,13 +260,18 @@
       problems.push('status ' + reason);
       lastStatusSource = null;
     }
-    if (history.status === 'fulfilled' && history.value.ok && history.value.body) {
+    if (!SHOWS_CALLS) {
+      lastHistorySource = null;
+    } else if (history.status === 'fulfilled' && history.value.ok && history.value.body) {
       renderHistory(history.value.body);
       lastHistorySource = history.value.body.source;
     } else {
       const reason = history.status === 'fulfilled' ? errorText(history.value) : String(history.reason);
       problems.push('history ' + reason);
       lastHistorySource = null;
+      if (history.status === 'fulfilled' && [401, 403].includes(history.value.status)) {
+        hideCalls('Calls not shown: the API did not accept this page\'s token.');
+      }
     }
     renderBanner();
     setText('load-error', problems.length ? 'Could not refresh: ' + problems.join('; ') : '');
@@ -321,14 +351,12 @@
     const button = event.currentTarget;
     const action = button.dataset.action;
     const result = byId('admin-result');
-    const token = byId('admin-token').value.trim();
-    const headers = token ? { Authorization: 'Bearer ' + token } : {};
     const buttons = document.querySelectorAll('button[data-action]');
     buttons.forEach((b) => { b.disabled = true; });
     result.className = 'result';
     result.textContent = 'Working…';
     try {
-      const reply = await requestJson('db/' + action, { method: 'POST', headers: headers });
+      const reply = await requestJson('db/' + action, { method: 'POST' });
       if (reply.ok && reply.body) {
         const now = reply.body.currentSource || reply.body.source;
         result.className = 'result done';
@@ -348,9 +376,16 @@
 
   // ---- start --------------------------------------------------------------------------------
 
+  show('calls-section', SHOWS_CALLS);
+  show('record-section', SHOWS_CALLS);
+  show('calls-hidden', !SHOWS_CALLS);
   byId('record-form').addEventListener('submit', recordCall);
-  // Enter in the token field must not switch anything: only the two buttons act.
-  byId('admin-form').addEventListener('submit', function (event) { event.preventDefault(); });
+  // Enter in the token field reads again with it; it never switches anything (only the two
+  // buttons act) and never submits the token anywhere.
+  byId('token-form').addEventListener('submit', function (event) {
+    event.preventDefault();
+    refresh();
+  });
   document.querySelectorAll('button[data-action]').forEach(function (button) {
     button.addEventListener('click', runAdminAction);
   });
