@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 const ADMIN_SCOPE: &str = "call-history/admin";
 const ADMIN_TOKEN: &str = "gateway-test-admin-token";
-/// A contact of the sample data every new backup starts with.
+/// A contact of the sample data a local demo's backup starts with (`SQLITE_SEED=sample`).
 const SAMPLE_CONTACT: &str = "Ada Lovelace";
 
 /// The function as deployed, with this access mode, on a fresh backup.
@@ -32,6 +32,7 @@ async fn function(access: Access) -> (axum::Router, tempfile::TempDir) {
     let (config, problems) = Config::from_lookup(|name| match name {
         "AWS_LAMBDA_RUNTIME_API" => Some("127.0.0.1:9001".to_string()),
         "SQLITE_PATH" => Some(sqlite.clone()),
+        "SQLITE_SEED" => Some("sample".to_string()),
         _ => None,
     });
     assert!(problems.is_empty(), "{problems:?}");

@@ -3,16 +3,13 @@
 //! on, by running the function's kinds of statement as a user holding only those grants.
 //! Needs DATABASE_URL (a PostgreSQL server; `make test` starts one).
 
-use redshift_data_local::create_scratch_database;
+mod common;
+
 use tokio_postgres::{Client, NoTls};
 
 const GRANTS: &str = include_str!("../sql/redshift/grants.sql");
-const SCHEMA: &str = include_str!("../sql/redshift/schema.sql");
 /// The placeholder the operator replaces with the function's user.
 const PLACEHOLDER: &str = "call_history_service";
-/// The one-row table writers lock, as the service's migration creates it.
-const LOCK_TABLE: &str = "CREATE TABLE IF NOT EXISTS calls_write_lock (id SMALLINT NOT NULL);
-    INSERT INTO calls_write_lock (id) VALUES (1);";
 
 async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
@@ -22,19 +19,15 @@ async fn connect(url: &str) -> Client {
     client
 }
 
-/// A fresh database with both tables, a role holding only the grants of the file (under a name
-/// of its own: roles are shared by every database of the server), and a session as that role.
+/// A fresh warehouse with both tables as `call-history migrate` makes them (through the Data
+/// API, on the stand-in), a role holding only the grants of the file (under a name of its own:
+/// roles are shared by every database of the server), and a session as that role.
 async fn as_the_function() -> (Client, String) {
-    let admin = std::env::var("DATABASE_URL").expect(
-        "DATABASE_URL is not set: run `make test`, or `export \"$(scripts/pg-test-cluster.sh start)\"` first",
-    );
-    let url = create_scratch_database(&admin)
-        .await
-        .expect("scratch database");
-    let client = connect(&url).await;
+    let redshift = common::Redshift::start(1000).await;
+    let app = common::spawn_app_on(&redshift, &[]).await;
+    drop(app);
+    let client = connect(&redshift.database_url).await;
     let role = format!("svc_{}", uuid::Uuid::new_v4().simple());
-    client.batch_execute(SCHEMA).await.expect("schema");
-    client.batch_execute(LOCK_TABLE).await.expect("lock table");
     client
         .batch_execute(&format!("CREATE ROLE {role}"))
         .await
