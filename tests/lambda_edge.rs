@@ -413,4 +413,3 @@ async fn the_binary_takes_its_access_mode_from_the_template_variables() {
         .collect();
     assert_eq!(statuses, [200, 401, 403, 200, 200]);
 }
-

@@ -368,7 +368,9 @@ async fn a_replay_overlapping_an_abandoned_one_leaves_one_row_each() {
             .unwrap();
     tokio::spawn(connection);
     let lock = holder.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE calls_write_lock").await.unwrap();
+    lock.batch_execute("LOCK TABLE calls_write_lock")
+        .await
+        .unwrap();
 
     let batches = || redshift.standin.operation_count("BatchExecuteStatement");
     let before = batches();

@@ -63,7 +63,10 @@ async fn outage_writes_reach_redshift_exactly_once_and_history_includes_them() {
     // Redshift's side: the replica, which holds the waiting writes beside what Redshift held.
     let first = app.get("/api/calls/history?contact=Outage%20Otto").await;
     assert_eq!(first.body["source"], "redshift");
-    assert_eq!(first.body["count"], 12, "the waiting writes are in every answer");
+    assert_eq!(
+        first.body["count"], 12,
+        "the waiting writes are in every answer"
+    );
     // The journal drains between requests.
     let mut waited = Duration::ZERO;
     while pending(&app).await > 0 {

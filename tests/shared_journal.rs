@@ -262,7 +262,10 @@ async fn a_lease_whose_holder_was_killed_is_taken_over_after_it_expires() {
     assert_eq!(blocked["currentSource"], "redshift", "{blocked}");
     assert_eq!(other.pending().await, 50);
     assert_eq!(
-        other.get("/api/calls/history?contact=Shared%20Sam&limit=500").await.1["count"],
+        other
+            .get("/api/calls/history?contact=Shared%20Sam&limit=500")
+            .await
+            .1["count"],
         50
     );
     // Once it expires, the other takes over.

@@ -711,7 +711,11 @@ impl FailoverStore {
         if self.journal.pending() == 0 {
             return None;
         }
-        match self.journal.replay(&sqlite, redshift.within(budget.redshift)).await {
+        match self
+            .journal
+            .replay(&sqlite, redshift.within(budget.redshift))
+            .await
+        {
             Ok(report) if report.busy => None,
             Ok(_) => Some(Ok(())),
             Err(err) if matches!(err.kind, ErrorKind::Sqlite(_)) => {

@@ -21,13 +21,14 @@
 //! - **Throttling slows pulls down.** A throttled pull makes the next pull ahead wait a pause
 //!   that doubles while throttling lasts; readers keep the copy while it is within its bound.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::error::ErrorKind;
-use super::redshift::{PullScope, RedshiftSession};
+use super::redshift::{IngestKey, PullScope, RedshiftSession};
 use super::sqlite::{AppliedPull, Lease, ReplicaState, SqliteStore};
 use super::StoreError;
 
@@ -47,7 +48,7 @@ pub struct ReplicaSettings {
 
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_millis(1_000);
 pub const DEFAULT_WINDOW_CALLS: u32 = 5_000;
-pub const DEFAULT_LOOK_BACK: Duration = Duration::from_secs(30);
+pub const DEFAULT_LOOK_BACK: Duration = Duration::from_secs(10);
 pub const DEFAULT_FULL_PULL_EVERY: Duration = Duration::from_secs(600);
 
 impl Default for ReplicaSettings {
@@ -98,7 +99,26 @@ pub struct Replica {
     /// This environment's name on the pull lease.
     holder: String,
     pacing: Mutex<Pacing>,
+    /// A pull of what was ingested that did not finish: where it resumes.
+    catch_up: Mutex<Option<CatchUp>>,
+    /// Calls per page of an incremental pull, now.
+    page_rows: AtomicU32,
 }
+
+/// An incremental pull that took more than one deadline's pages: when its first page was sent
+/// (and the warehouse's clock then), and the last call it took in ingestion order.
+#[derive(Clone, Debug)]
+struct CatchUp {
+    sent_at: DateTime<Utc>,
+    clock: chrono::NaiveDateTime,
+    resume: IngestKey,
+}
+
+/// Calls per page of an incremental pull, at most: one GetStatementResult page (the Data API
+/// sends about a thousand rows of this size in one). Halved down to [`MIN_PAGE_ROWS`] while a page
+/// does not fit in a deadline.
+const MAX_PAGE_ROWS: u32 = 1_000;
+const MIN_PAGE_ROWS: u32 = 50;
 
 /// When the next pull ahead may go, after throttling.
 #[derive(Debug, Default)]
@@ -120,6 +140,8 @@ impl Replica {
             pull_lock: tokio::sync::Mutex::new(()),
             holder: uuid::Uuid::new_v4().to_string(),
             pacing: Mutex::new(Pacing::default()),
+            catch_up: Mutex::new(None),
+            page_rows: AtomicU32::new(MAX_PAGE_ROWS),
         }
     }
 
@@ -268,49 +290,166 @@ impl Replica {
     }
 
     /// One pull: of the whole window when there is none yet or it is due again, else of what
-    /// the warehouse ingested since the last pull.
+    /// the warehouse ingested since the last pull, a page at a time while the deadline leaves
+    /// room for another. A catch-up cut off at the deadline resumes where it stopped: each page
+    /// is kept, so that a backlog larger than one deadline's worth is still pulled in the end.
     async fn pull_now(
         &self,
         sqlite: &SqliteStore,
         session: RedshiftSession<'_>,
     ) -> Result<(), StoreError> {
-        let sent_at = Utc::now();
         let previous = self.state();
-        let whole = previous.is_none() || self.full_pull_due(sent_at);
-        let scope = match &previous {
-            Some(state) if !whole => PullScope::IngestedSince {
-                since: state.warehouse_clock
-                    - TimeDelta::from_std(self.settings.look_back).unwrap_or(TimeDelta::zero()),
-                floor: state.window_floor,
-            },
-            _ => PullScope::Window {
-                max_rows: self.settings.window_calls,
-            },
-        };
-        let pulled = session.pull(scope).await?;
+        match previous {
+            Some(previous) if !self.full_pull_due(Utc::now()) => {
+                self.pull_ingested(sqlite, session, previous).await
+            }
+            _ => self.pull_window(sqlite, session, previous).await,
+        }
+    }
+
+    /// The whole window, in one statement.
+    async fn pull_window(
+        &self,
+        sqlite: &SqliteStore,
+        session: RedshiftSession<'_>,
+        previous: Option<ReplicaState>,
+    ) -> Result<(), StoreError> {
+        let sent_at = Utc::now();
+        let max_rows = self.settings.window_calls;
+        let pulled = session.pull(&PullScope::Window { max_rows }).await?;
         let state = ReplicaState {
             pulled_at: sent_at,
             warehouse_clock: pulled.clock,
-            window_floor: match scope {
-                PullScope::Window { max_rows } => window_floor(max_rows, &pulled.calls),
-                PullScope::IngestedSince { floor, .. } => floor,
-            },
-            full_pull_at: match (&previous, whole) {
-                (Some(previous), false) => previous.full_pull_at,
-                _ => sent_at,
-            },
+            window_floor: window_floor(max_rows, &pulled.calls),
+            full_pull_at: sent_at,
         };
         let rows = pulled.calls.len();
-        let keep_created_after =
-            sent_at - TimeDelta::from_std(self.settings.look_back).unwrap_or(TimeDelta::zero());
+        let keep_created_after = sent_at - self.look_back();
         sqlite
             .apply_pull(AppliedPull {
                 calls: pulled.calls.into(),
-                state: state.clone(),
-                whole_window: whole.then_some(keep_created_after),
+                state: Some(state.clone()),
+                whole_window: Some(keep_created_after),
             })
             .await?;
-        tracing::debug!(rows, whole, "Pulled Redshift into the local replica");
+        tracing::debug!(
+            rows,
+            previous = previous.is_some(),
+            "Pulled the whole window of Redshift into the local replica"
+        );
+        // The whole window is as the warehouse held it: a catch-up under way has nothing left.
+        *self.lock_catch_up() = None;
+        self.recorded(state);
+        Ok(())
+    }
+
+    /// What the warehouse ingested since the last complete pull, less the look-back, a page at
+    /// a time. The state moves on only when the last page is in: the copy then holds everything
+    /// Redshift held when the first page was sent.
+    async fn pull_ingested(
+        &self,
+        sqlite: &SqliteStore,
+        session: RedshiftSession<'_>,
+        previous: ReplicaState,
+    ) -> Result<(), StoreError> {
+        let mut last_page: Option<Duration> = None;
+        loop {
+            if let Some(took) = last_page {
+                if session.deadline().remaining() < took + took / 2 {
+                    return Err(StoreError::new(
+                        ErrorKind::Timeout,
+                        "the replica's catch-up did not finish within the deadline; it resumes at the next pull",
+                    ));
+                }
+            }
+            let started = Instant::now();
+            let left_at_start = session.deadline().remaining();
+            let sent_at = Utc::now();
+            let catch_up = self.catch_up();
+            let after = match &catch_up {
+                Some(catch_up) => catch_up.resume.clone(),
+                None => IngestKey {
+                    at: previous.warehouse_clock - self.look_back(),
+                    id: None,
+                },
+            };
+            let page_rows = self.page_rows.load(Ordering::Relaxed);
+            let scope = PullScope::IngestedAfter {
+                after,
+                floor: previous.window_floor,
+                max_rows: page_rows,
+            };
+            let pulled = match session.pull(&scope).await {
+                Ok(pulled) => pulled,
+                Err(err) => {
+                    if err.kind == ErrorKind::Timeout {
+                        self.smaller_pages();
+                    }
+                    return Err(err);
+                }
+            };
+            let (first_sent_at, first_clock) = catch_up
+                .as_ref()
+                .map_or((sent_at, pulled.clock), |c| (c.sent_at, c.clock));
+            let complete = pulled.calls.len() < page_rows as usize;
+            let state = complete.then(|| ReplicaState {
+                pulled_at: first_sent_at,
+                warehouse_clock: first_clock,
+                window_floor: previous.window_floor,
+                full_pull_at: previous.full_pull_at,
+            });
+            let last = pulled.last.clone();
+            sqlite
+                .apply_pull(AppliedPull {
+                    calls: pulled.calls.into(),
+                    state: state.clone(),
+                    whole_window: None,
+                })
+                .await?;
+            match (state, last) {
+                (Some(state), _) => {
+                    *self.lock_catch_up() = None;
+                    self.recorded(state);
+                    return Ok(());
+                }
+                (None, Some(resume)) => {
+                    *self.lock_catch_up() = Some(CatchUp {
+                        sent_at: first_sent_at,
+                        clock: first_clock,
+                        resume,
+                    });
+                }
+                (None, None) => {
+                    return Err(StoreError::decode(
+                        "a full page of calls without ingestion times",
+                    ))
+                }
+            }
+            let took = started.elapsed();
+            if took * 4 < left_at_start {
+                self.larger_pages();
+            }
+            last_page = Some(took);
+        }
+    }
+
+    /// A page that could not be pulled within a deadline: the next one asks for half as many
+    /// calls (a page is what one deadline must hold, however slow the warehouse is today).
+    fn smaller_pages(&self) {
+        let rows = self.page_rows.load(Ordering::Relaxed);
+        self.page_rows
+            .store((rows / 2).max(MIN_PAGE_ROWS), Ordering::Relaxed);
+    }
+
+    /// A page pulled in a fraction of the deadline: the next may be larger again.
+    fn larger_pages(&self) {
+        let rows = self.page_rows.load(Ordering::Relaxed);
+        self.page_rows
+            .store((rows * 2).min(MAX_PAGE_ROWS), Ordering::Relaxed);
+    }
+
+    /// Keeps `state` as the replica's, unless a later pull is already recorded.
+    fn recorded(&self, state: ReplicaState) {
         let mut current = self.lock_state();
         if current
             .as_ref()
@@ -318,7 +457,18 @@ impl Replica {
         {
             *current = Some(state);
         }
-        Ok(())
+    }
+
+    fn look_back(&self) -> TimeDelta {
+        TimeDelta::from_std(self.settings.look_back).unwrap_or(TimeDelta::zero())
+    }
+
+    fn catch_up(&self) -> Option<CatchUp> {
+        self.lock_catch_up().clone()
+    }
+
+    fn lock_catch_up(&self) -> MutexGuard<'_, Option<CatchUp>> {
+        self.catch_up.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn paced(&self) -> bool {

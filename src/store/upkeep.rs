@@ -112,7 +112,11 @@ impl FailoverStore {
             if self.replica.pull_ahead_due(Utc::now()) {
                 let wanted_after = Utc::now() - self.settings.replica.max_staleness / 2;
                 let session = redshift.within(Deadline::after(step.min(left)));
-                match self.replica.pull(&sqlite, session, Some(wanted_after)).await {
+                match self
+                    .replica
+                    .pull(&sqlite, session, Some(wanted_after))
+                    .await
+                {
                     Ok(_) => done.pulled = true,
                     Err(err) => {
                         tracing::debug!(error = %err, detail = %err.detail, "A pull ahead of readers failed; readers pull themselves")
@@ -133,7 +137,8 @@ impl FailoverStore {
     }
 
     fn replay_later(&self) {
-        self.lock_activity().replay_not_before = Some(Instant::now() + self.settings.check_interval);
+        self.lock_activity().replay_not_before =
+            Some(Instant::now() + self.settings.check_interval);
     }
 
     fn reads_recently(&self) -> bool {

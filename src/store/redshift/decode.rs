@@ -48,11 +48,11 @@ pub fn call_from_record(record: &[Field]) -> Result<Call, StoreError> {
     })
 }
 
-/// One row of a pull ([`super::sql::pull`]): a call with its ingestion time, or the row that
-/// carries the warehouse's clock.
+/// One row of a pull ([`super::sql::pull`]): a call with its ingestion time (none for a row
+/// stored before the warehouse kept one), or the row that carries the warehouse's clock.
 #[derive(Debug)]
 pub enum PulledRow {
-    Call(Call),
+    Call(Call, Option<NaiveDateTime>),
     /// The warehouse's clock when the pull's statement started.
     Clock(NaiveDateTime),
 }
@@ -65,7 +65,10 @@ pub fn pulled_row(record: &[Field]) -> Result<PulledRow, StoreError> {
         let clock = required_text(ingested_at, "ingested_at")?;
         return parse_naive(&clock).map(PulledRow::Clock);
     }
-    call_from_record(call).map(PulledRow::Call)
+    let ingested_at = optional_text(ingested_at, "ingested_at")?
+        .map(|text| parse_naive(&text))
+        .transpose()?;
+    Ok(PulledRow::Call(call_from_record(call)?, ingested_at))
 }
 
 fn optional_text(field: &Field, column: &str) -> Result<Option<String>, StoreError> {
@@ -144,7 +147,7 @@ mod tests {
     fn a_pull_tells_calls_from_the_clock_row() {
         let mut row = record();
         row.push(Field::StringValue("2024-11-04 09:02:00".into()));
-        assert!(matches!(pulled_row(&row), Ok(PulledRow::Call(c)) if c.id == "abc"));
+        assert!(matches!(pulled_row(&row), Ok(PulledRow::Call(c, Some(_))) if c.id == "abc"));
         let mut clock = vec![Field::IsNull(true); 8];
         clock.push(Field::StringValue("2024-11-04 09:03:00".into()));
         match pulled_row(&clock) {

@@ -30,7 +30,7 @@ use chrono::NaiveDateTime;
 use self::decode::{call_from_record, optional_long, pulled_row, required_text, PulledRow};
 use self::errors::{classify, statement_failed};
 use self::meter::DataApiMeter;
-pub use self::sql::{PullScope, Statement};
+pub use self::sql::{IngestKey, PullScope, Statement};
 use super::deadline::Deadline;
 use super::error::ErrorKind;
 use super::{Call, HistoryQuery, StoreError};
@@ -64,10 +64,12 @@ pub struct StatementResult {
     pub records: Vec<Vec<Field>>,
 }
 
-/// What a pull brought: calls, and the warehouse's clock when it ran.
+/// What a pull brought: calls, the last of them in ingestion order, and the warehouse's clock
+/// when it ran.
 #[derive(Debug)]
 pub struct Pulled {
     pub calls: Vec<Call>,
+    pub last: Option<IngestKey>,
     pub clock: NaiveDateTime,
 }
 
@@ -251,19 +253,29 @@ impl RedshiftSession<'_> {
     }
 
     /// The calls the warehouse ingested in `scope`, with its clock.
-    pub async fn pull(&self, scope: PullScope) -> Result<Pulled, StoreError> {
+    pub async fn pull(&self, scope: &PullScope) -> Result<Pulled, StoreError> {
         let result = self.run(sql::pull(scope)).await?;
         let mut calls = Vec::with_capacity(result.records.len());
+        let mut last: Option<IngestKey> = None;
         let mut clock = None;
         for record in &result.records {
             match pulled_row(record)? {
-                PulledRow::Call(call) => calls.push(call),
+                PulledRow::Call(call, ingested_at) => {
+                    if let Some(at) = ingested_at {
+                        let key = IngestKey {
+                            at,
+                            id: Some(call.id.clone()),
+                        };
+                        last = last.max(Some(key));
+                    }
+                    calls.push(call);
+                }
                 PulledRow::Clock(at) => clock = Some(at),
             }
         }
         let clock =
             clock.ok_or_else(|| StoreError::decode("a pull without the warehouse's clock"))?;
-        Ok(Pulled { calls, clock })
+        Ok(Pulled { calls, last, clock })
     }
 
     /// Inserts the `calls` Redshift does not hold yet, in one transaction under the writers'

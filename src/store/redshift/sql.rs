@@ -222,17 +222,26 @@ fn values_row(i: usize, call: &Call, statement: &mut Statement) -> String {
     format!("SELECT {}", parts.join(", "))
 }
 
+/// A place in the warehouse's ingestion order: calls ordered by `ingested_at`, then `id`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IngestKey {
+    pub at: NaiveDateTime,
+    /// `None`: before every call ingested at `at`.
+    pub id: Option<String>,
+}
+
 /// What a pull asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PullScope {
     /// The whole window: the newest `max_rows + 1` calls (one more than kept, to tell whether
     /// the warehouse holds more than the window).
     Window { max_rows: u32 },
-    /// Calls the warehouse ingested after `since` (warehouse time) that started after `floor`
-    /// (every call, without one).
-    IngestedSince {
-        since: NaiveDateTime,
+    /// The first `max_rows` calls the warehouse ingested after `after`, in ingestion order, that
+    /// started after `floor` (every call, without one): a page of what was ingested since.
+    IngestedAfter {
+        after: IngestKey,
         floor: Option<DateTime<Utc>>,
+        max_rows: u32,
     },
 }
 
@@ -240,25 +249,40 @@ pub enum PullScope {
 /// id is NULL and whose `ingested_at` is the warehouse's own clock (`GETDATE()`, the start of this
 /// statement): the next incremental pull starts there, less a look-back. The warehouse's clock,
 /// not this function's, so that skew between the two cannot lose a row.
-pub fn pull(scope: PullScope) -> Statement {
+pub fn pull(scope: &PullScope) -> Statement {
     let mut statement = Statement::default();
     let selected = match scope {
         PullScope::Window { max_rows } => format!(
             "SELECT * FROM (SELECT {COLUMNS}, ingested_at FROM calls \
              ORDER BY started_at DESC, id DESC LIMIT {limit}) AS recent",
-            limit = u64::from(max_rows) + 1
+            limit = u64::from(*max_rows) + 1
         ),
-        PullScope::IngestedSince { since, floor } => {
-            let since =
-                statement.typed("since".into(), Some(to_warehouse_time(&since)), "TIMESTAMP");
-            let mut sql =
-                format!("SELECT {COLUMNS}, ingested_at FROM calls WHERE ingested_at > {since}");
+        PullScope::IngestedAfter {
+            after,
+            floor,
+            max_rows,
+        } => {
+            let at = statement.typed(
+                "after_at".into(),
+                Some(to_warehouse_time(&after.at)),
+                "TIMESTAMP",
+            );
+            let mut sql = match &after.id {
+                None => format!("ingested_at > {at}"),
+                Some(id) => {
+                    let id = statement.typed("after_id".into(), Some(id.clone()), TEXT);
+                    format!("(ingested_at > {at} OR (ingested_at = {at} AND id > {id}))")
+                }
+            };
             if let Some(floor) = floor {
                 let floor =
-                    statement.typed("floor".into(), Some(to_redshift_time(&floor)), "TIMESTAMP");
+                    statement.typed("floor".into(), Some(to_redshift_time(floor)), "TIMESTAMP");
                 sql.push_str(&format!(" AND started_at > {floor}"));
             }
-            sql
+            format!(
+                "SELECT * FROM (SELECT {COLUMNS}, ingested_at FROM calls WHERE {sql} \
+                 ORDER BY ingested_at, id LIMIT {max_rows}) AS ingested"
+            )
         }
     };
     statement.sqls = vec![format!("{selected} UNION ALL {CLOCK_ROW}")];
@@ -348,22 +372,25 @@ mod tests {
 
     #[test]
     fn pulls_read_the_warehouse_clock_in_the_same_statement() {
-        let floor = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        let window = pull(PullScope::Window { max_rows: 100 });
+        let window = pull(&PullScope::Window { max_rows: 100 });
         assert!(window.sqls[0].contains("LIMIT 101) AS recent UNION ALL SELECT CAST(NULL"));
         assert!(window.sqls[0].ends_with("GETDATE()"));
-        let since =
-            NaiveDateTime::parse_from_str("2024-01-02 03:04:05", "%Y-%m-%d %H:%M:%S").unwrap();
-        let delta = pull(PullScope::IngestedSince {
-            since,
+        let at = NaiveDateTime::parse_from_str("2024-01-02 03:04:05", "%Y-%m-%d %H:%M:%S").unwrap();
+        let floor = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let since = pull(&PullScope::IngestedAfter {
+            after: IngestKey { at, id: None },
             floor: Some(floor),
+            max_rows: 1000,
         });
-        assert!(delta.sqls[0].contains("WHERE ingested_at > CAST(:since AS TIMESTAMP)"));
+        assert!(since.sqls[0].contains(
+            "WHERE ingested_at > CAST(:after_at AS TIMESTAMP) AND started_at > CAST(:floor AS TIMESTAMP) \
+             ORDER BY ingested_at, id LIMIT 1000) AS ingested UNION ALL"
+        ));
         assert_eq!(
-            delta.params,
+            since.params,
             vec![
                 (
-                    "since".to_string(),
+                    "after_at".to_string(),
                     "2024-01-02 03:04:05.000000".to_string()
                 ),
                 (
@@ -372,5 +399,17 @@ mod tests {
                 )
             ]
         );
+        let resumed = pull(&PullScope::IngestedAfter {
+            after: IngestKey {
+                at,
+                id: Some("c-7".into()),
+            },
+            floor: None,
+            max_rows: 1000,
+        });
+        assert!(resumed.sqls[0].contains(
+            "(ingested_at > CAST(:after_at AS TIMESTAMP) OR (ingested_at = CAST(:after_at AS TIMESTAMP) \
+             AND id > CAST(:after_id AS VARCHAR(65535))))"
+        ));
     }
 }

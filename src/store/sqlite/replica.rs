@@ -27,10 +27,11 @@ pub struct ReplicaState {
     pub full_pull_at: DateTime<Utc>,
 }
 
-/// A pull to apply: the calls it brought and the state it leaves.
+/// A pull to apply: the calls it brought and the state it leaves (none for a page of a pull
+/// that is not complete yet).
 pub struct AppliedPull {
     pub calls: Arc<[Call]>,
-    pub state: ReplicaState,
+    pub state: Option<ReplicaState>,
     /// A pull of the whole window: calls of the window the backup holds and the pull did not
     /// bring are gone from the warehouse and are removed, unless this environment wrote them
     /// (they wait for replay, or were set aside) or they were created after `keep_created_after`
@@ -111,7 +112,7 @@ impl SqliteStore {
                          AND id NOT IN (SELECT id FROM rejected_sync)",
                     )?
                     .execute(named_params! {
-                        ":floor": pull.state.window_floor.as_ref().map(to_db_time),
+                        ":floor": pull.state.as_ref().and_then(|s| s.window_floor).as_ref().map(to_db_time),
                         ":keep": to_db_time(&keep_created_after),
                         ":ids": ids,
                     })?;
@@ -119,7 +120,9 @@ impl SqliteStore {
                     tracing::info!(calls = removed, "Removed from the local replica calls the warehouse no longer holds");
                 }
             }
-            let state = &pull.state;
+            let Some(state) = &pull.state else {
+                return tx.commit();
+            };
             tx.prepare_cached(
                 "INSERT INTO replica_state (id, pulled_at, warehouse_clock, window_floor, full_pull_at) \
                  VALUES (1, :pulled_at, :clock, :floor, :full_pull_at) \
