@@ -36,10 +36,21 @@ const NO_RESPONSE: &str = "The response could not be produced.";
 
 /// Runs the Lambda runtime loop with the router; `AWS_LAMBDA_MAX_CONCURRENCY` above 1 serves
 /// that many invocations at once (Lambda Managed Instances), as `lambda_http::run_concurrent`.
-pub async fn run(router: axum::Router) -> Result<(), lambda_http::Error> {
+/// Each answer, once made, is announced on `answered` (for the work after it).
+pub async fn run(
+    router: axum::Router,
+    answered: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+) -> Result<(), lambda_http::Error> {
     let handler = lambda_http::service_fn(move |event: LambdaEvent<Value>| {
         let router = router.clone();
-        async move { Ok::<_, lambda_http::Error>(handle_event(router, event).await) }
+        let answered = answered.clone();
+        async move {
+            let answer = handle_event(router, event).await;
+            if let Some(answered) = answered {
+                let _ = answered.send(());
+            }
+            Ok::<_, lambda_http::Error>(answer)
+        }
     });
     lambda_http::lambda_runtime::run_concurrent(handler).await
 }

@@ -3,6 +3,7 @@
 //! - [`config`]: environment, read once at start.
 //! - [`api`]: the HTTP router and its JSON shapes, shared by Lambda and the local server.
 //! - [`lambda`]: the Lambda edge: API Gateway events in, API Gateway responses out, never a panic.
+//! - [`lifecycle`]: Lambda's lifecycle: the work after each answer, and at shutdown.
 //! - [`server`]: the local HTTP server, with its limits and timeouts.
 //! - [`store`]: the call store trait, the Redshift and SQLite stores, and the failover adapter.
 //! - [`metrics`]: CloudWatch metrics on every switch.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod background;
 pub mod config;
 pub mod lambda;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod seed_redshift;

@@ -41,7 +41,7 @@ async fn main() -> Result<(), lambda_http::Error> {
 /// Inside Lambda, the runtime loop; elsewhere, the local server until Ctrl-C.
 async fn serve(config: &Config, app: call_history::App) -> Result<(), lambda_http::Error> {
     if config.in_lambda {
-        return call_history::lambda::run(app.router).await;
+        return call_history::lifecycle::run(app, config.post_answer_budget).await;
     }
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
     let listener = match server::bind(address).await {

@@ -4,49 +4,20 @@
 //! the real binary under a local Lambda (`lambda-runtime-local`), which freezes it between
 //! invocations as Lambda does.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use call_history::config::Config;
+use common::events::{http_get, http_post_call, sample};
 use lambda_http::{Context, LambdaEvent};
 use lambda_runtime_local::{LocalLambda, Options};
 use serde_json::{json, Value};
 
 const ADMIN_TOKEN: &str = "example-admin-token";
-
-/// A sample event from `events/`, as API Gateway sends it.
-fn sample(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("events")
-        .join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("event file")).expect("JSON")
-}
-
-/// An HTTP API (payload 2.0) GET with this raw path and raw query string.
-fn http_get(raw_path: &str, raw_query: &str) -> Value {
-    let mut event = sample("calls-history");
-    event["rawPath"] = json!(raw_path);
-    event["rawQueryString"] = json!(raw_query);
-    event["requestContext"]["http"]["path"] = json!(raw_path);
-    event["routeKey"] = json!("$default");
-    event["requestContext"]["routeKey"] = json!("$default");
-    event
-        .as_object_mut()
-        .unwrap()
-        .remove("queryStringParameters");
-    event
-}
-
-/// An HTTP API POST of this body to `/api/calls`.
-fn http_post_call(body: &str, base64: bool) -> Value {
-    let mut event = sample("calls-create");
-    event["body"] = json!(body);
-    event["isBase64Encoded"] = json!(base64);
-    event["headers"]["content-length"] = json!(body.len().to_string());
-    event
-}
 
 /// A REST API (payload 1.0) event, the shape `lambda_http` tries first.
 fn rest_get(path: &str, stage: &str, query: Value) -> Value {

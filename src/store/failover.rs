@@ -529,7 +529,7 @@ impl FailoverStore {
         query: &HistoryQuery,
         as_of: Option<DateTime<Utc>>,
     ) -> Served<CallsJson> {
-        self.from_backup(
+        self.read_backup(
             as_of,
             |sqlite| async move { sqlite.history_json(query).await },
         )
@@ -537,11 +537,11 @@ impl FailoverStore {
     }
 
     async fn backup_get(&self, id: &str, as_of: Option<DateTime<Utc>>) -> Served<Option<Call>> {
-        self.from_backup(as_of, |sqlite| async move { sqlite.get(id).await })
+        self.read_backup(as_of, |sqlite| async move { sqlite.get(id).await })
             .await
     }
 
-    async fn from_backup<T, F, Fut>(&self, as_of: Option<DateTime<Utc>>, read: F) -> Served<T>
+    async fn read_backup<T, F, Fut>(&self, as_of: Option<DateTime<Utc>>, read: F) -> Served<T>
     where
         F: FnOnce(SqliteStore) -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,

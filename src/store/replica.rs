@@ -392,7 +392,7 @@ impl Replica {
                 .as_ref()
                 .map_or((sent_at, pulled.clock), |c| (c.sent_at, c.clock));
             let complete = pulled.calls.len() < page_rows as usize;
-            let state = complete.then(|| ReplicaState {
+            let state = complete.then_some(ReplicaState {
                 pulled_at: first_sent_at,
                 warehouse_clock: first_clock,
                 window_floor: previous.window_floor,

@@ -14,8 +14,10 @@ use super::error::ErrorKind;
 use super::failover::FailoverStore;
 use super::journal::ReplayReport;
 use super::StoreError;
-use crate::metrics::SwitchEvent;
+use crate::metrics::{SwitchEvent, PUT_TIMEOUT};
 
+/// Kept after the last metric put at shutdown, for the process to end.
+const PUT_MARGIN: Duration = Duration::from_millis(50);
 /// How often the minute's metrics are put.
 const MINUTE: Duration = Duration::from_secs(60);
 /// Pulls ahead of readers continue this long after the last read; an idle environment stops
@@ -177,7 +179,9 @@ impl FailoverStore {
     /// `budget`, and says in one line what was replayed and what is left, and where. Writes left
     /// in a file that goes with the environment are counted in a metric.
     pub async fn shutdown(&self, budget: Duration) -> ShutdownReport {
-        let deadline = Deadline::after(budget);
+        let started = Instant::now();
+        // The replay leaves room for the metric that counts what it could not replay.
+        let deadline = Deadline::after(budget.saturating_sub(PUT_TIMEOUT + PUT_MARGIN));
         let shared = self.backup.shared();
         let mut report = ShutdownReport {
             shared,
@@ -216,7 +220,9 @@ impl FailoverStore {
                 .record_now(SwitchEvent::WritesLostAtShutdown { count: report.left })
                 .await;
         }
-        self.background.settle(deadline.remaining()).await;
+        self.background
+            .settle(budget.saturating_sub(started.elapsed()))
+            .await;
         report
     }
 

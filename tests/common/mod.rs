@@ -392,3 +392,43 @@ pub async fn spawn_app_on(redshift: &Redshift, extra: &[(&str, &str)]) -> TestAp
         .expect("schema applied");
     app
 }
+
+// ---- API Gateway events ------------------------------------------------------------------
+
+pub mod events {
+    use std::path::Path;
+
+    use serde_json::{json, Value};
+
+    /// A sample event from `events/`, as API Gateway sends it.
+    pub fn sample(name: &str) -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("events")
+            .join(format!("{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).expect("event file")).expect("JSON")
+    }
+
+    /// An HTTP API (payload 2.0) GET with this raw path and raw query string.
+    pub fn http_get(raw_path: &str, raw_query: &str) -> Value {
+        let mut event = sample("calls-history");
+        event["rawPath"] = json!(raw_path);
+        event["rawQueryString"] = json!(raw_query);
+        event["requestContext"]["http"]["path"] = json!(raw_path);
+        event["routeKey"] = json!("$default");
+        event["requestContext"]["routeKey"] = json!("$default");
+        event
+            .as_object_mut()
+            .unwrap()
+            .remove("queryStringParameters");
+        event
+    }
+
+    /// An HTTP API POST of this body to `/api/calls`.
+    pub fn http_post_call(body: &str, base64: bool) -> Value {
+        let mut event = sample("calls-create");
+        event["body"] = json!(body);
+        event["isBase64Encoded"] = json!(base64);
+        event["headers"]["content-length"] = json!(body.len().to_string());
+        event
+    }
+}

@@ -38,6 +38,10 @@ pub struct ShutdownReport {
     pub extensions: Vec<ExtensionShutdown>,
     /// From the start of the phase until every process had ended.
     pub duration: Duration,
+    /// Everything the environment's processes wrote to standard output and standard error,
+    /// their last words at shutdown included.
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// How a process ended.
@@ -118,6 +122,8 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: ShutdownReason) {
         runtime,
         extensions,
         duration: started.elapsed(),
+        stdout: shared.output.stdout(),
+        stderr: shared.output.stderr(),
     });
 }
 
