@@ -28,7 +28,7 @@ const HEARTBEAT_SECS: RangeInclusive<u64> = 1..=3_600;
 pub const READ_MAX_STALENESS_MS: RangeInclusive<u64> = 0..=600_000;
 pub const REPLICA_WINDOW_CALLS: RangeInclusive<u64> = 100..=100_000;
 pub const REPLICA_LOOK_BACK_SECS: RangeInclusive<u64> = 1..=3_600;
-pub const REPLICA_FULL_PULL_SECS: RangeInclusive<u64> = 60..=86_400;
+pub const REPLICA_FULL_PULL_SECS: RangeInclusive<u64> = 1..=86_400;
 /// In Lambda, the work after each answer (metrics, replay, a pull ahead) is billed: bounded.
 pub const POST_ANSWER_BUDGET_MS: RangeInclusive<u64> = 0..=10_000;
 pub const DEFAULT_POST_ANSWER_BUDGET: Duration = Duration::from_millis(500);

@@ -449,7 +449,7 @@ async fn a_backlog_replays_under_a_slow_redshift_and_every_write_stays_readable(
         &redshift,
         &[
             ("REDSHIFT_CHECK_INTERVAL_SECS", "1"),
-            ("REDSHIFT_TIMEOUT_MS", "1500"),
+            ("REDSHIFT_TIMEOUT_MS", "2000"),
         ],
     )
     .await;
@@ -470,7 +470,7 @@ async fn a_backlog_replays_under_a_slow_redshift_and_every_write_stays_readable(
     }
     assert_eq!(status(app).await["sync"]["pendingWrites"], 1500);
 
-    // Redshift returns, slow: each Data API call takes 600 ms against a 1.5 s deadline.
+    // Redshift returns, slow: each Data API call takes 600 ms against a 2 s deadline (a pull or a replay batch is two calls).
     redshift
         .standin
         .set_fault(Fault::Slow(Duration::from_millis(600)));

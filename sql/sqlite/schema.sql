@@ -14,7 +14,11 @@ CREATE TABLE IF NOT EXISTS calls (
     -- instead of writing every call anew. Derived, never the record: null until the service
     -- writes it (rows added by hand or by an older version), and cleared by the trigger below
     -- whenever the columns change without it; a call without it is written from its columns.
-    answer           TEXT
+    answer           TEXT,
+    -- When this service last wrote the row (Unix milliseconds): a pull of the replica's whole
+    -- window removes calls the warehouse no longer holds, but never one written after the pull
+    -- was sent (taken by Redshift meanwhile, not in the pull's snapshot).
+    written_at       INTEGER
 );
 
 -- History is read newest first, optionally for one contact.

@@ -236,6 +236,7 @@ impl FailoverStore {
         let Some(redshift) = &self.redshift else {
             return self.backup_get(id, None).await;
         };
+        let asked_at = Utc::now();
         let budget = RequestBudget::start(redshift.timeout());
         let (route, _probe) = self.route();
         let (as_of, floor, probe) = match self.primary(redshift, route, &budget).await {
@@ -250,15 +251,49 @@ impl FailoverStore {
         // A probe asks Redshift itself.
         if let (Ok(sqlite), false) = (self.backup.store(), probe) {
             if let Ok(Some((call, true))) = sqlite.get_known(id, floor).await {
-                let as_of = as_of.or(Some(Utc::now()));
-                return Served {
-                    source: Source::Redshift,
-                    as_of,
-                    result: Ok(Some(call)),
-                };
+                return found_here(call, as_of.or(Some(Utc::now())));
+            }
+            if as_of.is_some() {
+                if let Some(served) = self
+                    .after_a_pull(redshift, &sqlite, id, asked_at, &budget)
+                    .await
+                {
+                    return served;
+                }
             }
         }
         self.redshift_get(redshift, id, &budget, probe).await
+    }
+
+    /// An id the replica does not know: a pull sent after this request arrived holds every call
+    /// acknowledged before it (one pull serves every miss meanwhile, where asking Redshift for
+    /// each would cost two Data API calls apiece). `None` when that cannot settle it: the pull
+    /// failed, or the call may be older than the window.
+    async fn after_a_pull(
+        &self,
+        redshift: &RedshiftStore,
+        sqlite: &SqliteStore,
+        id: &str,
+        asked_at: DateTime<Utc>,
+        budget: &RequestBudget,
+    ) -> Option<Served<Option<Call>>> {
+        let session = redshift.within(budget.redshift);
+        self.replica
+            .pull(sqlite, session, Some(asked_at))
+            .await
+            .ok()?;
+        let as_of = self.replica.as_of();
+        let floor = self.replica.window_floor()?;
+        match sqlite.get_known(id, floor).await.ok()? {
+            Some((call, true)) => Some(found_here(call, as_of)),
+            // The window holds every call: none with this id.
+            None if floor.is_none() => Some(Served {
+                source: Source::Redshift,
+                as_of,
+                result: Ok(None),
+            }),
+            _ => None,
+        }
     }
 
     /// Makes sure Redshift's side can serve a read: brings the replica within its bound first
@@ -377,6 +412,10 @@ impl FailoverStore {
                 }
             }
             Err(err) if err.is_refusal() => refused(err),
+            // Throttled: back-pressure, not an outage; the backup answers this one.
+            Err(err) if err.kind == ErrorKind::Throttled && !probe => {
+                self.backup_history(query, self.replica.as_of()).await
+            }
             Err(err) => {
                 self.contact_failed(&err, probe);
                 self.backup_history(query, self.replica.as_of()).await
@@ -406,6 +445,9 @@ impl FailoverStore {
                 }
             }
             Err(err) if err.is_refusal() => refused(err),
+            // Throttled: Redshift is up and may hold the call; the backup cannot tell a call it
+            // never saw from none, so the answer is that no database could look it up.
+            Err(err) if err.kind == ErrorKind::Throttled && !probe => unavailable(err),
             Err(err) => {
                 self.contact_failed(&err, probe);
                 self.backup_get(id, self.replica.as_of()).await
@@ -783,6 +825,15 @@ async fn copy_into(backup: &Backup, calls: Vec<Call>) {
 
 async fn copy_into_owned(backup: Arc<Backup>, calls: Vec<Call>) {
     copy_into(&backup, calls).await
+}
+
+/// A call this environment knows, answered from the replica.
+fn found_here(call: Call, as_of: Option<DateTime<Utc>>) -> Served<Option<Call>> {
+    Served {
+        source: Source::Redshift,
+        as_of,
+        result: Ok(Some(call)),
+    }
 }
 
 fn refused<T>(err: StoreError) -> Served<T> {

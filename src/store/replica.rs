@@ -324,12 +324,11 @@ impl Replica {
             full_pull_at: sent_at,
         };
         let rows = pulled.calls.len();
-        let keep_created_after = sent_at - self.look_back();
         sqlite
             .apply_pull(AppliedPull {
                 calls: pulled.calls.into(),
                 state: Some(state.clone()),
-                whole_window: Some(keep_created_after),
+                whole_window: Some(sent_at),
             })
             .await?;
         tracing::debug!(

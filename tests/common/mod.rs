@@ -25,6 +25,8 @@ pub struct TestApp {
 pub struct Reply {
     pub status: u16,
     pub source_header: Option<String>,
+    /// `X-Data-As-Of`.
+    pub as_of_header: Option<String>,
     pub content_type: Option<String>,
     pub body: Value,
 }
@@ -100,12 +102,14 @@ pub async fn read(response: reqwest::Response) -> Reply {
             .map(str::to_string)
     };
     let source_header = header("x-data-source");
+    let as_of_header = header("x-data-as-of");
     let content_type = header("content-type");
     let text = response.text().await.expect("body read");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Reply {
         status,
         source_header,
+        as_of_header,
         content_type,
         body,
     }

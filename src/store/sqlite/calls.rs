@@ -16,12 +16,14 @@ use crate::store::{Call, HistoryQuery, InsertOutcome, StoreError};
 /// it waits for replay (this environment's own write, not yet in Redshift) or is already as
 /// Redshift has it (a copy then writes nothing).
 pub(super) const UPSERT_FROM_REDSHIFT: &str = "INSERT INTO calls (id, contact_name, account_name, \
-     started_at, duration_seconds, outcome, notes, created_at, answer) VALUES (:id, :contact_name, \
-     :account_name, :started_at, :duration_seconds, :outcome, :notes, :created_at, :answer) \
+     started_at, duration_seconds, outcome, notes, created_at, answer, written_at) VALUES (:id, \
+     :contact_name, :account_name, :started_at, :duration_seconds, :outcome, :notes, :created_at, \
+     :answer, :written_at) \
      ON CONFLICT (id) DO UPDATE SET contact_name = excluded.contact_name, \
      account_name = excluded.account_name, started_at = excluded.started_at, \
      duration_seconds = excluded.duration_seconds, outcome = excluded.outcome, \
-     notes = excluded.notes, created_at = excluded.created_at, answer = excluded.answer \
+     notes = excluded.notes, created_at = excluded.created_at, answer = excluded.answer, \
+     written_at = excluded.written_at \
      WHERE calls.id NOT IN (SELECT id FROM pending_sync) \
      AND (calls.contact_name, calls.account_name, calls.started_at, \
           calls.duration_seconds, calls.outcome, calls.notes, calls.created_at, \
@@ -171,8 +173,9 @@ impl SqliteStore {
             }
             {
                 let mut stmt = tx.prepare_cached(&format!(
-                    "INSERT INTO calls ({COLUMNS}, answer) VALUES (:id, :contact_name, :account_name, \
-                     :started_at, :duration_seconds, :outcome, :notes, :created_at, :answer)"
+                    "INSERT INTO calls ({COLUMNS}, answer, written_at) VALUES (:id, :contact_name, \
+                     :account_name, :started_at, :duration_seconds, :outcome, :notes, :created_at, \
+                     :answer, :written_at)"
                 ))?;
                 execute_insert(&mut stmt, &call)?;
             }

@@ -32,10 +32,10 @@ pub struct ReplicaState {
 pub struct AppliedPull {
     pub calls: Arc<[Call]>,
     pub state: Option<ReplicaState>,
-    /// A pull of the whole window: calls of the window the backup holds and the pull did not
-    /// bring are gone from the warehouse and are removed, unless this environment wrote them
-    /// (they wait for replay, or were set aside) or they were created after `keep_created_after`
-    /// (written meanwhile).
+    /// A pull of the whole window, sent at this time: calls of the window the backup holds and
+    /// the pull did not bring are gone from the warehouse and are removed, unless this
+    /// environment wrote them (they wait for replay, or were set aside) or the backup took them
+    /// after the pull was sent.
     pub whole_window: Option<DateTime<Utc>>,
 }
 
@@ -100,20 +100,20 @@ impl SqliteStore {
                     execute_insert(&mut upsert, call)?;
                 }
             }
-            if let Some(keep_created_after) = pull.whole_window {
+            if let Some(sent_at) = pull.whole_window {
                 let ids: Vec<&str> = pull.calls.iter().map(|c| c.id.as_str()).collect();
                 let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_string());
                 let removed = tx
                     .prepare_cached(
                         "DELETE FROM calls WHERE (:floor IS NULL OR started_at > :floor) \
-                         AND created_at < :keep \
+                         AND (written_at IS NULL OR written_at < :sent_at) \
                          AND id NOT IN (SELECT value FROM json_each(:ids)) \
                          AND id NOT IN (SELECT id FROM pending_sync) \
                          AND id NOT IN (SELECT id FROM rejected_sync)",
                     )?
                     .execute(named_params! {
                         ":floor": pull.state.as_ref().and_then(|s| s.window_floor).as_ref().map(to_db_time),
-                        ":keep": to_db_time(&keep_created_after),
+                        ":sent_at": sent_at.timestamp_millis(),
                         ":ids": ids,
                     })?;
                 if removed > 0 {

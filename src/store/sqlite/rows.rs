@@ -38,6 +38,7 @@ pub(super) fn execute_insert(
         ":notes": call.notes,
         ":created_at": created_at,
         ":answer": answer,
+        ":written_at": chrono::Utc::now().timestamp_millis(),
     })
 }
 

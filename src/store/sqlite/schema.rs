@@ -138,8 +138,9 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Columns added since a table was first made: (table, column, declaration).
-const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
     ("calls", "answer", "answer TEXT"),
+    ("calls", "written_at", "written_at INTEGER"),
     (
         "rejected_sync",
         "conflict",
