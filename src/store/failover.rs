@@ -305,7 +305,7 @@ impl FailoverStore {
         route: Route,
         budget: &RequestBudget,
     ) -> Primary {
-        let probing = match route {
+        let mut probing = match route {
             Route::Local | Route::Backup => {
                 self.heartbeat_if_due();
                 return Primary::Down;
@@ -313,8 +313,23 @@ impl FailoverStore {
             Route::Probe => true,
             Route::Redshift => false,
         };
+        // Redshift proved itself up in this request (a replay went through).
+        let mut proven = false;
         if probing {
             tracing::info!("🔄 Checking whether Redshift is back");
+            // The request that finds Redshift back replays what waits first, so that every
+            // environment can read those writes from now on; the rest replays between requests.
+            match self.replay_as_probe(redshift, budget).await {
+                Some(Err(err)) => {
+                    self.contact_failed(&err, true);
+                    return Primary::Down;
+                }
+                Some(Ok(())) => {
+                    self.contact_succeeded(true);
+                    (probing, proven) = (false, true);
+                }
+                None => {}
+            }
         }
         let sqlite = match self.backup.store() {
             Ok(sqlite) if self.replica.settings().enabled() => sqlite,
@@ -351,7 +366,7 @@ impl FailoverStore {
                 if probing {
                     self.lock_health()
                         .probe_again_after(PROBE_PAUSE, Instant::now());
-                } else {
+                } else if !proven {
                     self.contact_failed(&busy, false);
                 }
                 Primary::Down
@@ -372,6 +387,9 @@ impl FailoverStore {
                     as_of: self.replica.as_of(),
                 }
             }
+            // Redshift took the replay: it is up, only the copy is not fresh yet; the backup
+            // answers this request and the next one pulls.
+            Err(_) if proven => Primary::Down,
             Err(err) => {
                 self.contact_failed(&err, probing);
                 Primary::Down
@@ -706,9 +724,8 @@ impl FailoverStore {
     }
 
     /// `/db/retry-redshift`: leaves forced mode and tries Redshift now (waiting for a probe
-    /// already under way rather than running two at once). With writes waiting, their replay is
-    /// the probe; else a pull of the replica (a probe statement without one). Returns the source
-    /// afterwards.
+    /// already under way rather than running two at once), as a probing request does. Returns
+    /// the source afterwards.
     pub async fn retry_redshift(&self) -> Source {
         let Some(redshift) = &self.redshift else {
             return self.current_source();
@@ -722,25 +739,19 @@ impl FailoverStore {
         }
         tracing::info!("🔄 Retrying Redshift connection");
         let budget = RequestBudget::start(redshift.timeout());
-        match self.replay_as_probe(redshift, &budget).await {
-            Some(Ok(())) => self.contact_succeeded(true),
-            Some(Err(err)) => self.contact_failed(&err, true),
-            None => {
-                if let Primary::Direct { probe: true } =
-                    self.primary(redshift, Route::Probe, &budget).await
-                {
-                    match redshift.within(budget.redshift).probe().await {
-                        Ok(()) => self.contact_succeeded(true),
-                        Err(err) => self.contact_failed(&err, true),
-                    }
-                }
+        // A replay of what waits, then a pull; without a replica, a probe statement.
+        if let Primary::Direct { probe: true } = self.primary(redshift, Route::Probe, &budget).await
+        {
+            match redshift.within(budget.redshift).probe().await {
+                Ok(()) => self.contact_succeeded(true),
+                Err(err) => self.contact_failed(&err, true),
             }
         }
         self.current_source()
     }
 
-    /// Replays the waiting writes as the probe: `None` when there are none, or another replay
-    /// holds them, or the backup failed (then Redshift was not asked).
+    /// Replays the waiting writes as (the first part of) a probe: `None` when there are none, or
+    /// another replay holds them, or the backup failed (then Redshift was not asked).
     async fn replay_as_probe(
         &self,
         redshift: &RedshiftStore,
