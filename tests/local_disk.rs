@@ -140,9 +140,16 @@ async fn a_backup_that_could_not_be_opened_is_opened_again_later() {
     assert_eq!(history.body["source"], "unavailable");
     assert_eq!(history.body["count"], 0);
     assert_eq!(record(&app, "too-early").await.status, 503);
+    let message = sqlite_status(&app).await["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
-        sqlite_status(&app).await["message"],
-        "Database file cannot be opened"
+        message,
+        format!(
+            "Database file cannot be opened: the folder {} does not exist; set SQLITE_PATH to a writable file",
+            folder.display()
+        )
     );
 
     std::fs::create_dir(&folder).unwrap();

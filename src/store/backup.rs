@@ -248,7 +248,10 @@ impl Backup {
             State::Closed { error, .. } => BackupHealth {
                 readable: false,
                 writable: false,
-                message: error.to_string(),
+                message: match why_unopenable(&self.path, error) {
+                    Some(why) => format!("{error}: {why}; set SQLITE_PATH to a writable file"),
+                    None => error.to_string(),
+                },
             },
         }
     }
@@ -358,8 +361,31 @@ fn opened_state(store: SqliteStore) -> State {
     }
 }
 
+/// Why the file at `path` cannot be opened, in words an operator can act on, when it can be
+/// told: a folder that is not there, one that takes no files, a file that is no database.
+fn why_unopenable(path: &Path, error: &StoreError) -> Option<String> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    match error.kind {
+        ErrorKind::Sqlite(SqliteProblem::CannotOpen) if path.is_dir() => {
+            Some(format!("{} is a folder, not a file", path.display()))
+        }
+        ErrorKind::Sqlite(SqliteProblem::CannotOpen) if !folder.exists() => {
+            Some(format!("the folder {} does not exist", folder.display()))
+        }
+        ErrorKind::Sqlite(SqliteProblem::CannotOpen | SqliteProblem::ReadOnly) => Some(format!(
+            "{} is read-only or not this process's to write",
+            if path.exists() { path } else { folder }.display()
+        )),
+        ErrorKind::Sqlite(SqliteProblem::Corrupt) => {
+            Some(format!("{} is not a SQLite database", path.display()))
+        }
+        _ => None,
+    }
+}
+
 fn closed(path: &Path, error: StoreError) -> State {
-    tracing::error!(path = %path.display(), error = %error.detail, "❌ Local SQLite could not be opened: {error}; trying again in {} s", REOPEN_AFTER.as_secs());
+    let why = why_unopenable(path, &error).unwrap_or_default();
+    tracing::error!(path = %path.display(), error = %error.detail, "❌ Local SQLite could not be opened: {error} ({why}); set SQLITE_PATH to a writable file; trying again in {} s", REOPEN_AFTER.as_secs());
     State::Closed {
         error,
         retry_at: Instant::now() + REOPEN_AFTER,
