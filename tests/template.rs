@@ -995,7 +995,8 @@ fn number_parameters_allow_what_the_readme_and_the_function_say() {
         "REDSHIFT_CHECK_INTERVAL_SECS",
         "REDSHIFT_TIMEOUT_MS",
         "READ_MAX_STALENESS_MS",
-        "REPLICA_WINDOW_DAYS",
+        "REPLICA_WINDOW_CALLS",
+        "POST_ANSWER_BUDGET_MS",
     ] {
         assert!(
             checked.iter().any(|c| c == expected),

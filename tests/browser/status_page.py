@@ -167,6 +167,8 @@ def run(args, checks):
             expect(ui.badge).to_have_text(REDSHIFT_BADGE)
             expect(ui.banner).to_be_hidden()
             expect(ui.caption).to_contain_text("Served by ☁")
+            # How fresh the answer is: the replica's last pull.
+            expect(ui.caption).to_contain_text("data as of")
             expect(page.locator("#redshift-state")).to_have_text("✅ Available")
             page.evaluate("window.__sameDocument = true")
 

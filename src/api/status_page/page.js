@@ -219,7 +219,14 @@
     caption.dataset.source = history.source || 'unavailable';
     caption.textContent = 'Served by ' + sourceLabel(history.source) + ' · ' +
       calls.length + (calls.length === 1 ? ' call' : ' calls') +
-      (history.message ? ' · ' + history.message : '');
+      (history.message ? ' · ' + history.message : '') +
+      (history.asOf ? ' · data as of ' + formatTime(history.asOf) : '');
+  }
+
+  // An answer's asOf, as the reader's clock shows it.
+  function formatTime(rfc3339) {
+    const at = new Date(rfc3339);
+    return Number.isNaN(at.getTime()) ? rfc3339 : at.toLocaleString();
   }
 
   // Calls shown before a token was taken away or refused do not stay on screen.
