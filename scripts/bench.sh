@@ -54,6 +54,8 @@ if [ "$only_pinned" = false ]; then
     RUST_LOG=off cargo bench --bench chaos
     # Replay throughput, the backup on its own and shared (EFS mode).
     RUST_LOG=off cargo bench --bench journal
+    # A fleet of environments (processes of the release binary) against one metered warehouse.
+    RUST_LOG=off cargo bench --bench fleet
 fi
 
 # Starts the release binary on the benchmark database in the background: port, then any
