@@ -341,8 +341,9 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
         )
         .await;
     }
-    // The writes spent the account's GetStatementResult quota for this second; an operator's
-    // snapshot comes later.
+    // Writes the account's quota throttled were journaled: they reach Redshift first. And the
+    // writes spent the quota of this second; an operator's snapshot comes later.
+    assert!(eventually(|| async { pending(&app).await == 0 }).await);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // The real command, as `make snapshot` runs it (asynchronously: the stand-in runs on this
     // test's runtime).

@@ -17,10 +17,10 @@
 GRANT USAGE ON SCHEMA public TO call_history_service;
 
 -- calls: history, reads by id and the replica's pulls (SELECT); new and replayed calls
--- (INSERT); UPDATE for the service's table lock on calls (below) where it still takes it.
-GRANT SELECT, INSERT, UPDATE ON TABLE calls TO call_history_service;
+-- (INSERT). The function never changes or locks a stored call.
+GRANT SELECT, INSERT ON TABLE calls TO call_history_service;
 
--- calls_write_lock: a one-row table. Every write transaction begins with
+-- calls_write_lock: a table that holds no rows. Every write transaction begins with
 -- `LOCK calls_write_lock`, so that checking an id and inserting it are one atomic step
 -- (Redshift enforces no primary key) while readers of calls are never blocked. Redshift has no
 -- LOCK privilege (its GRANT knows SELECT, INSERT, UPDATE, DELETE, DROP, REFERENCES) and its
