@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -347,8 +348,10 @@ def run(args, checks):
 
         def shows_a_real_outage():
             control(args.control_url, "POST", {"fault": "refuse-connections"})
-            # Someone else's request meets the outage and falls back; the page shows it on its
-            # next refresh, with the reason.
+            # The replica answers until its last pull is READ_MAX_STALENESS_MS (1 s) old; then
+            # someone else's request has to pull, meets the outage and falls back; the page shows
+            # it on its next refresh, with the reason.
+            time.sleep(1.2)
             history = urllib.request.urlopen(args.base_url + "api/calls/history", timeout=30)
             require(json.load(history)["source"] == "sqlite", "the service did not fall back")
             page.get_by_role("button", name="Refresh now").click()

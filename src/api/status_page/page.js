@@ -131,11 +131,15 @@
     setText('last-replay', formatTime(sync.lastReplayAt));
   }
 
-  function renderDatabaseState(id, available, configured) {
+  function renderDatabaseState(id, available, configured, message) {
     const element = byId(id);
     element.classList.remove('up', 'down');
     if (configured === false) {
       element.textContent = 'Not configured';
+      return;
+    }
+    if (message === 'Not checked yet') {
+      element.textContent = '… Not checked yet';
       return;
     }
     element.textContent = available ? '✅ Available' : '❌ Unavailable';
@@ -145,7 +149,7 @@
   function renderDatabases(databases) {
     const redshift = (databases && databases.redshift) || {};
     const sqlite = (databases && databases.sqlite) || {};
-    renderDatabaseState('redshift-state', !!redshift.available, redshift.configured);
+    renderDatabaseState('redshift-state', !!redshift.available, redshift.configured, redshift.message);
     setText('redshift-message', redshift.message || '—');
     setText('redshift-last-probe', formatTime(redshift.lastProbeAt));
     setText('redshift-next-probe', typeof redshift.nextProbeInSeconds === 'number'
@@ -223,12 +227,6 @@
       (history.asOf ? ' · data as of ' + formatTime(history.asOf) : '');
   }
 
-  // An answer's asOf, as the reader's clock shows it.
-  function formatTime(rfc3339) {
-    const at = new Date(rfc3339);
-    return Number.isNaN(at.getTime()) ? rfc3339 : at.toLocaleString();
-  }
-
   // Calls shown before a token was taken away or refused do not stay on screen.
   function hideCalls(reason) {
     byId('calls-body').replaceChildren();
@@ -251,10 +249,12 @@
 
   async function loadOnce() {
     const problems = [];
-    const [status, history] = await Promise.allSettled([
-      requestJson('db/status'),
+    // History first: the status then shows what reading it found (a first contact with
+    // Redshift, a fallback).
+    const [history] = await Promise.allSettled([
       SHOWS_CALLS ? requestJson('api/calls/history?limit=' + HISTORY_LIMIT) : NOT_ASKED,
     ]);
+    const [status] = await Promise.allSettled([requestJson('db/status')]);
     const refused = [status, history].some(
       (r) => r.status === 'fulfilled' && r.value.status === 401);
     show('auth-needed', refused && byId('access-token').value.trim() === '');
