@@ -7,29 +7,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{logs, spawn_app_on, Redshift, TestApp};
+use common::{eventually, logs, spawn_app_on, Redshift, TestApp};
 use futures::future::join_all;
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
 
 async fn status(app: &TestApp) -> Value {
     app.get("/db/status").await.body
-}
-
-/// Polls until `done` holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
 }
 
 #[tokio::test]

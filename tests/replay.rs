@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use call_history::store::sqlite::{SqliteOptions, SqliteStore};
 use call_history::store::HistoryQuery;
-use common::{spawn_app_on, Redshift, TestApp};
+use common::{eventually, spawn_app_on, Redshift, TestApp};
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
 
@@ -21,22 +21,6 @@ async fn pending(app: &TestApp) -> u64 {
     app.get("/db/status").await.body["sync"]["pendingWrites"]
         .as_u64()
         .unwrap()
-}
-
-/// True once `done` holds, within ten seconds.
-async fn eventually<F, Fut>(mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test]
@@ -140,7 +124,12 @@ async fn a_replay_failing_mid_way_resumes_without_loss_or_duplicates() {
         .unwrap();
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.body["currentSource"], "redshift");
-    assert!(eventually(|| async { pending(&app).await == 0 }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            pending(&app).await == 0
+        })
+        .await
+    );
     assert_eq!(redshift.row_count().await, total as i64);
     assert!(redshift.duplicated_ids().await.is_empty());
 }
@@ -343,7 +332,12 @@ async fn a_cold_start_from_a_snapshot_serves_recent_history() {
     }
     // Writes the account's quota throttled were journaled: they reach Redshift first. And the
     // writes spent the quota of this second; an operator's snapshot comes later.
-    assert!(eventually(|| async { pending(&app).await == 0 }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            pending(&app).await == 0
+        })
+        .await
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // The real command, as `make snapshot` runs it (asynchronously: the stand-in runs on this
     // test's runtime).

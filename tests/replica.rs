@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{spawn_app_on, Redshift, TestApp};
+use common::{eventually, spawn_app_on, Redshift, TestApp};
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
 
@@ -22,21 +22,6 @@ fn data_api_calls(redshift: &Redshift) -> usize {
     .iter()
     .map(|op| redshift.standin.operation_count(op))
     .sum()
-}
-
-async fn eventually<F, Fut>(limit: Duration, mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while started.elapsed() < limit {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
 }
 
 fn ids(reply: &Value) -> Vec<String> {

@@ -4,6 +4,7 @@ pub mod access;
 pub mod calls;
 pub mod db;
 pub mod error;
+pub mod limits;
 pub mod openapi;
 pub mod status_page;
 
@@ -22,8 +23,7 @@ use access::{Access, GatewayIdentity, RouteClass};
 use db::AdminPolicy;
 use error::ApiError;
 
-/// Largest request body taken: a call with the longest notes fits several times over.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub use limits::MAX_BODY_BYTES;
 
 #[derive(Clone)]
 pub struct AppState {

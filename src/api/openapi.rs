@@ -28,8 +28,8 @@ use utoipa_axum::routes;
 
 use super::access::RouteClass;
 use super::error::ErrorBody;
+use super::limits::ServerLimits;
 use super::{calls, db, AppState};
-use crate::server::ServerLimits;
 use crate::store::{Call, Source};
 
 #[derive(utoipa::OpenApi)]

@@ -3,8 +3,6 @@
 //! (431), a body that does not arrive in time (408). API Gateway has limits of its own in front
 //! of Lambda; these keep the local server from waiting on or buffering whatever a client sends.
 
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -13,78 +11,13 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use crate::api::error::ApiError;
-use crate::api::MAX_BODY_BYTES;
+use crate::api::limits::{ServerLimits, MAX_BODY_BYTES};
 
 /// hyper's own read buffer: heads up to this size reach the layer (hyper answers larger ones
 /// itself, and [`super::hyper_errors`] gives that answer its JSON body).
 pub const HYPER_MAX_BUF_BYTES: usize = 1024 * 1024;
 /// hyper's own header count limit, above the layer's.
 pub const HYPER_MAX_HEADERS: usize = 256;
-
-#[derive(Clone, Debug)]
-pub struct ServerLimits {
-    /// Longest request target (path and query) taken.
-    pub max_uri_bytes: usize,
-    /// Largest sum of header names and values taken.
-    pub max_header_bytes: usize,
-    /// Most headers taken.
-    pub max_headers: usize,
-    /// Time for a request head to arrive once it has started (hyper's header read timeout).
-    pub header_read_timeout: Duration,
-    /// Time for a request body to arrive once its head has.
-    pub body_read_timeout: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_uri_bytes: 8 * 1024,
-            max_header_bytes: 16 * 1024,
-            max_headers: 100,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ServerLimits {
-    pub fn uri_too_long(&self) -> ApiError {
-        ApiError::UriTooLong(format!(
-            "The URL is longer than {} KiB.",
-            self.max_uri_bytes / 1024
-        ))
-    }
-
-    pub fn headers_too_large(&self) -> ApiError {
-        ApiError::HeadersTooLarge(format!(
-            "The request headers are larger than {} KiB or more than {} in number.",
-            self.max_header_bytes / 1024,
-            self.max_headers
-        ))
-    }
-
-    pub fn head_timeout(&self) -> ApiError {
-        ApiError::RequestTimeout(format!(
-            "The request headers did not arrive within {}.",
-            seconds(self.header_read_timeout)
-        ))
-    }
-
-    pub fn body_timeout(&self) -> ApiError {
-        ApiError::RequestTimeout(format!(
-            "The request body did not arrive within {}.",
-            seconds(self.body_read_timeout)
-        ))
-    }
-}
-
-fn seconds(duration: Duration) -> String {
-    match duration.as_secs() {
-        1 => "1 second".to_string(),
-        0 => format!("{} ms", duration.as_millis()),
-        n => format!("{n} seconds"),
-    }
-}
 
 /// The router behind the limit layers.
 pub fn apply(router: axum::Router, limits: &ServerLimits) -> axum::Router {

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-pub use limits::ServerLimits;
+pub use crate::api::limits::ServerLimits;
 
 /// Why the local server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -92,6 +92,23 @@ impl TestApp {
     }
 }
 
+/// True once `done` holds, checked every 25 ms for at most `limit`: for what the service does
+/// between requests (a replay, a pull), which a test waits for rather than sleeps through.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
+
 pub async fn read(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
     let header = |name: &str| {
