@@ -339,18 +339,32 @@ impl FailoverStore {
         if sqlite.options().shared {
             self.replica.reload(&sqlite).await;
         }
-        let now = Utc::now();
-        let freshness = self.replica.freshness(now);
-        if !probing && freshness != Freshness::Stale {
+        if !probing && self.replica.freshness(Utc::now()) != Freshness::Stale {
             return Primary::Replica {
                 as_of: self.replica.as_of(),
             };
         }
+        self.pull_for_read(redshift, &sqlite, budget, probing, proven)
+            .await
+    }
+
+    /// Brings a stale replica within its bound before a read (or as the probe), and says who
+    /// answers after that pull: the replica, Redshift itself (the backup file failed), or the
+    /// backup (Redshift did not answer in time). `proven`: a replay in this request already
+    /// showed Redshift up, so a failed pull is no reason to fall back.
+    async fn pull_for_read(
+        &self,
+        redshift: &RedshiftStore,
+        sqlite: &SqliteStore,
+        budget: &RequestBudget,
+        probing: bool,
+        proven: bool,
+    ) -> Primary {
         tracing::info!("☁️ Executing query on Redshift");
         let session = redshift.within(budget.redshift);
         // A reader may use a pull another reader finished while it waited; a probe needs its own.
-        let wanted_after = (!probing).then(|| now - self.settings.replica.max_staleness);
-        match self.replica.pull(&sqlite, session, wanted_after).await {
+        let wanted_after = (!probing).then(|| Utc::now() - self.settings.replica.max_staleness);
+        match self.replica.pull(sqlite, session, wanted_after).await {
             Ok(Pulled::Pulled | Pulled::ByAnother) => {
                 self.contact_succeeded(probing);
                 Primary::Replica {

@@ -372,18 +372,7 @@ impl Shared {
                 status,
             },
         };
-        match state.phase {
-            Phase::Init => {
-                let reason = format!("{reset:?} during init");
-                self.go_down(
-                    &mut state,
-                    Down::InitFailed(reason),
-                    ShutdownReason::Failure,
-                );
-            }
-            Phase::Idle | Phase::Invoking => self.reset(&mut state, reset),
-            Phase::Down(_) => {}
-        }
+        self.process_failed(&mut state, reset);
         drop(state);
         self.notify();
     }
@@ -519,6 +508,19 @@ impl Shared {
             current.finish(state, None, Some(reset.clone()));
         }
         self.go_down(state, Down::Reset(reset), reason);
+    }
+
+    /// A process exited or an extension reported an error: during init, init fails; later, the
+    /// environment is reset.
+    fn process_failed(self: &Arc<Self>, state: &mut State, reset: Reset) {
+        match state.phase {
+            Phase::Init => {
+                let reason = format!("{reset:?} during init");
+                self.go_down(state, Down::InitFailed(reason), ShutdownReason::Failure);
+            }
+            Phase::Idle | Phase::Invoking => self.reset(state, reset),
+            Phase::Down(_) => {}
+        }
     }
 
     fn go_down(self: &Arc<Self>, state: &mut State, down: Down, reason: ShutdownReason) {
@@ -732,18 +734,7 @@ impl Shared {
             name,
             error_type: error_type.to_string(),
         };
-        match state.phase {
-            Phase::Init => {
-                let reason = format!("{reset:?} during init");
-                self.go_down(
-                    &mut state,
-                    Down::InitFailed(reason),
-                    ShutdownReason::Failure,
-                );
-            }
-            Phase::Idle | Phase::Invoking => self.reset(&mut state, reset),
-            Phase::Down(_) => {}
-        }
+        self.process_failed(&mut state, reset);
         drop(state);
         self.notify();
         Ok(())

@@ -12,6 +12,7 @@ use aws_sdk_cloudwatch::types::MetricDatum;
 use aws_sdk_redshiftdata::Client;
 use aws_sdk_redshiftdata::config::Credentials;
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
+use aws_sdk_redshiftdata::operation::get_statement_result::GetStatementResultOutput;
 use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
 use redshift_data_local::{Options, StandIn, create_scratch_database};
 
@@ -135,6 +136,16 @@ impl Env {
             described.error()
         );
         described
+    }
+
+    /// The first page of a finished statement's result.
+    pub async fn first_page(&self, id: &str) -> GetStatementResultOutput {
+        self.data
+            .get_statement_result()
+            .id(id)
+            .send()
+            .await
+            .expect("GetStatementResult")
     }
 
     /// All records of a finished statement, following NextToken.

@@ -89,13 +89,7 @@ async fn execute_describe_and_fetch_every_column_type() {
     assert!(described.duration() > 0);
     assert!(described.created_at() <= described.updated_at());
 
-    let result = env
-        .data
-        .get_statement_result()
-        .id(described.id())
-        .send()
-        .await
-        .expect("GetStatementResult");
+    let result = env.first_page(described.id()).await;
     assert_eq!(result.total_num_rows(), 2);
     assert_eq!(result.next_token(), None);
     let records = result.records();

@@ -29,13 +29,7 @@ async fn getdate_is_the_statement_start_in_utc_as_a_timestamp() {
     let before = utc_now_in_seconds();
     let described = env.run_ok("SELECT GETDATE() AS now").await;
     let after = utc_now_in_seconds();
-    let result = env
-        .data
-        .get_statement_result()
-        .id(described.id())
-        .send()
-        .await
-        .expect("GetStatementResult");
+    let result = env.first_page(described.id()).await;
     assert_eq!(result.column_metadata()[0].type_name(), Some("timestamp"));
     let now = timestamp(&result.records()[0][0]);
     assert!(
@@ -93,13 +87,7 @@ async fn getdate_defaults_in_create_table_and_in_an_added_column() {
             assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
         }
     }
-    let result = env
-        .data
-        .get_statement_result()
-        .id(described.id())
-        .send()
-        .await
-        .expect("GetStatementResult");
+    let result = env.first_page(described.id()).await;
     assert_eq!(
         result.column_metadata()[0].column_default(),
         Some("getdate()")
