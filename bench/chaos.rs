@@ -40,7 +40,19 @@ struct Tally {
     latencies: HashMap<&'static str, Vec<Duration>>,
     requests: u64,
     unexpected: Vec<String>,
+    /// Requests over the budget: what they were, in which phase, when, and how long they took.
+    over_budget: Vec<SlowRequest>,
 }
+
+struct SlowRequest {
+    took: Duration,
+    phase: &'static str,
+    what: &'static str,
+    started_after: Duration,
+}
+
+/// What a request may take: the deadline, and the margin for answering from the backup.
+const BUDGET: Duration = Duration::from_millis(DEADLINE_MS + 100);
 
 fn phases() -> Vec<(&'static str, Option<Fault>)> {
     vec![
@@ -63,6 +75,8 @@ async fn main() {
         eprintln!("chaos: DATABASE_URL is not set (make bench starts PostgreSQL); skipped");
         return;
     };
+    // The service's log, for a run with `RUST_LOG` set (make bench turns it off).
+    call_history::logging::init(false);
     let dir = tempfile::tempdir().expect("tmp");
     let support::OnStandIn {
         standin,
@@ -100,6 +114,7 @@ async fn main() {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let phase_name = Arc::new(Mutex::new("ok"));
     let started = Instant::now();
+    tracing::info!("chaos: the clients start");
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let (tally, phase_name, base) = (tally.clone(), phase_name.clone(), base.clone());
@@ -172,6 +187,12 @@ async fn run_client(
         let phase = *phase_name.lock().expect("phase");
         let kind = (client * 7919 + n * 104_729) % 100;
         let request_started = Instant::now();
+        let what = match kind {
+            0..30 => "write",
+            30..65 => "history",
+            _ if mine.is_empty() => "history",
+            _ => "by id",
+        };
         let outcome = if kind < 30 {
             write(&http, base, client, n, kind, tally).await.map(|id| {
                 if let Some(id) = id {
@@ -199,6 +220,14 @@ async fn run_client(
         let mut tally = tally.lock().expect("tally");
         tally.requests += 1;
         tally.latencies.entry(phase).or_default().push(took);
+        if took > BUDGET {
+            tally.over_budget.push(SlowRequest {
+                took,
+                phase,
+                what,
+                started_after: request_started.duration_since(started),
+            });
+        }
         if let Err(problem) = outcome {
             tally.unexpected.push(problem);
         }
@@ -422,7 +451,6 @@ fn report(tally: &Tally, status: &Value, audit: &Audit, recovery: Duration) -> S
         samples.sort();
         let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
         let max = samples[samples.len() - 1];
-        let budget = Duration::from_millis(DEADLINE_MS + 100);
         let _ = writeln!(
             out,
             "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
@@ -430,8 +458,24 @@ fn report(tally: &Tally, status: &Value, audit: &Audit, recovery: Duration) -> S
             at(0.5).as_secs_f64() * 1e3,
             at(0.99).as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3,
-            if max <= budget { "met" } else { "exceeded" }
+            if max <= BUDGET { "met" } else { "exceeded" }
         );
+    }
+    if !tally.over_budget.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nOver the budget (the phase is the one the request started in):\n"
+        );
+        for slow in &tally.over_budget {
+            let _ = writeln!(
+                out,
+                "- {}, {:.1} s into the run, in phase {}: {:.1} ms",
+                slow.what,
+                slow.started_after.as_secs_f64(),
+                slow.phase,
+                slow.took.as_secs_f64() * 1e3
+            );
+        }
     }
     if !tally.unexpected.is_empty() || !audit.missing.is_empty() || !audit.differing.is_empty() {
         let _ = writeln!(out, "\n## Problems\n");

@@ -198,6 +198,124 @@ async fn concurrent_writes_in_one_environment_share_statements() {
     assert!(redshift.duplicated_ids().await.is_empty());
 }
 
+/// Concurrent writes (each statement slow, as on a real cluster) of which Redshift refuses one:
+/// only that one is answered 400; the rest are taken by Redshift in a handful of statements
+/// (the batch is halved around the refused write, not retried a write at a time).
+#[tokio::test]
+async fn a_refused_write_among_concurrent_ones_is_the_only_one_refused() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[("REDSHIFT_TIMEOUT_MS", "10000")]).await;
+    narrow_notes(&redshift).await;
+    redshift
+        .standin
+        .set_statement_time(Duration::from_millis(100));
+    let inserts = || redshift.standin.operation_count("BatchExecuteStatement");
+    let before = inserts();
+    let replies = join_all(
+        concurrent_writes("halved", 40)
+            .iter()
+            .map(|body| app.post_json("/api/calls", body)),
+    )
+    .await;
+    let answers: Vec<(u16, Option<&str>)> = replies
+        .iter()
+        .map(|reply| (reply.status, reply.body["source"].as_str()))
+        .collect();
+    assert_eq!(answers[TOO_LONG].0, 400, "{answers:?}");
+    assert_eq!(replies[TOO_LONG].source_header.as_deref(), Some("redshift"));
+    for (i, answer) in answers.iter().enumerate().filter(|(i, _)| *i != TOO_LONG) {
+        assert_eq!(*answer, (201, Some("redshift")), "write {i}");
+    }
+    let statements = inserts() - before;
+    assert!(statements <= 20, "{statements} statements for 40 writes");
+    assert_eq!(redshift.row_count().await, 39);
+    assert_eq!(status(&app).await["fallback"]["fallbacks"], 0);
+}
+
+/// The same with a deadline too short to narrow the refused write down: the writes left when
+/// time runs out are back-pressure, not an outage. They go to the journal (201 from the backup)
+/// without a fallback, and reach Redshift at the next replay; the refused one is set aside there.
+#[tokio::test]
+async fn writes_that_outrun_their_deadline_around_a_refused_one_are_journaled_without_a_fallback() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(
+        &redshift,
+        &[
+            ("REDSHIFT_TIMEOUT_MS", "1000"),
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "3600"),
+        ],
+    )
+    .await;
+    narrow_notes(&redshift).await;
+    // The first contact (a pull of the replica) made while statements are quick.
+    assert_eq!(app.get("/api/calls/history").await.status, 200);
+    redshift
+        .standin
+        .set_statement_time(Duration::from_millis(300));
+    let replies = join_all(
+        concurrent_writes("outran", 40)
+            .iter()
+            .map(|body| app.post_json("/api/calls", body)),
+    )
+    .await;
+    let from_backup = replies
+        .iter()
+        .filter(|reply| reply.source_header.as_deref() == Some("sqlite"))
+        .count();
+    // 200: a statement abandoned at the deadline committed after all, and a pull brought the
+    // call into the backup before the write reached it (the same call, already stored).
+    for (i, reply) in replies.iter().enumerate() {
+        assert!(
+            matches!(reply.status, 200 | 201 | 400),
+            "write {i}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    assert!(
+        from_backup > 0,
+        "the deadline ran out before every write was narrowed down"
+    );
+    let after = status(&app).await;
+    assert_eq!(after["fallback"]["fallbacks"], 0, "{after}");
+    assert_eq!(after["currentSource"], "redshift");
+
+    redshift.standin.set_statement_time(Duration::ZERO);
+    let replayed = app.post("/db/retry-redshift", "").await;
+    assert_eq!(replayed.body["currentSource"], "redshift");
+    let sync = status(&app).await["sync"].clone();
+    assert_eq!(sync["pendingWrites"], 0, "{sync}");
+    assert_eq!(redshift.row_count().await, 39);
+}
+
+/// The warehouse's notes column narrower than the service's schema: Redshift refuses longer
+/// notes.
+async fn narrow_notes(redshift: &Redshift) {
+    redshift
+        .postgres()
+        .await
+        .batch_execute("ALTER TABLE calls ALTER COLUMN notes TYPE VARCHAR(20)")
+        .await
+        .expect("narrow the column");
+}
+
+/// Which of [`concurrent_writes`] has notes the narrowed column refuses.
+const TOO_LONG: usize = 17;
+
+/// `n` new calls; the one at [`TOO_LONG`] has notes longer than the narrowed column.
+fn concurrent_writes(prefix: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let notes = if i == TOO_LONG {
+                "x".repeat(30)
+            } else {
+                format!("note {i}")
+            };
+            json!({"id": format!("{prefix}-{i:02}"), "contactName": "Batch Bea", "notes": notes})
+        })
+        .collect()
+}
+
 /// A write journaled during an outage whose id another environment gave Redshift meanwhile, with
 /// other content: Redshift's version stays, the journaled one is set aside as a conflict,
 /// counted, logged and measured; the rest of the journal replays.

@@ -42,12 +42,20 @@ impl WriteBatcher {
             reply,
         });
         loop {
-            // Past the deadline the write is answered as a timeout; should a later statement
-            // still carry it, its replay from the journal finds it there (same id, same call).
+            // Past the deadline the write goes to the journal; should a statement still carry
+            // it, its replay finds it there (same id, same call). Waiting for earlier writes
+            // is back-pressure, not an outage: their own statements tell whether Redshift is
+            // down.
             let turn = session
                 .deadline()
                 .run(async { Ok(self.turn.lock().await) })
-                .await?;
+                .await;
+            let Ok(turn) = turn else {
+                return match answer.try_recv() {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(queued_past_the_deadline()),
+                };
+            };
             match answer.try_recv() {
                 Ok(outcome) => return outcome,
                 Err(oneshot::error::TryRecvError::Closed) => {
@@ -75,30 +83,58 @@ impl WriteBatcher {
     }
 }
 
-/// Writes a batch and answers each write. When Redshift refuses the batch, each write is tried
-/// alone, so that only the refused one is answered with the refusal.
+/// Writes a batch and answers each write. When Redshift refuses part of a batch, it is halved
+/// until the refused writes stand alone: about two statements per halving rather than one per
+/// write, which matters under the Data API's quotas (BatchExecuteStatement: 20 a second).
 async fn write_batch(batch: Vec<Queued>, session: RedshiftSession<'_>) {
-    let calls: Vec<Call> = batch.iter().map(|q| q.call.clone()).collect();
-    match insert(&calls, session).await {
-        Err(err) if err.is_refusal() && batch.len() > 1 => {
-            for queued in batch {
-                let outcome = insert(std::slice::from_ref(&queued.call), session)
-                    .await
-                    .and_then(|mut outcomes| outcomes.pop().unwrap_or_else(|| Err(no_answer())));
-                let _ = queued.reply.send(outcome);
+    let mut groups = vec![batch];
+    // Redshift answered a statement of this batch: it is up, whatever happens to the rest.
+    let mut redshift_answered = false;
+    while let Some(group) = groups.pop() {
+        let calls: Vec<Call> = group.iter().map(|q| q.call.clone()).collect();
+        match insert(&calls, session).await {
+            Err(err) if err.is_refusal() && group.len() > 1 => {
+                redshift_answered = true;
+                let mut first = group;
+                let second = first.split_off(first.len() / 2);
+                groups.push(second);
+                groups.push(first);
             }
-        }
-        Err(err) => {
-            for queued in batch {
-                let _ = queued.reply.send(Err(err.clone()));
+            Err(err) => {
+                let err = match err.kind {
+                    ErrorKind::Timeout if redshift_answered => outran_the_deadline(),
+                    _ => err,
+                };
+                for queued in group {
+                    let _ = queued.reply.send(Err(err.clone()));
+                }
             }
-        }
-        Ok(outcomes) => {
-            for (queued, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = queued.reply.send(outcome);
+            Ok(outcomes) => {
+                redshift_answered = true;
+                for (queued, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = queued.reply.send(outcome);
+                }
             }
         }
     }
+}
+
+/// The write waited for earlier writes' statements until its deadline.
+fn queued_past_the_deadline() -> StoreError {
+    StoreError::new(
+        ErrorKind::Throttled,
+        "earlier writes held Redshift's write path until this write's deadline",
+    )
+}
+
+/// Redshift kept answering, but narrowing a refused write down took the rest of the time: the
+/// writes left are back-pressure, like throttling, and go to the journal without a fallback.
+fn outran_the_deadline() -> StoreError {
+    StoreError::new(
+        ErrorKind::Throttled,
+        "Redshift answered this batch of writes, but narrowing down a refused write in it \
+         outran the deadline",
+    )
 }
 
 /// Inserts `calls` (an id may come more than once: the first is written) and tells each what it
