@@ -185,28 +185,7 @@ async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_onc
     let redshift = Redshift::start(1000).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
-    {
-        // An environment that took 5,000 writes during an outage and was then recycled.
-        let app = spawn_app_on(&redshift, &[("SQLITE_PATH", path.to_str().unwrap())]).await;
-        app.post("/db/force-sqlite", "").await;
-        let sqlite = app.store.sqlite().unwrap();
-        let now = chrono::Utc::now();
-        for i in 0..5_000 {
-            let call = call_history::store::Call {
-                id: format!("bulk-{i:05}"),
-                contact_name: format!("Bulk {}", i % 37),
-                account_name: (i % 3 == 0).then(|| "Bulk Co".to_string()),
-                started_at: call_history::store::truncate_to_micros(
-                    now - chrono::Duration::seconds(i),
-                ),
-                duration_seconds: Some(i),
-                outcome: None,
-                notes: Some(format!("note {i}")),
-                created_at: call_history::store::truncate_to_micros(now),
-            };
-            sqlite.insert(&call).await.unwrap();
-        }
-    }
+    journal_in_a_recycled_environment(&redshift, &path, 5_000).await;
     let app = spawn_app_on(
         &redshift,
         &[
@@ -237,6 +216,80 @@ async fn five_thousand_journaled_writes_survive_a_restart_and_replay_exactly_onc
     assert!(
         statements <= batches + rounds,
         "{statements} insert statements for 5,000 rows"
+    );
+}
+
+/// An environment that took `n` writes during an outage and was then recycled: its file at
+/// `path` holds them in its journal.
+async fn journal_in_a_recycled_environment(redshift: &Redshift, path: &std::path::Path, n: i64) {
+    let app = spawn_app_on(redshift, &[("SQLITE_PATH", path.to_str().unwrap())]).await;
+    app.post("/db/force-sqlite", "").await;
+    let sqlite = app.store.sqlite().unwrap();
+    let now = chrono::Utc::now();
+    for i in 0..n {
+        let call = call_history::store::Call {
+            id: format!("bulk-{i:05}"),
+            contact_name: format!("Bulk {}", i % 37),
+            account_name: (i % 3 == 0).then(|| "Bulk Co".to_string()),
+            started_at: call_history::store::truncate_to_micros(now - chrono::Duration::seconds(i)),
+            duration_seconds: Some(i),
+            outcome: None,
+            notes: Some(format!("note {i}")),
+            created_at: call_history::store::truncate_to_micros(now),
+        };
+        sqlite.insert(&call).await.unwrap();
+    }
+}
+
+/// A journal larger than one deadline's worth of replay, on a cluster that turns slow half-way
+/// through the replay, so that the deadline cuts a statement short: the probe that replayed
+/// part of the journal still brings the environment back to Redshift (Redshift took the
+/// batches before), and the rest follows.
+#[tokio::test]
+async fn a_replay_cut_short_by_its_deadline_still_brings_redshift_back() {
+    let redshift = Redshift::start(1000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    journal_in_a_recycled_environment(&redshift, &path, 3_000).await;
+    let app = spawn_app_on(
+        &redshift,
+        &[
+            ("SQLITE_PATH", path.to_str().unwrap()),
+            ("REDSHIFT_TIMEOUT_MS", "1000"),
+            // A replay that meets the cut statement's lock is tried again after this.
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "2"),
+        ],
+    )
+    .await;
+    redshift
+        .standin
+        .set_statement_time(Duration::from_millis(200));
+    app.post("/db/force-sqlite", "").await;
+    let (retried, ()) = tokio::join!(app.post("/db/retry-redshift", ""), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redshift
+            .standin
+            .set_statement_time(Duration::from_millis(1500));
+    });
+    assert_eq!(
+        retried.body["currentSource"], "redshift",
+        "{}",
+        retried.body
+    );
+    redshift.standin.set_statement_time(Duration::ZERO);
+    let left = pending(&app).await;
+    assert!(left > 0 && left < 3_000, "{left} writes still waiting");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            pending(&app).await == 0
+        })
+        .await,
+        "the rest is replayed between requests"
+    );
+    assert_eq!(redshift.row_count().await, 3_000);
+    assert_eq!(
+        app.get("/db/status").await.body["currentSource"],
+        "redshift"
     );
 }
 

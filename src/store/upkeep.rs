@@ -23,6 +23,9 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// Pulls ahead of readers continue this long after the last read; an idle environment stops
 /// spending Data API calls.
 const ACTIVE_FOR: Duration = Duration::from_secs(60);
+/// After a throttled replay, the next one waits this long (the account's quotas refill each
+/// second).
+const THROTTLED_REPLAY_PAUSE: Duration = Duration::from_secs(1);
 
 /// What the environment has been doing, for the work between requests.
 #[derive(Debug)]
@@ -102,7 +105,7 @@ impl FailoverStore {
                 Ok(report) => done.replay = report,
                 Err(err) => {
                     replay_stopped(&err);
-                    self.replay_later();
+                    self.replay_later(&err);
                 }
             }
         }
@@ -131,16 +134,20 @@ impl FailoverStore {
     }
 
     /// A replay that failed is not tried again before the check interval has passed: a write
-    /// Redshift keeps failing must not spend the account's Data API calls every round.
+    /// Redshift keeps failing must not spend the account's Data API calls every round. A
+    /// throttled one waits only a moment: throttling is back-pressure, not an outage.
     fn replay_due(&self) -> bool {
         self.lock_activity()
             .replay_not_before
             .is_none_or(|at| Instant::now() >= at)
     }
 
-    fn replay_later(&self) {
-        self.lock_activity().replay_not_before =
-            Some(Instant::now() + self.settings.check_interval);
+    fn replay_later(&self, err: &StoreError) {
+        let pause = match err.kind {
+            ErrorKind::Throttled => THROTTLED_REPLAY_PAUSE.min(self.settings.check_interval),
+            _ => self.settings.check_interval,
+        };
+        self.lock_activity().replay_not_before = Some(Instant::now() + pause);
     }
 
     fn reads_recently(&self) -> bool {
