@@ -11,7 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
-use crate::api::db::AdminPolicy;
+use crate::api::admin_policy::AdminPolicy;
 
 /// Cold start waits at most this long for the secret (connect and operation).
 const READ_TIMEOUT: Duration = Duration::from_secs(3);

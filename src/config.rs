@@ -9,7 +9,6 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::store::replica::ReplicaSettings;
 use crate::store::sqlite::Seed;
 
 /// Default probe interval while on SQLite, as in the guide.
@@ -18,6 +17,43 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_REDSHIFT_TIMEOUT: Duration = Duration::from_millis(5_000);
 /// While on SQLite, the running fallback duration is reported at most this often.
 pub const DEFAULT_METRICS_HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// How the replica is kept, from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// Reads are answered locally while the last pull is at most this old. Zero: every read is
+    /// a Redshift statement, and no replica is kept.
+    pub max_staleness: Duration,
+    /// The most calls the window holds: the newest.
+    pub window_calls: u32,
+    /// How far before the previous pull's warehouse clock an incremental pull starts.
+    pub look_back: Duration,
+    /// How often the whole window is pulled again.
+    pub full_pull_every: Duration,
+}
+
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_millis(1_000);
+pub const DEFAULT_WINDOW_CALLS: u32 = 5_000;
+pub const DEFAULT_LOOK_BACK: Duration = Duration::from_secs(10);
+pub const DEFAULT_FULL_PULL_EVERY: Duration = Duration::from_secs(600);
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            max_staleness: DEFAULT_MAX_STALENESS,
+            window_calls: DEFAULT_WINDOW_CALLS,
+            look_back: DEFAULT_LOOK_BACK,
+            full_pull_every: DEFAULT_FULL_PULL_EVERY,
+        }
+    }
+}
+
+impl ReplicaSettings {
+    /// True when reads are answered from the replica at all.
+    pub fn enabled(&self) -> bool {
+        !self.max_staleness.is_zero()
+    }
+}
 /// Probes at least once a day: a longer interval is a mistake, not a setting.
 const CHECK_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
 /// API Gateway ends an integration after 30 s (29 s for REST APIs); a request may take the

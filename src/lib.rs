@@ -32,7 +32,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use api::db::AdminPolicy;
+use api::admin_policy::AdminPolicy;
 use api::AppState;
 use background::Background;
 use config::{Config, RedshiftConfig};

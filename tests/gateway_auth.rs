@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 
 use call_history::api::access::Access;
-use call_history::api::db::AdminPolicy;
+use call_history::api::admin_policy::AdminPolicy;
 use call_history::api::{router_with_access, AppState};
 use call_history::config::Config;
 use serde_json::{json, Value};

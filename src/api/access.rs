@@ -24,7 +24,7 @@ use axum::http::{Extensions, HeaderMap};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayRequestAuthorizer;
 use lambda_http::request::RequestContext;
 
-use super::db::AdminPolicy;
+use super::admin_policy::AdminPolicy;
 use super::error::ApiError;
 
 /// The variable through which the template tells the function how the gateway authorizes.

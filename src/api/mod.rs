@@ -1,6 +1,7 @@
 //! The HTTP router: the same one serves Lambda events and the local server.
 
 pub mod access;
+pub mod admin_policy;
 pub mod calls;
 pub mod db;
 pub mod error;
@@ -20,7 +21,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::store::failover::FailoverStore;
 use crate::store::Source;
 use access::{Access, GatewayIdentity, RouteClass};
-use db::AdminPolicy;
+use admin_policy::AdminPolicy;
 use error::ApiError;
 
 pub use limits::MAX_BODY_BYTES;

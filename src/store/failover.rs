@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::activity::Activity;
 use super::backup::Backup;
 use super::deadline::Deadline;
 use super::error::{ErrorKind, SqliteProblem};
 pub use super::health::ForceOutcome;
 use super::health::{HealthState, Route, Switch};
-use super::journal::{Journal, ReplayReport};
+use super::journal::{replay_stopped, Journal, ReplayReport};
 use super::json::CallsJson;
 use super::redshift::RedshiftStore;
 use super::replica::{Freshness, Pulled, Replica, ReplicaSettings};
@@ -115,7 +116,7 @@ pub struct FailoverStore {
     pub(super) settings: FailoverSettings,
     pub(super) metrics: Arc<Metrics>,
     pub(super) background: Background,
-    pub(super) activity: Mutex<super::upkeep::Activity>,
+    pub(super) activity: Mutex<Activity>,
 }
 
 impl FailoverStore {
@@ -146,7 +147,7 @@ impl FailoverStore {
             settings,
             metrics,
             background,
-            activity: Mutex::new(super::upkeep::Activity::default()),
+            activity: Mutex::new(Activity::default()),
         }
     }
 
@@ -786,7 +787,7 @@ impl FailoverStore {
             Ok(report) if report.busy => None,
             Ok(_) => Some(Ok(())),
             Err(err) if matches!(err.kind, ErrorKind::Sqlite(_)) => {
-                super::upkeep::replay_stopped(&err);
+                replay_stopped(&err);
                 None
             }
             Err(err) => Some(Err(err)),

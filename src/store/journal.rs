@@ -437,3 +437,16 @@ impl<'a> ReplayRun<'a> {
         }
     }
 }
+
+/// A replay that stopped: its writes stay journaled for the next try. A failure of the backup
+/// (its journal or lease) is not Redshift's, and says so.
+pub(super) fn replay_stopped(err: &StoreError) {
+    match err.kind {
+        ErrorKind::Sqlite(_) => {
+            tracing::warn!(error = %err, detail = %err.detail, "The journal could not be read or updated; its writes wait for the next try")
+        }
+        _ => {
+            tracing::warn!(error = %err, detail = %err.detail, "Replay stopped; the writes wait for the next try")
+        }
+    }
+}

@@ -17,6 +17,7 @@
 //! - [`rules`]: what both databases hold exactly.
 //! - [`deadline::Deadline`]: the one time budget of a request's Redshift work.
 
+mod activity;
 pub mod backup;
 pub mod deadline;
 pub mod error;

@@ -31,43 +31,7 @@ use super::error::ErrorKind;
 use super::redshift::{IngestKey, PullScope, RedshiftSession};
 use super::sqlite::{AppliedPull, Lease, ReplicaState, SqliteStore};
 use super::StoreError;
-
-/// How the replica is kept, from the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplicaSettings {
-    /// Reads are answered locally while the last pull is at most this old. Zero: every read is
-    /// a Redshift statement, and no replica is kept.
-    pub max_staleness: Duration,
-    /// The most calls the window holds: the newest.
-    pub window_calls: u32,
-    /// How far before the previous pull's warehouse clock an incremental pull starts.
-    pub look_back: Duration,
-    /// How often the whole window is pulled again.
-    pub full_pull_every: Duration,
-}
-
-pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_millis(1_000);
-pub const DEFAULT_WINDOW_CALLS: u32 = 5_000;
-pub const DEFAULT_LOOK_BACK: Duration = Duration::from_secs(10);
-pub const DEFAULT_FULL_PULL_EVERY: Duration = Duration::from_secs(600);
-
-impl Default for ReplicaSettings {
-    fn default() -> Self {
-        ReplicaSettings {
-            max_staleness: DEFAULT_MAX_STALENESS,
-            window_calls: DEFAULT_WINDOW_CALLS,
-            look_back: DEFAULT_LOOK_BACK,
-            full_pull_every: DEFAULT_FULL_PULL_EVERY,
-        }
-    }
-}
-
-impl ReplicaSettings {
-    /// True when reads are answered from the replica at all.
-    pub fn enabled(&self) -> bool {
-        !self.max_staleness.is_zero()
-    }
-}
+pub use crate::config::ReplicaSettings;
 
 /// How fresh the copy is for a read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

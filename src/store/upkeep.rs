@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::activity::Activity;
 use super::deadline::Deadline;
 use super::error::ErrorKind;
 use super::failover::FailoverStore;
-use super::journal::ReplayReport;
+use super::journal::{replay_stopped, ReplayReport};
 use super::StoreError;
 use crate::metrics::{SwitchEvent, PUT_TIMEOUT};
 
@@ -26,32 +27,6 @@ const ACTIVE_FOR: Duration = Duration::from_secs(60);
 /// After a throttled replay, the next one waits this long (the account's quotas refill each
 /// second).
 const THROTTLED_REPLAY_PAUSE: Duration = Duration::from_secs(1);
-
-/// What the environment has been doing, for the work between requests.
-#[derive(Debug)]
-pub struct Activity {
-    /// When a read was last answered from the replica.
-    last_read_at: Option<Instant>,
-    /// The oldest the replica was when it answered, since the last minute's metrics.
-    max_age: Option<Duration>,
-    minute_started: Instant,
-    /// The meter's throttle count when the last minute's metrics were put.
-    throttles_reported: u64,
-    /// After a failed replay, the next waits until then.
-    replay_not_before: Option<Instant>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity {
-            last_read_at: None,
-            max_age: None,
-            minute_started: Instant::now(),
-            throttles_reported: 0,
-            replay_not_before: None,
-        }
-    }
-}
 
 /// What one round of upkeep did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -237,18 +212,5 @@ impl FailoverStore {
         self.activity
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A replay that stopped: its writes stay journaled for the next try. A failure of the backup
-/// (its journal or lease) is not Redshift's, and says so.
-pub(super) fn replay_stopped(err: &StoreError) {
-    match err.kind {
-        ErrorKind::Sqlite(_) => {
-            tracing::warn!(error = %err, detail = %err.detail, "The journal could not be read or updated; its writes wait for the next try")
-        }
-        _ => {
-            tracing::warn!(error = %err, detail = %err.detail, "Replay stopped; the writes wait for the next try")
-        }
     }
 }

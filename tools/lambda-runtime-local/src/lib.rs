@@ -64,6 +64,7 @@ mod options;
 mod participant;
 mod process;
 mod refusal;
+mod refusal_log;
 mod runtime_api;
 mod shutdown;
 
@@ -116,7 +117,7 @@ impl LocalLambda {
         let router = runtime_api::routes()
             .merge(extensions_api::routes())
             .fallback(refusal::unmodelled)
-            .layer(from_fn_with_state(shared.clone(), refusal::record))
+            .layer(from_fn_with_state(shared.clone(), refusal_log::record))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, router).await {

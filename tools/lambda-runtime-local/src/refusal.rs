@@ -5,14 +5,9 @@
 //! quietly accepted what Lambda refuses would let a function pass that then fails on Lambda.
 
 use axum::Json;
-use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::sync::Arc;
-
-use crate::environment::Shared;
 
 /// A request the double refused.
 #[derive(Clone, Debug)]
@@ -67,35 +62,6 @@ impl IntoResponse for Refused {
         response.extensions_mut().insert(self);
         response
     }
-}
-
-/// Keeps every refusal with the request's method and path, and logs it.
-pub(crate) async fn record(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let response = next.run(request).await;
-    if let Some(refused) = response.extensions().get::<Refused>() {
-        keep(&shared, &method, path, refused);
-    }
-    response
-}
-
-fn keep(shared: &Shared, method: &Method, path: String, refused: &Refused) {
-    tracing::warn!(
-        %method, %path, status = refused.status.as_u16(), error_type = refused.error_type,
-        "refused: {}", refused.message
-    );
-    shared.keep_refusal(Refusal {
-        method: method.to_string(),
-        path,
-        status: refused.status.as_u16(),
-        error_type: refused.error_type.to_string(),
-        message: refused.message.clone(),
-    });
 }
 
 /// Everything the double does not model. The Logs and Telemetry APIs are named: an extension

@@ -32,12 +32,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::cloudwatch::MetricStore;
 use crate::endpoint::Endpoint;
 use crate::error::StandInError;
 use crate::fault::Fault;
 use crate::latency::Latency;
 use crate::quota::{AWS_QUOTAS, Quota, Quotas, RateLimiter};
-use crate::recorder::{MetricStore, OperationCounter};
+use crate::recorder::OperationCounter;
 
 /// Handles on everything the control API acts on.
 #[derive(Clone)]

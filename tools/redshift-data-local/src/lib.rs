@@ -62,13 +62,14 @@ pub use crate::scratch::create_scratch_database;
 pub use crate::secrets_manager::SecretsManager;
 
 use crate::cloudwatch::CloudWatch;
+use crate::cloudwatch::MetricStore;
 use crate::control::Controls;
 use crate::data_api::{DataApi, DataApiParts, Database};
 use crate::endpoint::Endpoint;
 use crate::fault::FaultSwitch;
 use crate::latency::Latency;
 use crate::quota::RateLimiter;
-use crate::recorder::{MetricStore, OperationCounter};
+use crate::recorder::OperationCounter;
 use crate::server::HttpServer;
 
 /// Rows per GetStatementResult page unless told otherwise.

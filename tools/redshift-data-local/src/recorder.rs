@@ -1,10 +1,9 @@
-//! What the endpoints received, kept so that tests can assert on it: request
-//! counts per operation and every CloudWatch metric datum.
+//! What the endpoints received, kept so that tests can assert on it: request counts per
+//! operation (the CloudWatch endpoint keeps its metric data itself).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::cloudwatch::CapturedMetric;
 use crate::lock;
 
 /// Requests received per operation name (`ExecuteStatement`, `PutMetricData`...).
@@ -29,25 +28,5 @@ impl OperationCounter {
     /// Requests of every operation together.
     pub(crate) fn total(&self) -> usize {
         lock(&self.counts).values().sum()
-    }
-}
-
-/// Every metric datum received, in order.
-#[derive(Debug, Default)]
-pub(crate) struct MetricStore {
-    metrics: Mutex<Vec<CapturedMetric>>,
-}
-
-impl MetricStore {
-    pub(crate) fn extend(&self, metrics: Vec<CapturedMetric>) {
-        lock(&self.metrics).extend(metrics);
-    }
-
-    pub(crate) fn all(&self) -> Vec<CapturedMetric> {
-        lock(&self.metrics).clone()
-    }
-
-    pub(crate) fn clear(&self) {
-        lock(&self.metrics).clear();
     }
 }

@@ -5,7 +5,7 @@
 
 mod decode;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,7 +20,8 @@ use tracing::{debug, error, info};
 
 use self::decode::DecodeError;
 use crate::fault::{Fault, FaultSwitch};
-use crate::recorder::{MetricStore, OperationCounter};
+use crate::lock;
+use crate::recorder::OperationCounter;
 
 const SERVICE: &str = "GraniteServiceVersion20100801";
 const CONTENT_TYPE_CBOR: &str = "application/cbor";
@@ -165,4 +166,24 @@ fn cbor_response(status: StatusCode, body: &Value) -> Response {
         ("smithy-protocol", "rpc-v2-cbor"),
     ];
     (status, headers, bytes).into_response()
+}
+
+/// Every metric datum received, in order.
+#[derive(Debug, Default)]
+pub(crate) struct MetricStore {
+    metrics: Mutex<Vec<CapturedMetric>>,
+}
+
+impl MetricStore {
+    pub(crate) fn extend(&self, metrics: Vec<CapturedMetric>) {
+        lock(&self.metrics).extend(metrics);
+    }
+
+    pub(crate) fn all(&self) -> Vec<CapturedMetric> {
+        lock(&self.metrics).clone()
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.metrics).clear();
+    }
 }

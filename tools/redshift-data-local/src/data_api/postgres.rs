@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::ledger::WriteLedger;
-use super::results::ResultSet;
-use super::session::{QueryFailure, Session, error_message};
+use super::session::{QueryFailure, QueryOutcome, Session, error_message};
 use super::statement::Status;
 use crate::error::StandInError;
 use crate::isolation::Isolation;
@@ -48,28 +47,6 @@ pub(crate) enum Mode {
     Transaction,
     /// Each statement commits on its own; the first failure stops the batch.
     AutoCommit,
-}
-
-/// What happened to one query.
-#[derive(Debug, Clone)]
-pub(crate) struct QueryOutcome {
-    pub(crate) status: Status,
-    pub(crate) error: Option<String>,
-    pub(crate) result: Option<Arc<ResultSet>>,
-    pub(crate) rows: i64,
-    pub(crate) duration: Duration,
-}
-
-impl QueryOutcome {
-    fn not_run(status: Status) -> Self {
-        Self {
-            status,
-            error: None,
-            result: None,
-            rows: -1,
-            duration: Duration::ZERO,
-        }
-    }
 }
 
 /// What happened to a statement (one query, or a batch).

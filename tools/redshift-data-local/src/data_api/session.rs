@@ -20,11 +20,32 @@ use tokio_postgres::{Client, Column, NoTls, SimpleQueryMessage, Statement};
 use tracing::{debug, warn};
 
 use super::ledger::WriteLedger;
-use super::postgres::QueryOutcome;
 use super::results::{ColumnMetadata, Field, ResultSet, TableColumn};
 use super::statement::Status;
 use crate::isolation::Isolation;
 use crate::sql::{dialect, tables};
+
+/// What happened to one query.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryOutcome {
+    pub(crate) status: Status,
+    pub(crate) error: Option<String>,
+    pub(crate) result: Option<Arc<ResultSet>>,
+    pub(crate) rows: i64,
+    pub(crate) duration: Duration,
+}
+
+impl QueryOutcome {
+    pub(super) fn not_run(status: Status) -> Self {
+        Self {
+            status,
+            error: None,
+            result: None,
+            rows: -1,
+            duration: Duration::ZERO,
+        }
+    }
+}
 
 /// Redshift records primary key, unique and foreign key constraints but enforces none of
 /// them; PostgreSQL enforces all three. Run after every statement that defines a table, this
