@@ -95,9 +95,10 @@ async fn a_busy_file_is_not_mistaken_for_damage_and_is_opened_once_free() {
     {
         let store =
             call_history::store::sqlite::SqliteStore::open(&path, Default::default()).unwrap();
-        let (call, _) =
-            call_history::api::calls::parse_new_call(br#"{"id":"kept-1","contactName":"Kept"}"#)
-                .unwrap();
+        let (call, _) = call_history::api::call_input::parse_new_call(
+            br#"{"id":"kept-1","contactName":"Kept"}"#,
+        )
+        .unwrap();
         store.insert(&call).await.unwrap();
     }
     // Another process holds the whole file: opening it fails for now.
@@ -380,17 +381,19 @@ async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again
     let theirs = dir.path().join("theirs.db");
     {
         let store = SqliteStore::open(&theirs, shared).unwrap();
-        let (call, _) =
-            call_history::api::calls::parse_new_call(br#"{"id":"theirs-1","contactName":"Kept"}"#)
-                .unwrap();
+        let (call, _) = call_history::api::call_input::parse_new_call(
+            br#"{"id":"theirs-1","contactName":"Kept"}"#,
+        )
+        .unwrap();
         store.insert(&call).await.unwrap();
     }
     // A write of this environment under way meanwhile, on the file it has open: after the
     // other environment's copy was taken, so not in it, and before that copy replaces the file
     // (after, SQLite itself refuses writes to a file moved away).
-    let (late, _) =
-        call_history::api::calls::parse_new_call(br#"{"id":"ours-late","contactName":"Kept"}"#)
-            .unwrap();
+    let (late, _) = call_history::api::call_input::parse_new_call(
+        br#"{"id":"ours-late","contactName":"Kept"}"#,
+    )
+    .unwrap();
     before.insert(&late).await.unwrap();
     std::fs::rename(&theirs, &path).unwrap();
 
@@ -410,9 +413,10 @@ async fn on_a_shared_file_another_environments_repair_is_used_not_repaired_again
     );
     assert!(!path.with_extension("unreadable").exists());
     // The old store takes no more writes.
-    let (refused, _) =
-        call_history::api::calls::parse_new_call(br#"{"id":"ours-refused","contactName":"K"}"#)
-            .unwrap();
+    let (refused, _) = call_history::api::call_input::parse_new_call(
+        br#"{"id":"ours-refused","contactName":"K"}"#,
+    )
+    .unwrap();
     assert!(before.insert(&refused).await.is_err());
 }
 

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod admin_policy;
+pub mod call_input;
 pub mod calls;
 pub mod db;
 pub mod error;

@@ -401,6 +401,7 @@ impl ToSchema for Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::call_input;
 
     #[test]
     fn store_types_serialise_as_described() {
@@ -445,10 +446,10 @@ mod tests {
                 _ => schema["maximum"].to_string(),
             };
             let query = format!("{name}={largest}");
-            assert!(calls::parse_history_query(&query).is_ok(), "{query}");
+            assert!(call_input::parse_history_query(&query).is_ok(), "{query}");
             if let Some(maximum) = schema["maximum"].as_u64() {
                 let query = format!("{name}={}", maximum + 1);
-                assert!(calls::parse_history_query(&query).is_err(), "{query}");
+                assert!(call_input::parse_history_query(&query).is_err(), "{query}");
             }
         }
     }
