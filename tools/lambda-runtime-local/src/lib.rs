@@ -58,6 +58,7 @@
 mod environment;
 mod error;
 mod events;
+mod extension;
 mod extensions_api;
 mod invocation;
 mod options;
@@ -66,7 +67,7 @@ mod process;
 mod refusal;
 mod refusal_log;
 mod runtime_api;
-mod shutdown;
+mod shutdown_report;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -77,15 +78,15 @@ use bytes::Bytes;
 use tokio::process::Command;
 
 use crate::environment::{Down, Phase, ShutdownProgress};
-pub use crate::environment::{ExtensionKind, RegisteredExtension};
 pub use crate::error::Error;
 pub use crate::events::ShutdownReason;
+pub use crate::extension::{ExtensionKind, RegisteredExtension};
 pub use crate::invocation::{Invocation, PendingInvocation, Reset, Response};
 pub use crate::options::Options;
 pub use crate::process::Role;
 pub use crate::refusal::Refusal;
 pub use crate::runtime_api::MAX_RESPONSE_BYTES;
-pub use crate::shutdown::{ExtensionShutdown, ProcessEnd, ShutdownReport};
+pub use crate::shutdown_report::{ExtensionShutdown, ProcessEnd, ShutdownReport};
 
 use crate::environment::Shared;
 

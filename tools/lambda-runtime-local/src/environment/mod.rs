@@ -8,6 +8,8 @@
 //! next event goes out at once (an on-demand cold start) or the processes are stopped with
 //! SIGSTOP until [`Shared::invoke`] thaws them with SIGCONT.
 
+mod shutdown;
+
 use std::net::SocketAddr;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,11 +21,12 @@ use tokio::process::Child;
 use tokio::sync::{oneshot, watch};
 
 use crate::events::{ExtensionEvent, RuntimeEvent, ShutdownReason, trace_header, unix_ms_after};
+use crate::extension::{Extension, ExtensionKind, RegisteredExtension};
 use crate::invocation::{Invocation, PendingInvocation, Reply, Reset, Response};
 use crate::participant::Participant;
 use crate::process::{Output, ProcessSlot, Role, pid_of};
 use crate::refusal::{Refusal, Refused};
-use crate::shutdown::{self, ShutdownReport};
+use crate::shutdown_report::ShutdownReport;
 use crate::{Error, Options};
 
 /// Lambda takes at most 10 extensions per function; the limit is enforced at registration.
@@ -52,42 +55,6 @@ pub(crate) enum Down {
     Reset(Reset),
     /// The environment was shut down while idle.
     Spindown,
-}
-
-/// Whether an extension runs inside the runtime process or as a process of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExtensionKind {
-    /// Registered from inside the runtime process; may not subscribe to SHUTDOWN.
-    Internal,
-    /// A process the double started with
-    /// [`spawn_external_extension`](crate::LocalLambda::spawn_external_extension), registered
-    /// under that name.
-    External,
-}
-
-/// A registered extension.
-#[derive(Debug)]
-pub(crate) struct Extension {
-    pub id: String,
-    pub name: String,
-    pub kind: ExtensionKind,
-    pub invoke: bool,
-    pub shutdown: bool,
-    pub participant: Participant<ExtensionEvent>,
-    pub shutdown_delivered_at: Option<Instant>,
-    /// Set once it reported an init or exit error: Lambda answers none of its calls after that.
-    pub failed: bool,
-}
-
-/// What callers can see of a registered extension.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegisteredExtension {
-    pub name: String,
-    pub kind: ExtensionKind,
-    /// Subscribed to INVOKE.
-    pub invoke: bool,
-    /// Subscribed to SHUTDOWN.
-    pub shutdown: bool,
 }
 
 /// The answer to a registration.

@@ -7,15 +7,16 @@
 //! runtime is killed at once); internal extensions only give 500 ms; external extensions give
 //! 2,000 ms, of which the runtime has 300 ms (500 ms with an internal extension too).
 
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use crate::environment::{ExtensionKind, Shared, State};
+use super::{Shared, State};
 use crate::events::{ShutdownReason, unix_ms_after};
+use crate::extension::ExtensionKind;
 use crate::process::Role;
+use crate::shutdown_report::{ExtensionShutdown, ProcessEnd, ShutdownReport};
 
 const LIMIT_WITH_EXTERNAL_EXTENSIONS: Duration = Duration::from_millis(2_000);
 const LIMIT_WITH_INTERNAL_EXTENSIONS: Duration = Duration::from_millis(500);
@@ -24,48 +25,6 @@ const RUNTIME_SHARE_BESIDE_EXTERNAL_EXTENSIONS: Duration = Duration::from_millis
 /// How long a SIGKILLed process may take to be reaped before the report gives up on its status.
 /// Never reached in practice: SIGKILL cannot be caught.
 const REAP_LIMIT: Duration = Duration::from_secs(10);
-
-/// What happened during the shutdown phase.
-#[derive(Clone, Debug)]
-pub struct ShutdownReport {
-    pub reason: ShutdownReason,
-    /// The phase's limit, from the registered extensions.
-    pub budget: Duration,
-    /// Whether the runtime got SIGTERM (it does not when no extension is registered).
-    pub sigterm_sent: bool,
-    /// `None` when no runtime was started.
-    pub runtime: Option<ProcessEnd>,
-    pub extensions: Vec<ExtensionShutdown>,
-    /// From the start of the phase until every process had ended.
-    pub duration: Duration,
-    /// Everything the environment's processes wrote to standard output and standard error,
-    /// their last words at shutdown included.
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// How a process ended.
-#[derive(Clone, Debug)]
-pub struct ProcessEnd {
-    /// `None` when the status could not be read.
-    pub status: Option<ExitStatus>,
-    /// Ended by SIGKILL from the double, its time being up.
-    pub killed: bool,
-    /// When it ended, from the start of the phase; `None` when it had ended before.
-    pub ended_after: Option<Duration>,
-}
-
-/// One registered extension during the shutdown phase.
-#[derive(Clone, Debug)]
-pub struct ExtensionShutdown {
-    pub name: String,
-    pub kind: ExtensionKind,
-    /// When SHUTDOWN was delivered, from the start of the phase; `None` when it was not
-    /// (not subscribed, or an internal extension).
-    pub shutdown_delivered_after: Option<Duration>,
-    /// How its process ended; `None` for internal extensions, which live in the runtime.
-    pub process: Option<ProcessEnd>,
-}
 
 /// The limits of this shutdown.
 struct Limits {
