@@ -188,12 +188,16 @@ impl Config {
         let mut problems = Vec::new();
 
         let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
-        let before = problems.len();
-        let redshift = read_redshift(&get, &mut problems);
-        let redshift_incomplete = problems[before..]
-            .iter()
-            .find_map(|p| p.0.strip_prefix(HALF_CONFIGURED))
-            .map(|rest| rest.split(';').next().unwrap_or(rest).trim().to_string());
+        let (redshift, redshift_incomplete) = match read_redshift(&get, &mut problems) {
+            Ok(redshift) => (redshift, None),
+            Err(half) => {
+                problems.push(ConfigProblem(format!(
+                    "Redshift is half configured: {}; serving from SQLite",
+                    half.what_is_missing()
+                )));
+                (None, Some(half.what_is_missing()))
+            }
+        };
         let replica = read_replica(&get, &mut problems);
         let post_answer_budget = read_number(
             &get,
@@ -338,8 +342,20 @@ fn read_number(
     }
 }
 
-/// How every "half configured" problem starts; what follows names what is missing.
-const HALF_CONFIGURED: &str = "Redshift is half configured: ";
+/// Part of the Redshift configuration is set, not all it needs.
+struct HalfConfigured {
+    /// The variables of which one is missing.
+    missing: &'static str,
+    /// Why, when it is not plain.
+    because: &'static str,
+}
+
+impl HalfConfigured {
+    /// For the status and the start-up line: `REDSHIFT_DATABASE is missing`.
+    fn what_is_missing(&self) -> String {
+        format!("{} is missing{}", self.missing, self.because)
+    }
+}
 
 /// The replica's settings; each out of range is reported and its default used.
 fn read_replica(
@@ -361,12 +377,12 @@ fn read_replica(
     }
 }
 
-/// Reads the Redshift part. Returns `None` (SQLite primary) when nothing is set, and also when
-/// only part of it is set, with a problem that says what is missing.
+/// Reads the Redshift part: `None` (SQLite primary) when nothing is set, or when it cannot be
+/// used (with a problem); [`HalfConfigured`] when only part of it is set.
 fn read_redshift(
     get: &impl Fn(&str) -> Option<String>,
     problems: &mut Vec<ConfigProblem>,
-) -> Option<RedshiftConfig> {
+) -> Result<Option<RedshiftConfig>, HalfConfigured> {
     let host = get("REDSHIFT_HOST");
     let from_host = host.as_deref().and_then(parse_host);
     if let (Some(h), None) = (&host, &from_host) {
@@ -391,7 +407,7 @@ fn read_redshift(
                 "set REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP, not both; Redshift is disabled"
                     .to_string(),
             ));
-            return None;
+            return Ok(None);
         }
         (Some(c), None) => Some(RedshiftTarget::Cluster(c)),
         (None, Some(w)) => Some(RedshiftTarget::Workgroup(w)),
@@ -404,37 +420,37 @@ fn read_redshift(
     let anything_set =
         target.is_some() || database.is_some() || secret.is_some() || db_user.is_some();
     if !anything_set {
-        return None;
+        return Ok(None);
     }
     let Some(target) = target else {
-        problems.push(ConfigProblem(
-            format!("{HALF_CONFIGURED}REDSHIFT_CLUSTER_ID, REDSHIFT_WORKGROUP or REDSHIFT_HOST is missing; serving from SQLite"),
-        ));
-        return None;
+        return Err(HalfConfigured {
+            missing: "REDSHIFT_CLUSTER_ID, REDSHIFT_WORKGROUP or REDSHIFT_HOST",
+            because: "",
+        });
     };
     let Some(database) = database else {
-        problems.push(ConfigProblem(format!(
-            "{HALF_CONFIGURED}REDSHIFT_DATABASE is missing; serving from SQLite"
-        )));
-        return None;
+        return Err(HalfConfigured {
+            missing: "REDSHIFT_DATABASE",
+            because: "",
+        });
     };
     let auth = match (secret, db_user, &target) {
         (Some(s), _, _) => RedshiftAuth::SecretArn(s),
         (None, Some(u), _) => RedshiftAuth::DbUser(u),
         (None, None, RedshiftTarget::Workgroup(_)) => RedshiftAuth::Iam,
         (None, None, RedshiftTarget::Cluster(_)) => {
-            problems.push(ConfigProblem(
-                format!("{HALF_CONFIGURED}REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER is missing (a cluster needs one); serving from SQLite"),
-            ));
-            return None;
+            return Err(HalfConfigured {
+                missing: "REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER",
+                because: " (a cluster needs one)",
+            })
         }
     };
-    Some(RedshiftConfig {
+    Ok(Some(RedshiftConfig {
         target,
         database,
         auth,
         region_hint: from_host.and_then(|(_, region)| region),
-    })
+    }))
 }
 
 /// Derives the cluster or workgroup (and the region) from a Redshift endpoint host name.

@@ -45,14 +45,25 @@ pub async fn run(
         let router = router.clone();
         let answered = answered.clone();
         async move {
+            // Announced when the invocation ends, however it ends: the runtime answers a
+            // handler that panicked with an error, and the extension must not wait for an
+            // answer that never comes (the environment would run to its timeout).
+            let _announce = answered.map(AnnounceOnDrop);
             let answer = handle_event(router, event).await;
-            if let Some(answered) = answered {
-                let _ = answered.send(());
-            }
             Ok::<_, lambda_http::Error>(answer)
         }
     });
     lambda_http::lambda_runtime::run_concurrent(handler).await
+}
+
+/// Tells the work after an answer that the invocation is over, when dropped (also while a
+/// panic unwinds).
+struct AnnounceOnDrop(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl Drop for AnnounceOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 /// Answers one raw API Gateway event. Never fails: what cannot be served is answered with a

@@ -329,3 +329,27 @@ async fn no_acknowledged_write_is_ever_404_anywhere_while_redshift_is_up() {
         }
     }
 }
+
+/// Without a replica (`READ_MAX_STALENESS_MS=0`) the backup's copy of a call is not what Redshift
+/// holds: a lookup by id asks Redshift, which may have corrected it since. Only this
+/// environment's own writes waiting for replay are known without asking.
+#[tokio::test]
+async fn without_a_replica_a_lookup_asks_redshift_not_the_backup_s_old_copy() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(&redshift, &[("READ_MAX_STALENESS_MS", "0")]).await;
+    record(&app, "corrected-1", "Before Fix").await;
+    redshift
+        .postgres()
+        .await
+        .batch_execute("UPDATE calls SET contact_name = 'After Fix' WHERE id = 'corrected-1'")
+        .await
+        .unwrap();
+    let read = app.get("/api/calls/corrected-1").await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        read.body["call"]["contactName"], "After Fix",
+        "{}",
+        read.body
+    );
+    assert_eq!(read.body["source"], "redshift");
+}

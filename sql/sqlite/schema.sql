@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS pending_sync (
 -- Journaled writes that Redshift refused at replay (a value it will not store), set aside so that
 -- the rest of the journal replays. The call itself stays in `calls`; the reason is kept here.
 -- A conflict is a journaled write whose id Redshift already held with other content: Redshift's
--- version stays, this one is kept here, apart.
+-- version stays there, this one stays in `calls` (pulls do not overwrite a call listed here).
 CREATE TABLE IF NOT EXISTS rejected_sync (
     id          TEXT PRIMARY KEY NOT NULL,
     reason      TEXT NOT NULL,

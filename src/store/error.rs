@@ -20,9 +20,9 @@ pub enum ErrorKind {
     ConnectionRefused,
     /// The endpoint could not be reached for another reason (DNS, TLS, reset).
     Connection,
-    /// Back-pressure: the Data API's rate limits (after the SDK's own retries), or writes that
-    /// outran their deadline behind earlier writes while Redshift kept answering. Never an
-    /// outage.
+    /// Back-pressure: the Data API's rate limits (after the SDK's own retries), writes that
+    /// outran their deadline behind earlier writes while Redshift kept answering, or whose
+    /// shared statement was abandoned with the request that sent it. Never an outage.
     Throttled,
     /// The Data API's limit of active statements, sessions or waiting requests.
     TooManyStatements,

@@ -51,7 +51,6 @@ pub enum Route {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Switch {
     FellBack,
-    Forced,
     Recovered { fallback: Duration },
 }
 

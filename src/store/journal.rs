@@ -57,12 +57,15 @@ pub struct ReplayReport {
     pub conflicts: u64,
     /// Another replay was running: this one did nothing.
     pub busy: bool,
+    /// Statements Redshift answered (took, or refused a value of); writes set aside without
+    /// asking it (unreadable, or breaking the rules both databases share) are not among them.
+    pub statements_answered: u64,
 }
 
 impl ReplayReport {
-    /// Redshift settled at least one journaled write in this replay.
-    fn redshift_answered(&self) -> bool {
-        self.replayed + self.set_aside + self.conflicts > 0
+    /// Redshift itself answered at least one statement of this replay: it is up.
+    pub fn redshift_answered(&self) -> bool {
+        self.statements_answered > 0
     }
 }
 
@@ -313,6 +316,9 @@ impl<'a> ReplayRun<'a> {
             let started = Instant::now();
             let outcome = self.redshift.insert_missing(&batch).await;
             self.last_statement = Some(started.elapsed());
+            if outcome.is_ok() || outcome.as_ref().is_err_and(StoreError::is_refusal) {
+                self.report.statements_answered += 1;
+            }
             match outcome {
                 Ok(stored) => self.replayed(part, &stored).await?,
                 Err(err) if err.is_refusal() && part.len() == 1 => {

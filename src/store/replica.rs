@@ -319,10 +319,7 @@ impl Replica {
         loop {
             if let Some(took) = last_page {
                 if session.deadline().remaining() < took + took / 2 {
-                    return Err(StoreError::new(
-                        ErrorKind::Timeout,
-                        "the replica's catch-up did not finish within the deadline; it resumes at the next pull",
-                    ));
+                    return Err(catch_up_unfinished());
                 }
             }
             let started = Instant::now();
@@ -344,12 +341,15 @@ impl Replica {
             };
             let pulled = match session.pull(&scope).await {
                 Ok(pulled) => pulled,
-                Err(err) => {
-                    if err.kind == ErrorKind::Timeout {
-                        self.smaller_pages();
-                    }
-                    return Err(err);
+                Err(err) if err.kind == ErrorKind::Timeout => {
+                    self.smaller_pages();
+                    // Pages of this pull went in: Redshift answers, there is only much to bring.
+                    return Err(match last_page {
+                        Some(_) => catch_up_unfinished(),
+                        None => err,
+                    });
                 }
+                Err(err) => return Err(err),
             };
             let (first_sent_at, first_clock) = catch_up
                 .as_ref()
@@ -456,6 +456,16 @@ impl Replica {
     fn pacing(&self) -> MutexGuard<'_, Pacing> {
         self.pacing.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A catch-up that brought pages in but not the last within the deadline: Redshift answers, so
+/// this is back-pressure (the copy stays as old as it was, and the next pull resumes), never an
+/// outage.
+fn catch_up_unfinished() -> StoreError {
+    StoreError::new(
+        ErrorKind::Throttled,
+        "the replica's catch-up did not finish within the deadline; it resumes at the next pull",
+    )
 }
 
 /// The floor of a pulled window: none when the warehouse held no more than the window; else

@@ -74,6 +74,15 @@ impl FailoverStore {
         };
         let started = Instant::now();
         let step = budget.min(redshift.timeout());
+        // On a shared file, other environments journal too (one that shut down, or was
+        // throttled): counting the journal now and then is how a healthy one finds their writes.
+        if self.backup.shared()
+            && self
+                .journal
+                .recount_due(false, self.settings.check_interval)
+        {
+            self.journal.recount(&sqlite).await;
+        }
         if self.journal.pending() > 0 && self.replay_due() {
             let session = redshift.within(Deadline::after(step));
             match self.journal.replay(&sqlite, session).await {

@@ -58,12 +58,10 @@ impl WriteBatcher {
             };
             match answer.try_recv() {
                 Ok(outcome) => return outcome,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(StoreError::new(
-                        ErrorKind::Service,
-                        "the write's statement ended without an answer",
-                    ))
-                }
+                // The request whose turn carried this write went away (its client left and the
+                // server dropped it) before the statement answered: nothing says Redshift is
+                // down, and the journal's replay settles whether the statement took it.
+                Err(oneshot::error::TryRecvError::Closed) => return Err(carrier_went_away()),
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let batch = self.take_batch();
@@ -124,6 +122,14 @@ fn queued_past_the_deadline() -> StoreError {
     StoreError::new(
         ErrorKind::Throttled,
         "earlier writes held Redshift's write path until this write's deadline",
+    )
+}
+
+/// The statement that carried the write was abandoned with the request that sent it.
+fn carrier_went_away() -> StoreError {
+    StoreError::new(
+        ErrorKind::Throttled,
+        "the request that carried this write to Redshift went away before Redshift answered",
     )
 }
 

@@ -39,7 +39,7 @@ use super::health::{HealthState, Route};
 use super::journal::{replay_stopped, Journal, ReplayReport};
 use super::redshift::RedshiftStore;
 use super::replica::{Freshness, Pulled, Replica, ReplicaSettings};
-use super::sqlite::SqliteStore;
+use super::sqlite::{KnownCalls, SqliteStore};
 use super::writer::WriteBatcher;
 use super::{Source, StoreError};
 use crate::background::Background;
@@ -49,9 +49,6 @@ use crate::metrics::Metrics;
 pub const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 /// Kept free at the end of a request's budget, for the answer itself.
 const ANSWER_RESERVE: Duration = Duration::from_millis(30);
-/// A window floor no call is after: only this environment's own writes (waiting for replay, or
-/// set aside) are known without asking Redshift.
-const ONLY_OWN_WRITES: Option<DateTime<Utc>> = Some(DateTime::<Utc>::MAX_UTC);
 /// Between probes that found another environment holding the pull.
 const PROBE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -193,6 +190,15 @@ impl FailoverStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The calls the backup holds as Redshift does, without asking it: the replica's window
+    /// when one is kept, and this environment's own writes.
+    fn known_calls(&self) -> KnownCalls {
+        match self.replica.settings().enabled() {
+            true => KnownCalls::window(self.replica.window_floor()),
+            false => KnownCalls::OwnWrites,
+        }
+    }
+
     /// The way a request goes; a probe holds the probe lock, so that one runs at a time.
     fn route(&self) -> (Route, Option<tokio::sync::MutexGuard<'_, ()>>) {
         let route = self.lock_health().route(Instant::now());
@@ -297,10 +303,11 @@ impl FailoverStore {
                 Primary::Down
             }
             Err(err) if matches!(err.kind, ErrorKind::Sqlite(_)) => {
-                // The backup failed, not Redshift: Redshift answers this read itself.
+                // The backup failed, not Redshift: Redshift answers this read itself (and that
+                // statement is the probe, when this request is the probe).
                 tracing::warn!(error = %err, detail = %err.detail, "The local replica could not be updated; Redshift answers");
                 self.backup.query_failed(&err);
-                Primary::Direct { probe: false }
+                Primary::Direct { probe: probing }
             }
             Err(err)
                 if err.kind == ErrorKind::Throttled
@@ -341,7 +348,9 @@ impl FailoverStore {
             .replay(&sqlite, redshift.within(budget.redshift))
             .await
         {
-            Ok(report) if report.busy => None,
+            // Nothing shows Redshift up unless it answered a statement (a replay may only have
+            // set aside what the backup could not read).
+            Ok(report) if report.busy || !report.redshift_answered() => None,
             Ok(_) => Some(Ok(())),
             Err(err) if matches!(err.kind, ErrorKind::Sqlite(_)) => {
                 replay_stopped(&err);

@@ -1,13 +1,15 @@
 //! Reads: history and one call, from the replica when it answers them completely, else
 //! from Redshift itself (with this environment's waiting writes added), else from the backup.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
-use super::{refused, unavailable, FailoverStore, Primary, RequestBudget, Served, ONLY_OWN_WRITES};
+use super::{refused, unavailable, FailoverStore, Primary, RequestBudget, Served};
 use crate::store::error::{ErrorKind, SqliteProblem};
 use crate::store::json::CallsJson;
 use crate::store::redshift::RedshiftStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{KnownCalls, SqliteStore};
 use crate::store::{Call, HistoryQuery, Source, StoreError};
 
 impl FailoverStore {
@@ -52,27 +54,29 @@ impl FailoverStore {
         let asked_at = Utc::now();
         let budget = RequestBudget::start(redshift.timeout());
         let (route, _probe) = self.route();
-        let (as_of, floor, probe) = match self.primary(redshift, route, &budget).await {
+        let (as_of, known, probe) = match self.primary(redshift, route, &budget).await {
             Primary::Down => return self.backup_get(id, self.replica.as_of()).await,
             Primary::Replica { as_of } => {
                 self.note_replica_age(Utc::now());
-                let floor = self.replica.window_floor().unwrap_or(ONLY_OWN_WRITES);
-                (as_of, floor, false)
+                (as_of, self.known_calls(), false)
             }
-            Primary::Direct { probe } => (None, ONLY_OWN_WRITES, probe),
+            Primary::Direct { probe } => (None, KnownCalls::OwnWrites, probe),
         };
         // A probe asks Redshift itself.
         if let (Ok(sqlite), false) = (self.backup.store(), probe) {
-            if let Ok(Some((call, true))) = sqlite.get_known(id, floor).await {
-                return found_here(call, as_of.or(Some(Utc::now())));
-            }
-            if as_of.is_some() {
-                if let Some(served) = self
-                    .after_a_pull(redshift, &sqlite, id, asked_at, &budget)
-                    .await
-                {
-                    return served;
+            match sqlite.get_known(id, known).await {
+                Ok(Some((call, true))) => return found_here(call, as_of.or(Some(Utc::now()))),
+                // Not here at all: a pull may bring it. (A copy older than the window is not
+                // settled by a pull; Redshift answers for it.)
+                Ok(None) if as_of.is_some() => {
+                    if let Some(served) = self
+                        .after_a_pull(redshift, &sqlite, id, asked_at, &budget)
+                        .await
+                    {
+                        return served;
+                    }
                 }
+                _ => {}
             }
         }
         self.redshift_get(redshift, id, &budget, probe).await
@@ -96,11 +100,11 @@ impl FailoverStore {
             .await
             .ok()?;
         let as_of = self.replica.as_of();
-        let floor = self.replica.window_floor()?;
-        match sqlite.get_known(id, floor).await.ok()? {
+        let known = KnownCalls::window(Some(self.replica.window_floor()?));
+        match sqlite.get_known(id, known).await.ok()? {
             Some((call, true)) => Some(found_here(call, as_of)),
             // The window holds every call: none with this id.
-            None if floor.is_none() => Some(Served {
+            None if known == KnownCalls::All => Some(Served {
                 source: Source::Redshift,
                 as_of,
                 result: Ok(None),
@@ -190,10 +194,14 @@ impl FailoverStore {
         if self.journal.pending() == 0 {
             return Vec::new();
         }
-        match self.backup.store() {
-            Ok(sqlite) => sqlite.pending_calls().await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
+        let read = match self.backup.store() {
+            Ok(sqlite) => sqlite.pending_calls().await,
+            Err(err) => Err(err),
+        };
+        read.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, detail = %err.detail, "This environment's writes waiting for replay could not be read; Redshift's answer goes without them");
+            Vec::new()
+        })
     }
 }
 
@@ -203,12 +211,14 @@ fn merge_page(calls: Vec<Call>, waiting: Vec<Call>, query: &HistoryQuery) -> Vec
     if waiting.is_empty() {
         return calls;
     }
+    // An id Redshift answered with stands as Redshift has it (a waiting write of the same id
+    // meets it at replay), so each id once even when the two versions' times differ.
+    let answered: HashSet<String> = calls.iter().map(|call| call.id.clone()).collect();
     let matching = waiting
         .into_iter()
-        .filter(|call| matches_query(call, query));
+        .filter(|call| !answered.contains(&call.id) && matches_query(call, query));
     let mut merged: Vec<Call> = calls.into_iter().chain(matching).collect();
     merged.sort_by(|a, b| (b.started_at, &b.id).cmp(&(a.started_at, &a.id)));
-    merged.dedup_by(|a, b| a.id == b.id);
     merged
         .into_iter()
         .skip(query.offset as usize)
@@ -269,7 +279,8 @@ mod tests {
         let waiting = vec![
             call("w", 4, "Ada"),
             call("x", 9, "Bob"),
-            call("b", 3, "Ada"),
+            // Another version of a call Redshift answered with, at another time.
+            call("b", 8, "Ada"),
         ];
         let page = merge_page(from_redshift, waiting, &query);
         let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{refused, retired, FailoverStore, Primary, RequestBudget, Served, ONLY_OWN_WRITES};
+use super::{refused, retired, FailoverStore, Primary, RequestBudget, Served};
 use crate::store::backup::Backup;
 use crate::store::error::ErrorKind;
 use crate::store::health::Route;
@@ -66,12 +66,11 @@ impl FailoverStore {
     /// for replay or set aside, or a call inside the replica's window) is answered as it
     /// stands: only the backup can tell a journaled write's first body (200) from another (409).
     async fn known_locally(&self, call: &Call) -> Option<Served<InsertOutcome>> {
-        let floor = match self.replica.settings().enabled() {
-            true => self.replica.window_floor().unwrap_or(ONLY_OWN_WRITES),
-            false => ONLY_OWN_WRITES,
-        };
         let sqlite = self.backup.store().ok()?;
-        let (existing, known) = sqlite.get_known(&call.id, floor).await.ok()??;
+        let (existing, known) = sqlite
+            .get_known(&call.id, self.known_calls())
+            .await
+            .ok()??;
         known.then(|| Served {
             source: Source::Redshift,
             as_of: self.replica.as_of(),
@@ -89,12 +88,7 @@ impl FailoverStore {
             InsertOutcome::AlreadyExists(existing) => existing.clone(),
             InsertOutcome::IdTaken => return,
         };
-        let (done, copied) = tokio::sync::oneshot::channel();
-        let backup = Arc::clone(&self.backup);
-        self.background.spawn(async move {
-            copy_into(&backup, vec![stored]).await;
-            let _ = done.send(());
-        });
+        let copied = self.spawn_copy(vec![stored]);
         let _ = tokio::time::timeout(budget.answer_time_left(), copied).await;
     }
 
@@ -103,9 +97,19 @@ impl FailoverStore {
         if calls.is_empty() || self.backup.store().is_err() {
             return;
         }
+        // Nobody waits for it; background work still finishes before Lambda freezes.
+        drop(self.spawn_copy(calls.to_vec()));
+    }
+
+    /// Copies `calls` into the backup as background work; the receiver hears when it is done.
+    fn spawn_copy(&self, calls: Vec<Call>) -> tokio::sync::oneshot::Receiver<()> {
+        let (done, copied) = tokio::sync::oneshot::channel();
         let backup = Arc::clone(&self.backup);
-        let calls = calls.to_vec();
-        self.background.spawn(copy_into_owned(backup, calls));
+        self.background.spawn(async move {
+            copy_into(&backup, calls).await;
+            let _ = done.send(());
+        });
+        copied
     }
 }
 
@@ -125,8 +129,4 @@ async fn copy_into(backup: &Backup, calls: Vec<Call>) {
     if let Err(err) = copied {
         tracing::warn!(error = %err.detail, "could not copy Redshift's answer into the local backup");
     }
-}
-
-async fn copy_into_owned(backup: Arc<Backup>, calls: Vec<Call>) {
-    copy_into(&backup, calls).await
 }

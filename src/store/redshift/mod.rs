@@ -85,7 +85,8 @@ struct Submitted {
     id: String,
     /// Present when the server-side wait was asked for.
     status: Option<String>,
-    has_result_set: bool,
+    /// `None` when the answer left it out: then only DescribeStatement can tell.
+    has_result_set: Option<bool>,
 }
 
 /// What DescribeStatement (or a waited submission) told about a statement that ended.
@@ -392,7 +393,7 @@ impl RedshiftSession<'_> {
                 out.id().map(|id| Submitted {
                     id: id.to_string(),
                     status: out.status().map(|s| s.as_str().to_string()),
-                    has_result_set: out.has_result_set().unwrap_or(false),
+                    has_result_set: out.has_result_set(),
                 })
             }};
         }
@@ -411,10 +412,12 @@ impl RedshiftSession<'_> {
     /// server-side wait when a second or more is left, else a poll that starts fast and backs
     /// off.
     async fn wait_until_done(&self, submitted: &Submitted) -> Result<Ended, StoreError> {
-        if submitted.status.as_deref() == Some("FINISHED") {
+        if let (Some("FINISHED"), Some(has_result_set)) =
+            (submitted.status.as_deref(), submitted.has_result_set)
+        {
             return Ok(Ended {
                 status: "FINISHED".to_string(),
-                has_result_set: submitted.has_result_set,
+                has_result_set,
                 error: None,
             });
         }

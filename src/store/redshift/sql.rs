@@ -85,11 +85,13 @@ pub fn probe() -> Statement {
 }
 
 /// The byte widths of the warehouse's text columns (which may be narrower than this service's
-/// own schema).
+/// own schema). Catalog lookups name the schema the unqualified `calls` resolves to: a `calls`
+/// table in another schema must not answer for it.
 pub fn text_column_widths() -> Statement {
     Statement::one(
         "SELECT column_name, character_maximum_length FROM information_schema.columns \
-         WHERE table_name = 'calls' AND character_maximum_length IS NOT NULL",
+         WHERE table_schema = current_schema() AND table_name = 'calls' \
+         AND character_maximum_length IS NOT NULL",
     )
 }
 
@@ -98,7 +100,8 @@ pub fn text_column_widths() -> Statement {
 pub fn has_ingested_at() -> Statement {
     Statement::one(
         "SELECT COUNT(*) FROM information_schema.columns \
-         WHERE table_name = 'calls' AND column_name = 'ingested_at'",
+         WHERE table_schema = current_schema() AND table_name = 'calls' \
+         AND column_name = 'ingested_at'",
     )
 }
 

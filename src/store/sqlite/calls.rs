@@ -13,8 +13,9 @@ use crate::store::json::CallsJson;
 use crate::store::{Call, HistoryQuery, InsertOutcome, StoreError};
 
 /// Inserts a call with its answer, or, when its id is there, changes it to this version unless
-/// it waits for replay (this environment's own write, not yet in Redshift) or is already as
-/// Redshift has it (a copy then writes nothing).
+/// it is this environment's own write that Redshift does not hold as written (waiting for
+/// replay, or set aside as refused or conflicting: the acknowledged version is kept) or is
+/// already as Redshift has it (a copy then writes nothing).
 pub(super) const UPSERT_FROM_REDSHIFT: &str = "INSERT INTO calls (id, contact_name, account_name, \
      started_at, duration_seconds, outcome, notes, created_at, answer, written_at) VALUES (:id, \
      :contact_name, :account_name, :started_at, :duration_seconds, :outcome, :notes, :created_at, \
@@ -25,6 +26,7 @@ pub(super) const UPSERT_FROM_REDSHIFT: &str = "INSERT INTO calls (id, contact_na
      notes = excluded.notes, created_at = excluded.created_at, answer = excluded.answer, \
      written_at = excluded.written_at \
      WHERE calls.id NOT IN (SELECT id FROM pending_sync) \
+     AND calls.id NOT IN (SELECT id FROM rejected_sync) \
      AND (calls.contact_name, calls.account_name, calls.started_at, \
           calls.duration_seconds, calls.outcome, calls.notes, calls.created_at, \
           calls.answer) \
@@ -34,6 +36,30 @@ pub(super) const UPSERT_FROM_REDSHIFT: &str = "INSERT INTO calls (id, contact_na
 
 /// A history answer from the backup, and whether it is complete for a replica whose window
 /// starts where the query said.
+/// Which calls of the backup stand as Redshift holds them, so that a lookup may answer from them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnownCalls {
+    /// Every call: no Redshift, or a replica whose window holds the whole table.
+    All,
+    /// Calls started after this time (the replica's window), and this environment's own writes.
+    StartedAfter(DateTime<Utc>),
+    /// Only this environment's own writes (waiting for replay, or set aside): no replica yet,
+    /// or none kept.
+    OwnWrites,
+}
+
+impl KnownCalls {
+    /// What a replica's window floor covers (`Replica::window_floor`): `None`, no replica yet;
+    /// `Some(None)`, every call.
+    pub fn window(floor: Option<Option<DateTime<Utc>>>) -> Self {
+        match floor {
+            None => KnownCalls::OwnWrites,
+            Some(None) => KnownCalls::All,
+            Some(Some(floor)) => KnownCalls::StartedAfter(floor),
+        }
+    }
+}
+
 pub struct LocalHistory {
     pub calls: CallsJson,
     pub complete: bool,
@@ -123,27 +149,33 @@ impl SqliteStore {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Call>, StoreError> {
-        Ok(self.get_known(id, None).await?.map(|(call, _)| call))
+        Ok(self
+            .get_known(id, KnownCalls::All)
+            .await?
+            .map(|(call, _)| call))
     }
 
-    /// One call, and whether the backup knows it as Redshift had it at the last pull: it
-    /// started after `floor` (inside the replica's window), or it is this environment's own
-    /// write (waiting for replay, or set aside). A call outside both may be an old copy.
+    /// One call, and whether the backup knows it as Redshift had it at the last pull (it is
+    /// among `known`). A call outside them may be an old copy.
     pub async fn get_known(
         &self,
         id: &str,
-        floor: Option<DateTime<Utc>>,
+        known: KnownCalls,
     ) -> Result<Option<(Call, bool)>, StoreError> {
         let id = id.to_string();
-        let floor = floor.as_ref().map(to_db_time);
+        let all = known == KnownCalls::All;
+        let floor = match known {
+            KnownCalls::StartedAfter(floor) => Some(to_db_time(&floor)),
+            KnownCalls::All | KnownCalls::OwnWrites => None,
+        };
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS}, (:floor IS NULL OR started_at > :floor \
+                "SELECT {COLUMNS}, (:all OR (:floor IS NOT NULL AND started_at > :floor) \
                    OR id IN (SELECT id FROM pending_sync) OR id IN (SELECT id FROM rejected_sync)) \
                  FROM calls WHERE id = :id"
             ))?;
             let found = stmt
-                .query_row(named_params! { ":id": id, ":floor": floor }, |row| {
+                .query_row(named_params! { ":id": id, ":all": all, ":floor": floor }, |row| {
                     Ok(call_from_row(row).and_then(|call| Ok((call, row.get::<_, bool>(8)?))))
                 })
                 .optional()?;

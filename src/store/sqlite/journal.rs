@@ -110,10 +110,12 @@ impl SqliteStore {
         );
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
-            let calls = stmt
-                .query_map([], |row| Ok(call_from_row(row)))?
-                .filter_map(|decoded| decoded.ok().and_then(readable))
-                .collect();
+            let mut calls = Vec::new();
+            // A row that cannot be decoded is skipped (and logged by `readable`); a failed read
+            // is an error, not fewer writes.
+            for decoded in stmt.query_map([], |row| Ok(call_from_row(row)))? {
+                calls.extend(readable(decoded?));
+            }
             Ok(calls)
         })
         .await
@@ -179,23 +181,6 @@ impl SqliteStore {
                 named_params! { ":name": lease.name(), ":holder": holder },
             )
             .map(drop)
-        })
-        .await
-    }
-
-    /// A journaled write that was set aside, by id.
-    pub async fn set_aside_call(&self, id: &str) -> Result<Option<Call>, StoreError> {
-        let id = id.to_string();
-        let sql = format!(
-            "SELECT {cols} FROM calls c JOIN rejected_sync r ON r.id = c.id WHERE c.id = :id",
-            cols = qualified_columns("c")
-        );
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let found = stmt
-                .query_row(named_params! { ":id": id }, |row| Ok(call_from_row(row)))
-                .optional()?;
-            Ok(found.and_then(readable))
         })
         .await
     }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub use self::calls::LocalHistory;
+pub use self::calls::{KnownCalls, LocalHistory};
 pub use self::journal::{Lease, PendingBatch, SetAside, SetAsideCounts};
 pub use self::replica::{AppliedPull, ReplicaState};
 pub use self::rows::to_db_time;
