@@ -10,9 +10,10 @@
 # REDSHIFT_LOCAL_CONTROL_PORT (8102); arguments go to the stand-in (see --help).
 #
 # It is as strict as AWS by default: the Data API's quotas (REDSHIFT_LOCAL_QUOTAS, default `aws`;
-# `off` lifts them) and SERIALIZABLE isolation (REDSHIFT_LOCAL_ISOLATION=snapshot for
-# Serverless's). AWS's latency is opt-in: REDSHIFT_LOCAL_ROUND_TRIP_MS per call and
-# REDSHIFT_LOCAL_STATEMENT_MS per statement (e.g. 10 and 150), or the flags of the same names.
+# `off` lifts them), 200 active statements (REDSHIFT_LOCAL_ACTIVE_STATEMENTS) and SERIALIZABLE
+# isolation (REDSHIFT_LOCAL_ISOLATION=snapshot for SNAPSHOT ISOLATION). AWS's latency is opt-in:
+# REDSHIFT_LOCAL_ROUND_TRIP_MS added to each call and REDSHIFT_LOCAL_STATEMENT_MS for each SQL
+# statement, those of a batch included (e.g. 10 and 150), or the flags of the same names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

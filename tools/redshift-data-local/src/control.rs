@@ -12,9 +12,12 @@
 //! GET    /operations         request counts per operation
 //! GET    /quotas             per Data API operation: its quota, calls and throttled calls
 //! POST   /quotas             {"ExecuteStatement":{"perSecond":5,"burst":10},"CancelStatement":null}
-//!                            (burst defaults to perSecond; null lifts the operation's quota)
+//!                            (burst defaults to perSecond; null lifts the operation's quota;
+//!                            all or nothing: one bad entry changes no quota)
 //! DELETE /quotas             lifts every quota
 //! POST   /quotas/aws         AWS's quotas again
+//! GET    /active-statements  {"limit":200}: the most statements active at once (null: no limit)
+//! POST   /active-statements  {"limit":2} (null lifts the limit)
 //! GET    /latency            {"roundTripMillis":0,"statementMillis":0}
 //! POST   /latency            {"roundTripMillis":10,"statementMillis":150} (either may be left out)
 //! ```
@@ -32,6 +35,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::active_statements::ActiveStatementsLimit;
 use crate::cloudwatch::MetricStore;
 use crate::endpoint::Endpoint;
 use crate::error::StandInError;
@@ -49,6 +53,7 @@ pub(crate) struct Controls {
     pub(crate) metrics: Arc<MetricStore>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) latency: Arc<Latency>,
+    pub(crate) active_statements: Arc<ActiveStatementsLimit>,
 }
 
 /// One Data API operation as `GET /quotas` reports it.
@@ -78,6 +83,15 @@ impl From<QuotaSpec> for Quota {
             burst: spec.burst.unwrap_or(spec.per_second),
         }
     }
+}
+
+/// The limit on active statements as the control API reads and writes it; the member is
+/// required, so that a misspelt body cannot lift the limit by leaving it out.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ActiveStatementsSpec {
+    #[serde(deserialize_with = "Option::deserialize")]
+    limit: Option<usize>,
 }
 
 /// Both delays, in milliseconds, as the control API reads and writes them.
@@ -156,6 +170,10 @@ pub(crate) fn router(controls: Controls) -> Router {
             get(quotas).post(change_quotas).delete(lift_quotas),
         )
         .route("/quotas/aws", post(restore_aws_quotas))
+        .route(
+            "/active-statements",
+            get(active_statements).post(set_active_statements),
+        )
         .route("/latency", get(latency).post(set_latency))
         .with_state(controls)
 }
@@ -219,19 +237,11 @@ async fn change_quotas(State(controls): State<Controls>, body: Bytes) -> Respons
         .into_iter()
         .map(|(operation, spec)| (operation, spec.map(Quota::from)))
         .collect();
-    // All or nothing: check every name before changing any quota.
-    let mut checked = Quotas::default();
-    for (operation, quota) in &changes {
-        if let Err(error) = checked.set(operation, *quota) {
-            return bad_request(&error.to_string());
-        }
+    // All or nothing: a bad entry (an unknown operation, a burst of 0) changes no quota.
+    match controls.limiter.set_all(&changes) {
+        Ok(()) => Json(quota_report(&controls)).into_response(),
+        Err(error) => bad_request(&error.to_string()),
     }
-    for (operation, quota) in changes {
-        if let Err(error) = controls.limiter.set(&operation, quota) {
-            return bad_request(&error.to_string());
-        }
-    }
-    Json(quota_report(&controls)).into_response()
 }
 
 async fn lift_quotas(State(controls): State<Controls>) -> Response {
@@ -242,6 +252,20 @@ async fn lift_quotas(State(controls): State<Controls>) -> Response {
 async fn restore_aws_quotas(State(controls): State<Controls>) -> Response {
     controls.limiter.replace(Some(Quotas::aws()));
     Json(quota_report(&controls)).into_response()
+}
+
+async fn active_statements(State(controls): State<Controls>) -> Response {
+    let limit = controls.active_statements.get();
+    Json(ActiveStatementsSpec { limit }).into_response()
+}
+
+async fn set_active_statements(State(controls): State<Controls>, body: Bytes) -> Response {
+    let spec: ActiveStatementsSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(error) => return bad_request(&format!("not a limit of active statements: {error}")),
+    };
+    controls.active_statements.set(spec.limit);
+    Json(spec).into_response()
 }
 
 async fn latency(State(controls): State<Controls>) -> Response {

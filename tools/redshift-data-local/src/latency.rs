@@ -23,12 +23,12 @@ impl Latency {
         latency
     }
 
-    /// The least time between a call's arrival and its answer.
+    /// The network's time for one call, added to whatever time the call itself takes.
     pub(crate) fn round_trip(&self) -> Duration {
         Duration::from_nanos(self.round_trip_nanos.load(Ordering::Relaxed))
     }
 
-    /// The least time a statement stays STARTED before it finishes.
+    /// The least time each SQL statement runs: all of an ExecuteStatement, each of a batch's.
     pub(crate) fn statement_time(&self) -> Duration {
         Duration::from_nanos(self.statement_nanos.load(Ordering::Relaxed))
     }

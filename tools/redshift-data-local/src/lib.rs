@@ -12,10 +12,10 @@
 //!
 //! It is never kinder than AWS, because a kind stand-in hides the failures that
 //! matter: it enforces the Data API's account-wide quotas ([`Quotas`], AWS's
-//! figures by default, shared by every client), can take AWS's time (a round
-//! trip per call, a run time per statement), and isolates transactions as
-//! Redshift does ([`Isolation`]), Redshift's table-level write conflicts
-//! (error 1023) included.
+//! figures by default, shared by every client) and its limit on active statements
+//! ([`AWS_ACTIVE_STATEMENTS`]), can take AWS's time (a round trip per call, a run
+//! time per SQL statement), and isolates transactions as Redshift does
+//! ([`Isolation`]), Redshift's table-level write conflicts (error 1023) included.
 //!
 //! Every statement runs in the database of [`Options::database_url`]; the
 //! `Database` member of requests is only echoed back.
@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod active_statements;
 mod cloudwatch;
 mod control;
 mod data_api;
@@ -53,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::error;
 
+pub use crate::active_statements::AWS_ACTIVE_STATEMENTS;
 pub use crate::cloudwatch::{CapturedMetric, StatisticValues};
 pub use crate::error::StandInError;
 pub use crate::fault::Fault;
@@ -61,6 +63,7 @@ pub use crate::quota::{AWS_QUOTAS, Quota, QuotaError, Quotas};
 pub use crate::scratch::create_scratch_database;
 pub use crate::secrets_manager::SecretsManager;
 
+use crate::active_statements::ActiveStatementsLimit;
 use crate::cloudwatch::CloudWatch;
 use crate::cloudwatch::MetricStore;
 use crate::control::Controls;
@@ -88,9 +91,14 @@ pub struct Options {
     pub cloudwatch_addr: SocketAddr,
     /// The Data API's account-wide quotas per operation; `None` lifts them all.
     pub quotas: Option<Quotas>,
-    /// The least time between a Data API call's arrival and its answer.
+    /// The most statements active (submitted, not yet ended) at once, beyond which a submission
+    /// is refused with `ActiveStatementsExceededException`; `None` lifts the limit.
+    pub active_statements: Option<usize>,
+    /// The network's round trip, added to the time every Data API call takes (not overlapped
+    /// with it, as on AWS).
     pub round_trip: Duration,
-    /// The least time a statement stays STARTED before it finishes.
+    /// The least time each SQL statement runs: all of an ExecuteStatement, and each of a
+    /// batch's in turn, as AWS runs a batch's statements one after another.
     pub statement_time: Duration,
     /// How concurrent transactions are isolated.
     pub isolation: Isolation,
@@ -98,8 +106,9 @@ pub struct Options {
 
 impl Options {
     /// Defaults: pages of [`DEFAULT_PAGE_SIZE`] rows, both endpoints on free ports of
-    /// 127.0.0.1, AWS's quotas ([`Quotas::aws`]), SERIALIZABLE, and no added latency (tests
-    /// need speed; a benchmark sets AWS-like delays itself).
+    /// 127.0.0.1, AWS's quotas ([`Quotas::aws`]) and limit on active statements
+    /// ([`AWS_ACTIVE_STATEMENTS`]), SERIALIZABLE, and no added latency (tests need speed; a
+    /// benchmark sets AWS-like delays itself).
     pub fn new(database_url: impl Into<String>) -> Self {
         let any_local_port = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         Self {
@@ -108,6 +117,7 @@ impl Options {
             data_api_addr: any_local_port,
             cloudwatch_addr: any_local_port,
             quotas: Some(Quotas::aws()),
+            active_statements: Some(AWS_ACTIVE_STATEMENTS),
             round_trip: Duration::ZERO,
             statement_time: Duration::ZERO,
             isolation: Isolation::default(),
@@ -137,6 +147,7 @@ impl StandIn {
         let metrics = Arc::new(MetricStore::default());
         let limiter = Arc::new(RateLimiter::new(opts.quotas));
         let latency = Arc::new(Latency::new(opts.round_trip, opts.statement_time));
+        let active_statements = Arc::new(ActiveStatementsLimit::new(opts.active_statements));
 
         let data_fault = FaultSwitch::default();
         let data_api = DataApi::new(DataApiParts {
@@ -146,6 +157,7 @@ impl StandIn {
             operations: operations.clone(),
             limiter: limiter.clone(),
             latency: latency.clone(),
+            active_statements: active_statements.clone(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         });
@@ -181,6 +193,7 @@ impl StandIn {
                 metrics,
                 limiter,
                 latency,
+                active_statements,
             },
             control_servers: Mutex::new(Vec::new()),
             shutdown,
@@ -245,12 +258,24 @@ impl StandIn {
         self.controls.limiter.set(operation, quota)
     }
 
-    /// Answers every Data API call no sooner than `delay` after it arrived.
+    /// The most statements that may be active at once; `None` when there is no limit.
+    pub fn active_statements_limit(&self) -> Option<usize> {
+        self.controls.active_statements.get()
+    }
+
+    /// Sets (`Some`) or lifts (`None`) the limit on active statements, for submissions from
+    /// now on; statements already active stay so.
+    pub fn set_active_statements_limit(&self, limit: Option<usize>) {
+        self.controls.active_statements.set(limit);
+    }
+
+    /// Adds `delay` to every Data API call, on top of the time the call itself takes.
     pub fn set_round_trip(&self, delay: Duration) {
         self.controls.latency.set_round_trip(delay);
     }
 
-    /// Keeps every statement submitted from now on STARTED at least `delay` before it finishes.
+    /// Makes each SQL statement submitted from now on (each of a batch's in turn) run at least
+    /// `delay`.
     pub fn set_statement_time(&self, delay: Duration) {
         self.controls.latency.set_statement_time(delay);
     }

@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use redshift_data_local::{
-    AWS_QUOTAS, DEFAULT_PAGE_SIZE, Isolation, Options, Quota, QuotaError, Quotas, StandIn,
-    StandInError,
+    AWS_ACTIVE_STATEMENTS, AWS_QUOTAS, DEFAULT_PAGE_SIZE, Isolation, Options, Quota, QuotaError,
+    Quotas, StandIn, StandInError,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -37,7 +37,10 @@ Quotas: aws (AWS's published Data API quotas, per second, each with one second's
 const USAGE_TAIL: &str = "),
 or off, or either followed by changes, comma-separated: OPERATION=RATE[/BURST] or
 OPERATION=off, e.g. aws,ExecuteStatement=5/10 or off,DescribeStatement=100. A call beyond its quota is answered ThrottlingException
-(\"Rate exceeded\", HTTP 400), as AWS does.
+(\"Rate exceeded\", HTTP 400), as AWS does. A burst of 0 is refused unless the rate is 0 too.
+
+Active statements: a number, or off. A submission while that many statements are SUBMITTED or
+STARTED is answered ActiveStatementsExceededException (HTTP 400), as AWS does.
 
 Control API (JSON):
   POST   /fault              {\"fault\":\"hang\"}, {\"fault\":\"http-status\",\"status\":503},
@@ -55,6 +58,7 @@ Control API (JSON):
   POST   /quotas             {\"ExecuteStatement\":{\"perSecond\":5,\"burst\":10},\"CancelStatement\":null}
                              (burst defaults to perSecond; null lifts that quota)
   DELETE /quotas             lifts every quota; POST /quotas/aws puts AWS's back
+  GET    /active-statements  {\"limit\":200}; POST the same to change (null lifts the limit)
   GET    /latency            {\"roundTripMillis\":0,\"statementMillis\":0}; POST the same to change
 
 Log level: RUST_LOG (default info). Colours only when the output is a terminal.";
@@ -105,28 +109,41 @@ const QUOTAS: StrictnessSetting = StrictnessSetting {
     variable: "REDSHIFT_LOCAL_QUOTAS",
     default: "aws",
 };
+const ACTIVE_STATEMENTS: StrictnessSetting = StrictnessSetting {
+    flag: "--active-statements",
+    value: "<N>",
+    what: "most statements active at once, or off (see below)",
+    variable: "REDSHIFT_LOCAL_ACTIVE_STATEMENTS",
+    default: "200",
+};
 const ROUND_TRIP: StrictnessSetting = StrictnessSetting {
     flag: "--round-trip-ms",
     value: "<MS>",
-    what: "least time to answer each Data API call",
+    what: "network time added to each Data API call",
     variable: "REDSHIFT_LOCAL_ROUND_TRIP_MS",
     default: "0",
 };
 const STATEMENT_TIME: StrictnessSetting = StrictnessSetting {
     flag: "--statement-ms",
     value: "<MS>",
-    what: "least time a statement stays STARTED",
+    what: "least time each SQL statement runs (a batch's in turn)",
     variable: "REDSHIFT_LOCAL_STATEMENT_MS",
     default: "0",
 };
 const ISOLATION: StrictnessSetting = StrictnessSetting {
     flag: "--isolation",
     value: "<LEVEL>",
-    what: "serializable (provisioned) or snapshot (Serverless)",
+    what: "serializable (stricter: error 1023 on concurrent writers) or snapshot (AWS's default for new clusters and workgroups)",
     variable: "REDSHIFT_LOCAL_ISOLATION",
     default: "serializable",
 };
-const STRICTNESS: [StrictnessSetting; 4] = [QUOTAS, ROUND_TRIP, STATEMENT_TIME, ISOLATION];
+const STRICTNESS: [StrictnessSetting; 5] = [
+    QUOTAS,
+    ACTIVE_STATEMENTS,
+    ROUND_TRIP,
+    STATEMENT_TIME,
+    ISOLATION,
+];
 
 /// The help text, its port options written from [`PORTS`] so that they cannot drift from
 /// what the parser reads.
@@ -211,6 +228,7 @@ struct Args {
     control_port: u16,
     page_size: usize,
     quotas: Option<Quotas>,
+    active_statements: Option<usize>,
     round_trip: Duration,
     statement_time: Duration,
     isolation: Isolation,
@@ -236,6 +254,7 @@ impl Args {
             control_port: port_from_env(CONTROL_PORT, &env)?,
             page_size: DEFAULT_PAGE_SIZE,
             quotas: Some(Quotas::aws()),
+            active_statements: Some(AWS_ACTIVE_STATEMENTS),
             round_trip: Duration::ZERO,
             statement_time: Duration::ZERO,
             isolation: Isolation::default(),
@@ -289,6 +308,7 @@ impl Args {
                     source,
                 })?;
             }
+            "--active-statements" => self.active_statements = parse_limit(name, value)?,
             "--round-trip-ms" => self.round_trip = parse_millis(name, value)?,
             "--statement-ms" => self.statement_time = parse_millis(name, value)?,
             _ => self.isolation = parse_value(name, value)?,
@@ -361,6 +381,15 @@ fn parse_quotas(spec: &str) -> Result<Option<Quotas>, QuotaError> {
     Ok((!quotas.is_empty()).then_some(quotas))
 }
 
+/// A number, or `off` for no limit.
+fn parse_limit(flag: &str, value: &str) -> Result<Option<usize>, CliError> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        Ok(None)
+    } else {
+        parse_value(flag, value.trim()).map(Some)
+    }
+}
+
 fn parse_millis(flag: &str, value: &str) -> Result<Duration, CliError> {
     parse_value(flag, value).map(Duration::from_millis)
 }
@@ -407,6 +436,7 @@ async fn run(args: &Args) -> Result<(), RunError> {
         data_api_addr: SocketAddr::new(args.host, args.port),
         cloudwatch_addr: SocketAddr::new(args.host, args.cloudwatch_port),
         quotas: args.quotas.clone(),
+        active_statements: args.active_statements,
         round_trip: args.round_trip,
         statement_time: args.statement_time,
         isolation: args.isolation,
@@ -439,8 +469,11 @@ fn describe_strictness(args: &Args) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     };
+    let active = args
+        .active_statements
+        .map_or_else(|| "off".to_owned(), |limit| limit.to_string());
     format!(
-        "quotas (per second/burst): {quotas}; round trip {} ms; statement time {} ms; isolation {}",
+        "quotas (per second/burst): {quotas}; active statements {active}; round trip {} ms; statement time {} ms; isolation {}",
         args.round_trip.as_millis(),
         args.statement_time.as_millis(),
         args.isolation
@@ -566,6 +599,7 @@ mod tests {
     fn aws_quotas_serializable_and_no_latency_by_default() {
         let args = parse(&[], &[DB]).unwrap();
         assert_eq!(args.quotas, Some(Quotas::aws()));
+        assert_eq!(args.active_statements, Some(AWS_ACTIVE_STATEMENTS));
         assert_eq!(args.isolation, Isolation::Serializable);
         assert_eq!(
             (args.round_trip, args.statement_time),
@@ -578,12 +612,14 @@ mod tests {
         let env = [
             DB,
             ("REDSHIFT_LOCAL_QUOTAS", "off"),
+            ("REDSHIFT_LOCAL_ACTIVE_STATEMENTS", "off"),
             ("REDSHIFT_LOCAL_ROUND_TRIP_MS", "10"),
             ("REDSHIFT_LOCAL_STATEMENT_MS", "150"),
             ("REDSHIFT_LOCAL_ISOLATION", "snapshot"),
         ];
         let args = parse(&[], &env).unwrap();
         assert_eq!(args.quotas, None);
+        assert_eq!(args.active_statements, None);
         assert_eq!(args.round_trip, Duration::from_millis(10));
         assert_eq!(args.statement_time, Duration::from_millis(150));
         assert_eq!(args.isolation, Isolation::Snapshot);
@@ -593,11 +629,13 @@ mod tests {
                 "aws",
                 "--isolation=serializable",
                 "--statement-ms=0",
+                "--active-statements=2",
             ],
             &env,
         )
         .unwrap();
         assert_eq!(args.quotas, Some(Quotas::aws()));
+        assert_eq!(args.active_statements, Some(2));
         assert_eq!(args.isolation, Isolation::Serializable);
         assert_eq!(args.statement_time, Duration::ZERO);
     }
@@ -631,7 +669,13 @@ mod tests {
             typo.to_string().contains("\"ExecuteStatment\" is not"),
             "{typo}"
         );
+        let no_burst = parse(&["--quotas=ExecuteStatement=5/0"], &[DB]).unwrap_err();
+        assert!(
+            no_burst.to_string().contains("burst of 0 admits no call"),
+            "{no_burst}"
+        );
         assert!(parse(&["--isolation", "read committed"], &[DB]).is_err());
+        assert!(parse(&["--active-statements", "many"], &[DB]).is_err());
         assert!(parse(&["--round-trip-ms", "-1"], &[DB]).is_err());
     }
 
@@ -649,6 +693,10 @@ mod tests {
         }
         // The documented default is the one the parser uses.
         assert_eq!(parse_quotas(QUOTAS.default).unwrap(), Some(Quotas::aws()));
+        assert_eq!(
+            parse_limit(ACTIVE_STATEMENTS.flag, ACTIVE_STATEMENTS.default).unwrap(),
+            Some(AWS_ACTIVE_STATEMENTS)
+        );
         assert_eq!(
             ISOLATION.default.parse::<Isolation>(),
             Ok(Isolation::default())

@@ -42,6 +42,13 @@ pub enum QuotaError {
     /// Not `RATE` or `RATE/BURST` in whole calls.
     #[error("{0:?} is not a quota: give calls per second, optionally /burst (e.g. 30 or 30/60)")]
     InvalidQuota(String),
+    /// A positive rate with a burst of 0: the bucket holds no token, so the rate would never
+    /// admit a call. Refused because the rate says calls were meant to pass.
+    #[error(
+        "a quota of {} calls per second with a burst of 0 admits no call at all: give a burst of at least 1 (or 0/0 to refuse every call)",
+        .0.per_second
+    )]
+    ZeroBurst(Quota),
 }
 
 fn operation_names() -> String {
@@ -64,7 +71,8 @@ fn check_operation(operation: &str) -> Result<(), QuotaError> {
 pub struct Quota {
     /// Calls per second refilled into the bucket; 0 refuses every call once the burst is spent.
     pub per_second: u32,
-    /// Calls the bucket holds when full.
+    /// Calls the bucket holds when full: at least 1 unless the rate is 0 too, since a bucket
+    /// that holds nothing admits no call whatever its rate.
     pub burst: u32,
 }
 
@@ -76,6 +84,25 @@ impl Quota {
             per_second: calls,
             burst: calls,
         }
+    }
+
+    /// Refuses a quota that cannot mean what it says: a rate with no burst to hold its tokens.
+    /// 0/0, which refuses every call, is allowed: it says so.
+    fn check(self) -> Result<Self, QuotaError> {
+        if self.burst == 0 && self.per_second > 0 {
+            Err(QuotaError::ZeroBurst(self))
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+/// Whether `quota` may be set on `operation` (`None`, lifting it, always may).
+fn check_change(operation: &str, quota: Option<Quota>) -> Result<(), QuotaError> {
+    check_operation(operation)?;
+    match quota {
+        Some(quota) => quota.check().map(|_| ()),
+        None => Ok(()),
     }
 }
 
@@ -94,7 +121,7 @@ impl FromStr for Quota {
             Some(burst) => burst.trim().parse().map_err(|_| invalid())?,
             None => per_second,
         };
-        Ok(Self { per_second, burst })
+        Self { per_second, burst }.check()
     }
 }
 
@@ -122,7 +149,7 @@ impl Quotas {
 
     /// Sets (`Some`) or lifts (`None`) the quota of one operation.
     pub fn set(&mut self, operation: &str, quota: Option<Quota>) -> Result<(), QuotaError> {
-        check_operation(operation)?;
+        check_change(operation, quota)?;
         match quota {
             Some(quota) => self.by_operation.insert(operation.to_owned(), quota),
             None => self.by_operation.remove(operation),
@@ -193,6 +220,18 @@ struct LimiterState {
     throttled: BTreeMap<String, usize>,
 }
 
+impl LimiterState {
+    /// Sets (a full bucket) or lifts one operation's quota, which must have been checked.
+    fn put(&mut self, operation: &str, quota: Option<Quota>) {
+        match quota {
+            Some(quota) => self
+                .buckets
+                .insert(operation.to_owned(), Bucket::full(quota)),
+            None => self.buckets.remove(operation),
+        };
+    }
+}
+
 /// The buckets of one stand-in, shared by every client, and the count of calls each refused.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
@@ -233,14 +272,24 @@ impl RateLimiter {
 
     /// Sets or lifts one operation's quota; a new bucket starts full.
     pub(crate) fn set(&self, operation: &str, quota: Option<Quota>) -> Result<(), QuotaError> {
-        check_operation(operation)?;
+        check_change(operation, quota)?;
+        lock(&self.state).put(operation, quota);
+        Ok(())
+    }
+
+    /// Sets or lifts several operations' quotas, all or none: every change is checked before
+    /// any applies, so a typo in one leaves the others as they were.
+    pub(crate) fn set_all(
+        &self,
+        changes: &BTreeMap<String, Option<Quota>>,
+    ) -> Result<(), QuotaError> {
+        for (operation, quota) in changes {
+            check_change(operation, *quota)?;
+        }
         let mut state = lock(&self.state);
-        match quota {
-            Some(quota) => state
-                .buckets
-                .insert(operation.to_owned(), Bucket::full(quota)),
-            None => state.buckets.remove(operation),
-        };
+        for (operation, quota) in changes {
+            state.put(operation, *quota);
+        }
         Ok(())
     }
 
@@ -316,5 +365,47 @@ mod tests {
             Quotas::aws().get("DescribeStatement"),
             Some(Quota::per_second(100))
         );
+    }
+
+    #[test]
+    fn a_rate_with_a_burst_of_zero_is_refused_everywhere() {
+        let never = Quota {
+            per_second: 5,
+            burst: 0,
+        };
+        assert_eq!("5/0".parse::<Quota>(), Err(QuotaError::ZeroBurst(never)));
+        assert!(
+            QuotaError::ZeroBurst(never)
+                .to_string()
+                .contains("burst of 0 admits no call"),
+            "the error says why"
+        );
+        assert_eq!(
+            Quotas::aws().with("ExecuteStatement", Some(never)),
+            Err(QuotaError::ZeroBurst(never))
+        );
+        let limiter = RateLimiter::new(Some(Quotas::aws()));
+        assert_eq!(
+            limiter.set("ExecuteStatement", Some(never)),
+            Err(QuotaError::ZeroBurst(never))
+        );
+        // Refusing every call on purpose says so, and stays allowed.
+        assert_eq!("0/0".parse(), Ok(Quota::per_second(0)));
+        assert_eq!(limiter.quotas(), Quotas::aws(), "nothing changed");
+    }
+
+    #[test]
+    fn a_set_of_changes_with_one_bad_change_applies_none() {
+        let limiter = RateLimiter::new(Some(Quotas::aws()));
+        let changes = BTreeMap::from([
+            ("CancelStatement".to_owned(), None),
+            ("DescribeStatement".to_owned(), Some(Quota::per_second(7))),
+            ("ListStatements".to_owned(), Some(Quota::per_second(7))),
+        ]);
+        assert_eq!(
+            limiter.set_all(&changes),
+            Err(QuotaError::UnknownOperation("ListStatements".into()))
+        );
+        assert_eq!(limiter.quotas(), Quotas::aws());
     }
 }

@@ -104,7 +104,7 @@ async fn submit(
             is_batch,
             mode,
             client_token: fields.client_token,
-        }),
+        })?,
     };
     if let Some(wait) = wait {
         api.statements.wait_until_done(&id, wait).await;

@@ -4,8 +4,8 @@
 //! session on Redshift: nothing (temporary tables, settings, an open
 //! transaction) leaks from one statement into the next. Every statement runs in
 //! an explicit transaction (a batch in one, or one per query in auto-commit), so
-//! that it can stay STARTED for the configured run time before committing and a
-//! cancel during that time commits nothing.
+//! that each query can take the configured run time before its transaction commits
+//! and a cancel during that time commits nothing.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ pub(crate) struct Run<'a> {
     pub(crate) sqls: &'a [String],
     pub(crate) mode: Mode,
     pub(crate) cancel: &'a CancellationToken,
-    /// The least time from STARTED to the end.
+    /// The least time each SQL statement takes (each of a batch's in turn).
     pub(crate) run_time: Duration,
 }
 
@@ -137,24 +137,16 @@ impl Database {
             }
         };
         on_started(pid);
-        let finish_at = Instant::now() + run.run_time;
         let mut session = Session::new(&client, pid, self.isolation, &self.ledger);
-        let units = units(count, run.mode);
         let mut committed = Vec::with_capacity(count);
-        for (number, range) in units.iter().enumerate() {
-            let last = number + 1 == units.len();
-            let sqls = &run.sqls[range.clone()];
-            let finish = last.then_some((finish_at, run.run_time));
-            let end = run_unit(&mut session, sqls, run.cancel, finish).await;
-            match end {
+        for range in units(count, run.mode) {
+            let sqls = &run.sqls[range];
+            match run_unit(&mut session, sqls, run.cancel, run.run_time).await {
                 UnitEnd::Committed(done) => committed.extend(done),
                 UnitEnd::Cancelled => return aborted(committed, count),
                 UnitEnd::Failed { done, failure } => {
                     let transaction = run.mode == Mode::Transaction;
-                    let execution = failed(count, committed, done, failure, transaction);
-                    // A failing statement takes its run time too.
-                    wait_until(run.cancel, finish_at).await;
-                    return execution;
+                    return failed(count, committed, done, failure, transaction);
                 }
             }
         }
@@ -185,14 +177,13 @@ fn units(count: usize, mode: Mode) -> Vec<Range<usize>> {
     }
 }
 
-/// Runs one transaction: its queries and, for the statement's last one, the wait for the run
-/// time, both of which a cancel interrupts; then the commit, which it does not (once
-/// committing, the statement is done).
+/// Runs one transaction: its queries, each taking at least the run time, which a cancel
+/// interrupts; then the commit, which it does not (once committing, the statement is done).
 async fn run_unit(
     session: &mut Session<'_>,
     sqls: &[String],
     cancel: &CancellationToken,
-    finish_at: Option<(Instant, Duration)>,
+    run_time: Duration,
 ) -> UnitEnd {
     let in_transaction = !(sqls.len() == 1 && tables::runs_outside_transactions(&sqls[0]));
     if in_transaction && let Err(error) = session.begin().await {
@@ -205,7 +196,7 @@ async fn run_unit(
             failure,
         };
     }
-    let work = run_queries(session, sqls, finish_at);
+    let work = run_queries(session, sqls, run_time);
     let outcome = tokio::select! {
         biased;
         () = cancel.cancelled() => None,
@@ -242,36 +233,31 @@ async fn commit(session: &mut Session<'_>, mut done: Vec<QueryOutcome>) -> UnitE
     }
 }
 
-/// The queries in order, then the wait that makes the statement last its run time (which the
-/// queries' durations then add up to at least, as Redshift's would).
+/// The queries in order, each lasting at least `run_time` (its reported duration too), a failing
+/// one included. AWS runs a batch's SQL statements serially, each taking its own time: the next
+/// does not start until the previous one completes, so a batch of n takes n run times.
 async fn run_queries(
     session: &mut Session<'_>,
     sqls: &[String],
-    finish_at: Option<(Instant, Duration)>,
+    run_time: Duration,
 ) -> Result<Vec<QueryOutcome>, (Vec<QueryOutcome>, QueryFailure)> {
     let mut done = Vec::with_capacity(sqls.len());
     for sql in sqls {
-        match session.run(sql).await {
-            Ok(outcome) => done.push(outcome),
-            Err(failure) => return Err((done, failure)),
-        }
-    }
-    if let Some((finish_at, run_time)) = finish_at {
-        tokio::time::sleep_until(finish_at).await;
-        let ran: Duration = done.iter().map(|q| q.duration).sum();
-        if let Some(last) = done.last_mut() {
-            last.duration += run_time.saturating_sub(ran);
+        let started = Instant::now();
+        let ran = session.run(sql).await;
+        tokio::time::sleep_until(started + run_time).await;
+        match ran {
+            Ok(mut outcome) => {
+                outcome.duration = outcome.duration.max(run_time);
+                done.push(outcome);
+            }
+            Err(mut failure) => {
+                failure.duration = failure.duration.max(run_time);
+                return Err((done, failure));
+            }
         }
     }
     Ok(done)
-}
-
-/// Waits until `finish_at` unless cancelled first.
-async fn wait_until(cancel: &CancellationToken, finish_at: Instant) {
-    tokio::select! {
-        () = cancel.cancelled() => {}
-        () = tokio::time::sleep_until(finish_at) => {}
-    }
 }
 
 /// Cancelled: what auto-commit already committed stays FINISHED, the rest is ABORTED.

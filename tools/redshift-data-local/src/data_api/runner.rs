@@ -12,8 +12,9 @@ use tracing::{debug, info};
 use uuid::Uuid;
 
 use super::DataApi;
+use super::error::ApiError;
 use super::postgres::{Execution, Mode, Run};
-use super::statement::{Query, Statement, Status, Target};
+use super::statement::{Query, Statement, Status, Target, TooManyActive};
 use crate::fault::Fault;
 
 /// A validated ExecuteStatement or BatchExecuteStatement.
@@ -46,8 +47,9 @@ impl StatementFault {
 }
 
 impl DataApi {
-    /// Records the statement and starts running it; returns its id.
-    pub(crate) fn submit(self: &Arc<Self>, new: NewStatement) -> String {
+    /// Records the statement and starts running it; returns its id. Refused, as AWS refuses it,
+    /// while the limit of active statements is reached.
+    pub(crate) fn submit(self: &Arc<Self>, new: NewStatement) -> Result<String, ApiError> {
         let id = Uuid::new_v4().to_string();
         let now = Utc::now();
         let queries = new
@@ -70,12 +72,21 @@ impl DataApi {
             updated_at: now,
         };
         let cancel = self.shutdown.child_token();
-        self.statements.insert(statement, cancel.clone());
+        let limit = self.active_statements.get();
+        if let Err(TooManyActive { limit }) =
+            self.statements.insert(statement, cancel.clone(), limit)
+        {
+            info!(
+                limit,
+                "submission refused: the limit of active statements is reached"
+            );
+            return Err(ApiError::active_statements_exceeded());
+        }
         let fault = self.fault.get().and_then(StatementFault::from_fault);
         debug!(statement = %id, batch = new.is_batch, "statement submitted");
         let task = Arc::clone(self).run(id.clone(), new.mode, fault, cancel);
         self.tasks.spawn(task);
-        id
+        Ok(id)
     }
 
     async fn run(

@@ -152,6 +152,12 @@ struct Entries {
     by_client_token: HashMap<String, String>,
 }
 
+/// A submission refused because `limit` statements are active already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManyActive {
+    pub(crate) limit: usize,
+}
+
 /// Every statement the stand-in knows about.
 #[derive(Default)]
 pub(crate) struct StatementStore {
@@ -159,8 +165,21 @@ pub(crate) struct StatementStore {
 }
 
 impl StatementStore {
-    pub(crate) fn insert(&self, statement: Statement, cancel: CancellationToken) {
+    /// Records a new statement, unless `limit` statements are active (submitted and not yet
+    /// ended) already. Counting and recording under one lock keeps two concurrent submissions
+    /// from both taking the last place.
+    pub(crate) fn insert(
+        &self,
+        statement: Statement,
+        cancel: CancellationToken,
+        limit: Option<usize>,
+    ) -> Result<(), TooManyActive> {
         let mut entries = self.lock();
+        if let Some(limit) = limit
+            && active_count(&entries) >= limit
+        {
+            return Err(TooManyActive { limit });
+        }
         forget_oldest(&mut entries);
         let id = statement.id.clone();
         if let Some(token) = &statement.client_token {
@@ -176,6 +195,7 @@ impl StatementStore {
                 cancel,
             },
         );
+        Ok(())
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Statement> {
@@ -226,6 +246,17 @@ impl StatementStore {
     fn lock(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Statements not yet ended (SUBMITTED or STARTED), the ones AWS's active-statements limit
+/// counts. A scan rather than a running count: it cannot drift from the statuses, and the store
+/// is small enough (at most [`MAX_STATEMENTS`]) for a submission to afford it.
+fn active_count(entries: &Entries) -> usize {
+    entries
+        .by_id
+        .values()
+        .filter(|entry| !entry.statement.status.is_terminal())
+        .count()
 }
 
 /// Forgets finished statements, oldest first, to make room for one more.

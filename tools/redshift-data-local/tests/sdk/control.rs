@@ -241,6 +241,8 @@ async fn quotas_are_reported_and_changed_over_http() {
         json!({"ExecuteStatement": {"perSecond": -1, "burst": 1}}),
         json!({"ExecuteStatement": {"rate": 5}}),
         json!(["ExecuteStatement"]),
+        // A rate with no burst would refuse every call forever.
+        json!({"ExecuteStatement": {"perSecond": 5, "burst": 0}}),
     ] {
         let (status, answer) = control.post("/quotas", &body).await;
         assert_eq!(status, 400, "{body}");
@@ -251,6 +253,67 @@ async fn quotas_are_reported_and_changed_over_http() {
         redshift_data_local::Quotas::aws(),
         "unchanged"
     );
+}
+
+#[tokio::test]
+async fn a_quota_change_with_one_bad_entry_changes_nothing() {
+    let env = Env::start().await;
+    let control = Control::start(&env).await;
+    for body in [
+        json!({"DescribeStatement": {"perSecond": 7}, "ExecuteStatment": {"perSecond": 1}}),
+        json!({"CancelStatement": null, "ExecuteStatement": {"perSecond": 5, "burst": 0}}),
+    ] {
+        let (status, answer) = control.post("/quotas", &body).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(answer["error"].is_string(), "{answer}");
+        assert_eq!(
+            env.standin.quotas(),
+            redshift_data_local::Quotas::aws(),
+            "the valid entry of {body} was not applied either"
+        );
+    }
+    let (_, answer) = control
+        .post(
+            "/quotas",
+            &json!({"ExecuteStatement": {"perSecond": 5, "burst": 0}}),
+        )
+        .await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("burst of 0")),
+        "the error says what is wrong: {answer}"
+    );
+}
+
+#[tokio::test]
+async fn the_active_statements_limit_is_read_and_changed_over_http() {
+    let env = Env::start().await;
+    let control = Control::start(&env).await;
+    assert_eq!(
+        control.get("/active-statements").await,
+        json!({"limit": 200})
+    );
+    let (status, answer) = control
+        .post("/active-statements", &json!({"limit": 1}))
+        .await;
+    assert_eq!((status, answer), (200, json!({"limit": 1})));
+    assert_eq!(env.standin.active_statements_limit(), Some(1));
+    let (status, _) = control
+        .post("/active-statements", &json!({"limit": null}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(env.standin.active_statements_limit(), None, "null lifts it");
+    for body in [
+        json!({}),
+        json!({"limit": -1}),
+        json!({"max": 3}),
+        json!({"limit": 3, "extra": 1}),
+    ] {
+        let (status, _) = control.post("/active-statements", &body).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    assert_eq!(env.standin.active_statements_limit(), None, "unchanged");
 }
 
 #[tokio::test]

@@ -1,10 +1,10 @@
-//! The round trip of every call and the run time of every statement.
+//! The round trip of every call and the run time of every SQL statement.
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_redshiftdata::types::StatusString;
+use aws_sdk_redshiftdata::types::{StatementStatusString, StatusString};
 
-use crate::common::{Env, wait_done};
+use crate::common::{Env, batch, execute, wait_done};
 
 /// The state of a PostgreSQL backend (`active`, `idle in transaction`, ...).
 const BACKEND_STATE_SQL: &str = "SELECT state FROM pg_stat_activity WHERE pid = $1";
@@ -42,9 +42,31 @@ async fn every_call_is_answered_no_sooner_than_the_round_trip() {
         .await
         .expect_err("throttled");
     assert!(started.elapsed() >= round_trip, "throttling takes it too");
+}
 
-    env.standin.set_round_trip(Duration::ZERO);
-    assert_eq!(env.standin.round_trip(), Duration::ZERO);
+#[tokio::test]
+async fn the_round_trip_adds_to_the_time_a_call_takes() {
+    // On AWS the network's time and the service's do not overlap: a call that waits for its
+    // statement takes the round trip plus the statement's run time, not the larger of the two.
+    let round_trip = Duration::from_millis(300);
+    let statement_time = Duration::from_millis(500);
+    let env = Env::start_with(|options| {
+        options.round_trip = round_trip;
+        options.statement_time = statement_time;
+    })
+    .await;
+    let started = Instant::now();
+    let waited = execute(&env.data, "SELECT 1")
+        .wait_time_seconds(10)
+        .send()
+        .await
+        .expect("ExecuteStatement with WaitTimeSeconds");
+    let elapsed = started.elapsed();
+    assert_eq!(waited.status(), Some(&StatementStatusString::Finished));
+    assert!(
+        elapsed >= round_trip + statement_time,
+        "{elapsed:?}: the round trip overlapped the run time"
+    );
 }
 
 #[tokio::test]
@@ -126,28 +148,54 @@ async fn a_statement_cancelled_during_its_run_time_commits_nothing() {
 }
 
 #[tokio::test]
+async fn each_statement_of_a_batch_takes_the_statement_time() {
+    // "The SQL statements run serially ... Subsequent SQL statements don't start until the
+    // previous statement in the array completes": a batch of three takes three run times.
+    let statement_time = Duration::from_millis(400);
+    let env = Env::start_with(|options| options.statement_time = statement_time).await;
+    let submitted = Instant::now();
+    let id = env
+        .submit_batch(&["SELECT 1", "SELECT 2", "SELECT 3"])
+        .await;
+    let done = wait_done(&env.data, &id).await;
+    assert_eq!(done.status(), Some(&StatusString::Finished));
+    assert!(
+        submitted.elapsed() >= 3 * statement_time,
+        "{:?}: the statements overlapped",
+        submitted.elapsed()
+    );
+    for sub in done.sub_statements() {
+        let reported = Duration::from_nanos(u64::try_from(sub.duration()).unwrap_or(0));
+        assert!(
+            reported >= statement_time,
+            "{:?} says {reported:?}",
+            sub.id()
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_cancelled_auto_commit_batch_keeps_only_what_committed_before() {
     let env = Env::start().await;
     env.run_ok("CREATE TABLE t (n int8)").await;
-    env.standin.set_statement_time(Duration::from_secs(60));
-    let id = env
-        .data
-        .batch_execute_statement()
-        .cluster_identifier(crate::common::CLUSTER)
-        .database(crate::common::DATABASE)
-        .db_user(crate::common::DB_USER)
-        .execution_mode(aws_sdk_redshiftdata::types::ExecutionMode::AutoCommit)
-        .sqls("INSERT INTO t VALUES (1)")
-        .sqls("INSERT INTO t VALUES (2)")
-        .send()
-        .await
-        .expect("BatchExecuteStatement")
-        .id()
-        .unwrap_or_default()
-        .to_owned();
+    // Each statement of the batch takes this long before it commits: the first commits after
+    // one run time, the second after two, so a cancel in between aborts the second only.
+    let statement_time = Duration::from_secs(2);
+    env.standin.set_statement_time(statement_time);
+    let submitted = Instant::now();
+    let id = batch(
+        &env.data,
+        &["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"],
+    )
+    .execution_mode(aws_sdk_redshiftdata::types::ExecutionMode::AutoCommit)
+    .send()
+    .await
+    .expect("BatchExecuteStatement")
+    .id()
+    .unwrap_or_default()
+    .to_owned();
     let postgres = env.postgres().await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    // The first statement commits at once; the second waits out the run time.
     loop {
         let rows: i64 = postgres
             .query_one("SELECT count(*) FROM t", &[])
@@ -163,6 +211,11 @@ async fn a_cancelled_auto_commit_batch_keeps_only_what_committed_before() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(
+        submitted.elapsed() >= statement_time,
+        "{:?}: the first INSERT committed before its run time",
+        submitted.elapsed()
+    );
     env.data
         .cancel_statement()
         .id(&id)

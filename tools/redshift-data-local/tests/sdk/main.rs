@@ -3,6 +3,7 @@
 //!
 //! These tests need PostgreSQL: `export "$(scripts/pg-test-cluster.sh start)"`.
 
+mod active_statements;
 mod cloudwatch;
 mod common;
 mod control;
