@@ -331,9 +331,15 @@ async fn answers_of_the_binary(events: &[Value], env: &[(&str, &str)]) -> Vec<Va
     }
     assert!(lambda.refusals().is_empty(), "{:?}", lambda.refusals());
     let report = lambda.shutdown().await.unwrap();
-    assert!(report
-        .runtime
-        .is_some_and(|runtime| runtime.ended_after.is_some()));
+    let runtime = report.runtime.expect("the binary ran");
+    // The internal extension makes Lambda send SIGTERM; the binary exits 0 within its 500 ms.
+    assert!(report.sigterm_sent);
+    assert!(
+        !runtime.killed,
+        "the binary was killed at the end of its shutdown time; it wrote:\n{}",
+        report.stderr
+    );
+    assert_eq!(runtime.status.and_then(|status| status.code()), Some(0));
     answers
 }
 

@@ -53,9 +53,6 @@ pub enum Error {
     #[error("the environment stopped before the invocation {0} ended")]
     InvocationLost(String),
 
-    #[error("the environment was not frozen within {0:?}")]
-    NotFrozen(Duration),
-
     #[error("the response is not JSON: {0}")]
     ResponseNotJson(#[source] serde_json::Error),
 

@@ -26,8 +26,18 @@ pub(crate) struct Extension {
     pub shutdown: bool,
     pub participant: Participant<ExtensionEvent>,
     pub shutdown_delivered_at: Option<Instant>,
-    /// Set once it reported an init or exit error: Lambda answers none of its calls after that.
-    pub failed: bool,
+    /// Set once it reported an init or exit error: Lambda takes none of its calls after that
+    /// but a repeat of the same report.
+    pub failed: Option<ErrorReport>,
+}
+
+/// The two error reports of the Extensions API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorReport {
+    /// `/extension/init/error`: only before the extension's first `next`.
+    Init,
+    /// `/extension/exit/error`.
+    Exit,
 }
 
 /// What callers can see of a registered extension.

@@ -88,14 +88,6 @@ impl Invocation {
             .map(|frozen| frozen.saturating_duration_since(self.response_at))
     }
 
-    /// Lambda's `PostRuntimeExtensionsDuration`: from the runtime's next call to the last
-    /// extension's.
-    pub fn post_runtime_extensions_duration(&self) -> Option<Duration> {
-        let runtime = self.runtime_next_at?;
-        let extensions = self.extensions_done_at?;
-        Some(extensions.saturating_duration_since(runtime))
-    }
-
     /// From the caller's request to its answer (for a cold start this includes init).
     pub fn latency(&self) -> Duration {
         self.response_at

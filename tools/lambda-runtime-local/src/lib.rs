@@ -9,7 +9,8 @@
 //! lifecycle" and "Using the Lambda Extensions API"):
 //!
 //! - **Init** ends when the runtime and every registered extension have asked for their next
-//!   event; extensions may register only until then, internal ones not for SHUTDOWN.
+//!   event. Registration closes earlier, at the runtime's first `next`; internal extensions may
+//!   not subscribe to SHUTDOWN.
 //! - **Freeze**: whenever everyone waits on `next` and no event is due, every process of the
 //!   environment (each in a process group of its own, children included) is stopped with
 //!   SIGSTOP; SIGCONT thaws it when the next event goes out.
@@ -21,15 +22,36 @@
 //!   when its share is over), then SHUTDOWN to the external extensions subscribed to it, within
 //!   0 ms (no extension), 500 ms (internal extensions) or 2,000 ms (external extensions).
 //!
-//! What the double does not model it refuses loudly (and keeps, see [`LocalLambda::refusals`]):
-//! the Logs and Telemetry APIs, streamed responses, a second `next` while one waits. After a
-//! reset the environment stays down, where Lambda would initialise it again at the next
-//! invocation: harsher, never kinder. One known gap is kinder: a process that leaves its
-//! process group (`setsid`) escapes the freeze; it is killed only when the environment ends.
+//! Every request Lambda refuses is refused with Lambda's status and `errorType` (as the
+//! Runtime Interface Emulator has them), and kept (see [`LocalLambda::refusals`]). What the
+//! double does not model it refuses loudly too: the Logs and Telemetry APIs, streamed
+//! responses. Where it is harsher than Lambda, knowingly:
+//!
+//! - the runtime's `next` before it answered the invocation in progress, or while its `next`
+//!   waits, is refused (400 `InvalidStateTransition`); Lambda hands the same event out again,
+//!   or parks the second call;
+//! - after a reset the environment stays down, where Lambda would initialise it again at the
+//!   next invocation.
+//!
+//! Known gaps, where the double is kinder than Lambda (a function that passes here may still
+//! fail there):
+//!
+//! - no memory limit: `memory_size_mb` only sets `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, nothing
+//!   kills a process that uses more; nor the CPU share Lambda gives in proportion to memory;
+//! - no sandbox: the processes run as the caller's user, with the caller's file system (no
+//!   read-only code, no 512 MB limit on `/tmp`) and network, and without Lambda's limits of
+//!   1,024 processes and threads and 1,024 file descriptors;
+//! - the processes inherit the caller's environment variables unless the caller's `Command`
+//!   clears them; the double adds Lambda's function variables, but neither credentials nor the
+//!   rest of Lambda's reserved variables (`AWS_EXECUTION_ENV`, `LAMBDA_TASK_ROOT`, `TZ`, ...);
+//! - a process that leaves its process group (`setsid`) escapes the freeze; it is killed only
+//!   when the environment ends;
+//! - an idle environment is never shut down on its own: only [`LocalLambda::shutdown`] does,
+//!   where Lambda may do it at any time while frozen.
 //!
 //! An internal extension (the `lambda-extension` crate) registers inside the function before the
-//! runtime asks for its first invocation, since that call may end init; it may subscribe to
-//! INVOKE only, and learns of the shutdown through SIGTERM:
+//! runtime asks for its first invocation, since that call closes registration; it may subscribe
+//! to INVOKE only, and learns of the shutdown through SIGTERM:
 //!
 //! ```ignore
 //! let extension = lambda_extension::Extension::new()
@@ -77,7 +99,7 @@ use axum::middleware::from_fn_with_state;
 use bytes::Bytes;
 use tokio::process::Command;
 
-use crate::environment::{Down, Phase, ShutdownProgress};
+use crate::environment::{Down, MAX_EXTENSIONS, Phase, ShutdownProgress};
 pub use crate::error::Error;
 pub use crate::events::ShutdownReason;
 pub use crate::extension::{ExtensionKind, RegisteredExtension};
@@ -133,10 +155,6 @@ impl LocalLambda {
         self.shared.address
     }
 
-    pub fn options(&self) -> &Options {
-        &self.shared.options
-    }
-
     /// Starts an external extension (`Extension init`) and waits until it has registered under
     /// `name`, as Lambda does before it starts the runtime. Lambda takes the extension's file
     /// name for `name`.
@@ -147,8 +165,18 @@ impl LocalLambda {
     ) -> Result<(), Error> {
         {
             let mut state = self.shared.state();
-            if state.runtime_process().is_some() || !matches!(state.phase, Phase::Init) {
+            if state.process(&Role::Runtime).is_some() || !matches!(state.phase, Phase::Init) {
                 return Err(Error::ExtensionAfterRuntime(name.to_string()));
+            }
+            if state.externals_started.len() >= MAX_EXTENSIONS {
+                // Lambda does not start it, and init fails.
+                drop(state);
+                let reason = format!("extension limit ({MAX_EXTENSIONS}) reached");
+                self.shared.fail_init(format!("{name}: {reason}"));
+                return Err(Error::ExtensionNotRegistered {
+                    name: name.to_string(),
+                    reason,
+                });
             }
             state.externals_started.push(name.to_string());
         }
@@ -210,7 +238,7 @@ impl LocalLambda {
     }
 
     fn start_process(&self, command: Command, role: Role) -> Result<(), Error> {
-        if role == Role::Runtime && self.shared.state().runtime_process().is_some() {
+        if role == Role::Runtime && self.shared.state().process(&Role::Runtime).is_some() {
             return Err(Error::RuntimeAlreadyStarted);
         }
         let started_at = Instant::now();
@@ -295,12 +323,10 @@ impl LocalLambda {
         self.shared.state().frozen_since.is_some()
     }
 
-    /// Waits until the environment is frozen; returns when it was.
-    pub async fn wait_until_frozen(&self, timeout: Duration) -> Result<Instant, Error> {
-        self.shared
-            .wait_until(Some(Instant::now() + timeout), |state| state.frozen_since)
-            .await
-            .ok_or(Error::NotFrozen(timeout))
+    /// How many times the environment has been frozen so far (once at the end of init unless
+    /// a cold start's event went out at once, then once after each invocation).
+    pub fn freeze_count(&self) -> usize {
+        self.shared.state().freezes
     }
 
     /// Why the environment was reset, if it was: it takes no invocation after that.
@@ -319,7 +345,7 @@ impl LocalLambda {
     /// The runtime's process id, for reading its resource use.
     pub fn runtime_pid(&self) -> Option<u32> {
         let state = self.shared.state();
-        let pid = state.runtime_process()?.pid;
+        let pid = state.process(&Role::Runtime)?.pid;
         u32::try_from(pid.as_raw_nonzero().get()).ok()
     }
 

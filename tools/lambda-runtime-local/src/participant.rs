@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::refusal::Refused;
+/// A `next` call while another `next` call of the same participant still waits.
+#[derive(Debug)]
+pub(crate) struct AlreadyWaiting;
 
 /// A runtime or an extension, seen through its `next` calls.
 #[derive(Debug)]
@@ -35,12 +37,9 @@ impl<E> Participant<E> {
     }
 
     /// Takes a `next` call: answered at once with a pending event, else parked until one comes.
-    pub fn ask(&mut self, now: Instant) -> Result<oneshot::Receiver<E>, Refused> {
+    pub fn ask(&mut self, now: Instant) -> Result<oneshot::Receiver<E>, AlreadyWaiting> {
         if self.waits() {
-            return Err(Refused::bad_request(
-                "InvalidStateTransition",
-                "a next call is already waiting; Lambda serves one at a time",
-            ));
+            return Err(AlreadyWaiting);
         }
         self.next_at = Some(now);
         let (waiter, receiver) = oneshot::channel();

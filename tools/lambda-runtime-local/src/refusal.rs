@@ -9,13 +9,50 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// Lambda's `errorType`s and the status each comes with, as the Runtime Interface Emulator
+/// (`lambda/rapi/handler/constants.go`, `lambda/rapi/rendering`) spells them.
+pub(crate) mod lambda {
+    /// 403: a call the runtime's state does not allow (an answer given twice, an init error
+    /// after the runtime asked for its first invocation).
+    pub const INVALID_STATE_TRANSITION: &str = "InvalidStateTransition";
+    /// 400: an answer for an invocation that is not the one in progress.
+    pub const INVALID_REQUEST_ID: &str = "InvalidRequestID";
+    /// 413: an answer larger than a synchronous invocation may return.
+    pub const REQUEST_ENTITY_TOO_LARGE: &str = "RequestEntityTooLarge";
+    /// 400: a request body that could not be read to its end.
+    pub const TRUNCATED_HTTP_REQUEST: &str = "TruncatedHTTPRequest";
+    /// 403: a `Register` body that is not a registration (empty, not JSON, wrong shape).
+    pub const INVALID_REQUEST_FORMAT: &str = "InvalidRequestFormat";
+    /// 403: `Register` without a `Lambda-Extension-Name`.
+    pub const INVALID_EXTENSION_NAME: &str = "Extension.InvalidExtensionName";
+    /// 403: `Register` once the runtime has asked for its first invocation.
+    pub const REGISTRATION_CLOSED: &str = "Extension.RegistrationClosed";
+    /// 403: a call the extension's state does not allow (registered twice, `next` while its
+    /// `next` waits, any call after its error report).
+    pub const INVALID_EXTENSION_STATE: &str = "Extension.InvalidExtensionState";
+    /// 403: more than ten extensions.
+    pub const TOO_MANY_EXTENSIONS: &str = "Extension.TooManyExtensions";
+    /// 403: an event other than INVOKE and SHUTDOWN, or SHUTDOWN for an internal extension.
+    pub const INVALID_EVENT_TYPE: &str = "Extension.InvalidEventType";
+    /// 403: no `Lambda-Extension-Identifier` header.
+    pub const MISSING_EXTENSION_IDENTIFIER: &str = "Extension.MissingExtensionIdentifier";
+    /// 403: a `Lambda-Extension-Identifier` that is no UUID.
+    pub const INVALID_EXTENSION_IDENTIFIER: &str = "Extension.InvalidExtensionIdentifier";
+    /// 403: a `Lambda-Extension-Identifier` of no registered extension.
+    pub const UNKNOWN_EXTENSION_IDENTIFIER: &str = "Extension.UnknownExtensionIdentifier";
+    /// 403: an error report without `Lambda-Extension-Function-Error-Type`.
+    pub const MISSING_HEADER: &str = "Extension.MissingHeader";
+}
+
 /// A request the double refused.
 #[derive(Clone, Debug)]
 pub struct Refusal {
     pub method: String,
     pub path: String,
     pub status: u16,
-    /// Lambda's `errorType` where Lambda documents one, else a name of the double's own.
+    /// Lambda's `errorType` (with Lambda's status) wherever Lambda refuses the request; else a
+    /// name of the double's own: `Unmodelled.*` for what it does not model, `Container.Gone`
+    /// for a long poll cut short by the environment's end.
     pub error_type: String,
     pub message: String,
 }

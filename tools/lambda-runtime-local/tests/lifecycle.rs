@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lambda_runtime_local::{
-    Error, ExtensionKind, LocalLambda, Options, Reset, Response, ShutdownReason,
+    Error, ExtensionKind, LocalLambda, MAX_RESPONSE_BYTES, Options, Reset, Response, ShutdownReason,
 };
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -69,6 +69,7 @@ async fn a_function_without_extensions_is_frozen_right_after_its_response() {
     let lambda = started(function()).await;
     assert!(lambda.init_duration().is_some());
     assert!(lambda.is_frozen(), "init ends with a freeze");
+    assert_eq!(lambda.freeze_count(), 1);
 
     let invocation = lambda.invoke(&json!({ "echo": "hi" })).await.unwrap();
 
@@ -85,6 +86,7 @@ async fn a_function_without_extensions_is_frozen_right_after_its_response() {
         "frozen once the runtime waits, not before"
     );
     assert!(lambda.is_frozen());
+    assert_eq!(lambda.freeze_count(), 2);
     let pid = lambda.runtime_pid().unwrap();
     assert!(
         stopped_by_the_kernel(pid).await,
@@ -172,10 +174,14 @@ async fn a_cold_start_delivers_its_event_as_init_ends() {
         .unwrap();
 
     assert_eq!(json_of(&invocation.response), json!({ "echo": "cold" }));
-    let init = lambda.init_duration().expect("init ended");
-    assert!(invocation.latency() >= init, "the caller waited for init");
+    assert!(lambda.init_duration().is_some());
     assert!(invocation.frozen_at.is_some());
     assert!(lambda.is_frozen());
+    assert_eq!(
+        lambda.freeze_count(),
+        1,
+        "no freeze between init and the event: the one freeze came after the invocation"
+    );
 }
 
 #[tokio::test]
@@ -260,7 +266,11 @@ async fn an_external_extension_gets_shutdown_once_the_runtime_is_down() {
 
     let invocation = lambda.invoke(&json!({ "echo": 2 })).await.unwrap();
     assert_eq!(invocation.invoked_extensions, ["fixture-external"]);
-    assert!(invocation.frozen_at >= invocation.extensions_done_at);
+    let frozen = invocation.frozen_at.expect("frozen after the invocation");
+    let extension_done = invocation
+        .extensions_done_at
+        .expect("the extension called next");
+    assert!(frozen >= extension_done);
     let report = lambda.shutdown().await.unwrap();
 
     assert_eq!(report.budget, Duration::from_millis(2_000));
@@ -300,7 +310,7 @@ async fn registering_after_init_is_refused() {
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(refusals[0].path, "/2020-01-01/extension/register");
     assert_eq!(refusals[0].status, 403);
-    assert_eq!(refusals[0].error_type, "Extension.InitPhaseOver");
+    assert_eq!(refusals[0].error_type, "Extension.RegistrationClosed");
 }
 
 #[tokio::test]
@@ -320,7 +330,7 @@ async fn an_internal_extension_may_not_subscribe_to_shutdown() {
     assert!(
         refusals
             .iter()
-            .any(|r| r.error_type == "Extension.InvalidEventForInternalExtension"),
+            .any(|r| r.status == 403 && r.error_type == "Extension.InvalidEventType"),
         "{refusals:?}"
     );
 }
@@ -389,6 +399,12 @@ async fn what_lambda_does_not_serve_is_refused_and_kept() {
         .send()
         .await
         .unwrap();
+    let malformed_next = client
+        .get(format!("{base}/2020-01-01/extension/event/next"))
+        .header("Lambda-Extension-Identifier", "not-a-uuid")
+        .send()
+        .await
+        .unwrap();
     let stray_answer = client
         .post(format!(
             "{base}/2018-06-01/runtime/invocation/no-such-id/response"
@@ -400,6 +416,7 @@ async fn what_lambda_does_not_serve_is_refused_and_kept() {
 
     assert_eq!(telemetry.status(), 501);
     assert_eq!(anonymous_next.status(), 403);
+    assert_eq!(malformed_next.status(), 403);
     assert_eq!(stray_answer.status(), 400);
     let kinds: Vec<String> = lambda
         .refusals()
@@ -411,8 +428,176 @@ async fn what_lambda_does_not_serve_is_refused_and_kept() {
         [
             "Unmodelled.LogsOrTelemetryApi",
             "Extension.MissingExtensionIdentifier",
+            "Extension.InvalidExtensionIdentifier",
             "InvalidRequestID"
         ]
     );
     assert!(lambda.is_frozen(), "refusals do not thaw the environment");
+}
+
+/// The error types of the refusals so far, with their statuses.
+fn refused(lambda: &LocalLambda) -> Vec<(u16, String)> {
+    lambda
+        .refusals()
+        .into_iter()
+        .map(|refusal| (refusal.status, refusal.error_type))
+        .collect()
+}
+
+/// `Register` as an extension calls it, with `name` in `Lambda-Extension-Name`; its status and
+/// `Lambda-Extension-Identifier`.
+async fn register(lambda: &LocalLambda, name: Option<&str>, body: &str) -> (u16, Option<String>) {
+    let mut request = reqwest::Client::new()
+        .post(format!(
+            "http://{}/2020-01-01/extension/register",
+            lambda.address()
+        ))
+        .body(body.to_string());
+    if let Some(name) = name {
+        request = request.header("Lambda-Extension-Name", name);
+    }
+    let response = request.send().await.unwrap();
+    let id = response
+        .headers()
+        .get("Lambda-Extension-Identifier")
+        .map(|id| id.to_str().unwrap().to_string());
+    (response.status().as_u16(), id)
+}
+
+#[tokio::test]
+async fn registrations_are_refused_as_lambda_refuses_them() {
+    let lambda = LocalLambda::start(options()).await.unwrap();
+    let status = |(status, _): (u16, Option<String>)| status;
+
+    let invoke = r#"{"events": ["INVOKE"]}"#;
+    assert_eq!(status(register(&lambda, None, invoke).await), 403);
+    assert_eq!(status(register(&lambda, Some(""), invoke).await), 403);
+    assert_eq!(status(register(&lambda, Some("a"), "").await), 403);
+    assert_eq!(status(register(&lambda, Some("a"), "INVOKE").await), 403);
+    let deprecated = r#"{"configurationKeys": ["KEY"]}"#;
+    assert_eq!(status(register(&lambda, Some("a"), deprecated).await), 403);
+    let shutdown = r#"{"events": ["INVOKE", "SHUTDOWN"]}"#;
+    assert_eq!(status(register(&lambda, Some("a"), shutdown).await), 403);
+    let unknown = r#"{"EVENTS": ["RESET"]}"#;
+    assert_eq!(status(register(&lambda, Some("a"), unknown).await), 403);
+    // Lambda reads the body as Go does: keys whatever their case, `null` for nothing.
+    let capitalised = r#"{"Events": ["INVOKE"], "other": 1}"#;
+    assert_eq!(status(register(&lambda, Some("a"), capitalised).await), 200);
+    assert_eq!(status(register(&lambda, Some("b"), "null").await), 200);
+    assert_eq!(status(register(&lambda, Some("a"), "{}").await), 403);
+
+    let extensions = lambda.extensions();
+    assert_eq!(extensions.len(), 2);
+    assert!(extensions[0].invoke && !extensions[0].shutdown);
+    assert!(!extensions[1].invoke && !extensions[1].shutdown);
+    let forbidden = |error_type: &str| (403, error_type.to_string());
+    assert_eq!(
+        refused(&lambda),
+        [
+            forbidden("Extension.InvalidExtensionName"),
+            forbidden("Extension.InvalidExtensionName"),
+            forbidden("InvalidRequestFormat"),
+            forbidden("InvalidRequestFormat"),
+            forbidden("InvalidRequestFormat"),
+            forbidden("Extension.InvalidEventType"),
+            forbidden("Extension.InvalidEventType"),
+            forbidden("Extension.InvalidExtensionState"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_extension_error_report_is_taken_once_as_lambda_takes_it() {
+    let lambda = LocalLambda::start(options()).await.unwrap();
+    let (_, id) = register(&lambda, Some("failing"), "{}").await;
+    let id = id.expect("registered");
+    let client = reqwest::Client::new();
+    let base = format!("http://{}/2020-01-01/extension", lambda.address());
+    let call = |path: &str, error_type: Option<&str>| {
+        let mut request = client
+            .post(format!("{base}/{path}"))
+            .header("Lambda-Extension-Identifier", &id);
+        if let Some(error_type) = error_type {
+            request = request.header("Lambda-Extension-Function-Error-Type", error_type);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    assert_eq!(call("init/error", None).await, 403);
+    assert_eq!(call("init/error", Some("Extension.Boom")).await, 202);
+    // Lambda takes the same report again, and ignores it; nothing else.
+    assert_eq!(call("init/error", Some("Extension.Boom")).await, 202);
+    assert_eq!(call("exit/error", Some("Extension.Boom")).await, 403);
+    let next = client
+        .get(format!("{base}/event/next"))
+        .header("Lambda-Extension-Identifier", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 403);
+
+    let forbidden = |error_type: &str| (403, error_type.to_string());
+    assert_eq!(
+        refused(&lambda),
+        [
+            forbidden("Extension.MissingHeader"),
+            forbidden("Extension.InvalidExtensionState"),
+            forbidden("Extension.InvalidExtensionState"),
+        ]
+    );
+    let init = lambda.shutdown().await.unwrap();
+    assert_eq!(init.reason, ShutdownReason::Failure);
+}
+
+/// The test plays the runtime: it asks for the event and answers it over HTTP.
+#[tokio::test]
+async fn answers_are_taken_as_lambda_takes_them() {
+    let lambda = LocalLambda::start(options()).await.unwrap();
+    let base = format!("http://{}/2018-06-01/runtime/invocation", lambda.address());
+    let client = reqwest::Client::new();
+    let next = |client: reqwest::Client, base: String| async move {
+        let event = client.get(format!("{base}/next")).send().await.unwrap();
+        let id = &event.headers()["lambda-runtime-aws-request-id"];
+        id.to_str().unwrap().to_string()
+    };
+
+    // The largest answer Lambda passes on, then the same answer again.
+    let mut largest = lambda.send(&json!({ "n": 1 })).unwrap();
+    let id = next(client.clone(), base.clone()).await;
+    let answer = |id: &str, bytes: usize| {
+        client
+            .post(format!("{base}/{id}/response"))
+            .body(vec![b'a'; bytes])
+            .send()
+    };
+    assert_eq!(answer(&id, MAX_RESPONSE_BYTES).await.unwrap().status(), 202);
+    assert_eq!(answer(&id, 2).await.unwrap().status(), 403);
+    let (response, _) = largest.response().await.unwrap();
+    assert!(matches!(response, Response::Success(body) if body.len() == MAX_RESPONSE_BYTES));
+    let waiting = tokio::spawn(next(client.clone(), base.clone()));
+    largest.finished().await.unwrap();
+
+    // One byte more fails the invocation; the runtime hears 413.
+    let too_large = lambda.send(&json!({ "n": 2 })).unwrap();
+    let id = waiting.await.unwrap();
+    assert_eq!(
+        answer(&id, MAX_RESPONSE_BYTES + 1).await.unwrap().status(),
+        413
+    );
+    tokio::spawn(next(client.clone(), base.clone()));
+    let invocation = too_large.finished().await.unwrap();
+    let Response::FunctionError { error_type, body } = &invocation.response else {
+        panic!("{:?}", invocation.response);
+    };
+    assert_eq!(error_type.as_deref(), Some("Function.ResponseSizeTooLarge"));
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["errorType"], "Function.ResponseSizeTooLarge");
+
+    assert_eq!(
+        refused(&lambda),
+        [
+            (403, "InvalidStateTransition".to_string()),
+            (413, "RequestEntityTooLarge".to_string())
+        ]
+    );
 }

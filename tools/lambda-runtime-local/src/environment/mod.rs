@@ -21,16 +21,17 @@ use tokio::process::Child;
 use tokio::sync::{oneshot, watch};
 
 use crate::events::{ExtensionEvent, RuntimeEvent, ShutdownReason, trace_header, unix_ms_after};
-use crate::extension::{Extension, ExtensionKind, RegisteredExtension};
+use crate::extension::{ErrorReport, Extension, ExtensionKind, RegisteredExtension};
 use crate::invocation::{Invocation, PendingInvocation, Reply, Reset, Response};
 use crate::participant::Participant;
 use crate::process::{Output, ProcessSlot, Role, pid_of};
-use crate::refusal::{Refusal, Refused};
+use crate::refusal::{Refusal, Refused, lambda};
 use crate::shutdown_report::ShutdownReport;
 use crate::{Error, Options};
 
-/// Lambda takes at most 10 extensions per function; the limit is enforced at registration.
-const MAX_EXTENSIONS: usize = 10;
+/// Lambda takes at most 10 extensions per function (`core.MaxAgentsAllowed`): an internal
+/// extension past it is refused at registration, an external one is not started.
+pub(crate) const MAX_EXTENSIONS: usize = 10;
 
 /// Where the environment is in its lifecycle.
 #[derive(Clone, Debug, Default)]
@@ -142,6 +143,8 @@ pub(crate) struct State {
     pub externals_started: Vec<String>,
     pub processes: Vec<ProcessSlot>,
     pub frozen_since: Option<Instant>,
+    /// How many times the environment was frozen.
+    pub freezes: usize,
     queued: Option<Queued>,
     current: Option<Current>,
     pub refusals: Vec<Refusal>,
@@ -171,12 +174,6 @@ impl State {
         names.join(", ")
     }
 
-    pub fn runtime_process(&self) -> Option<&ProcessSlot> {
-        self.processes
-            .iter()
-            .find(|process| process.role == Role::Runtime)
-    }
-
     pub fn process(&self, role: &Role) -> Option<&ProcessSlot> {
         self.processes.iter().find(|process| process.role == *role)
     }
@@ -187,6 +184,7 @@ impl State {
             process.signal_group(Signal::STOP);
         }
         self.frozen_since = Some(now);
+        self.freezes += 1;
     }
 
     /// Lets the processes run again.
@@ -204,10 +202,17 @@ impl State {
             .find(|extension| extension.id == id)
             .ok_or_else(|| {
                 Refused::forbidden(
-                    "Extension.UnknownExtensionIdentifier",
+                    lambda::UNKNOWN_EXTENSION_IDENTIFIER,
                     format!("no extension is registered as {id:?}"),
                 )
             })
+    }
+
+    /// Lambda turns registration off once the runtime has asked for its first invocation, even
+    /// while extensions still keep init going (rapid's `doRuntimeDomainInit`: the wait for the
+    /// runtime's first `next`, then `registrationService.TurnOff()`); and of course after init.
+    fn registration_closed(&self) -> bool {
+        !matches!(self.phase, Phase::Init) || self.runtime.next_at.is_some()
     }
 
     pub fn has_internal_extension(&self) -> bool {
@@ -481,10 +486,7 @@ impl Shared {
     /// environment is reset.
     fn process_failed(self: &Arc<Self>, state: &mut State, reset: Reset) {
         match state.phase {
-            Phase::Init => {
-                let reason = format!("{reset:?} during init");
-                self.go_down(state, Down::InitFailed(reason), ShutdownReason::Failure);
-            }
+            Phase::Init => self.fail_init_in(state, format!("{reset:?} during init")),
             Phase::Idle | Phase::Invoking => self.reset(state, reset),
             Phase::Down(_) => {}
         }
@@ -500,18 +502,20 @@ impl Shared {
         self.begin_shutdown(state, reason);
     }
 
-    /// Ends init as failed (it took too long), which shuts the environment down.
+    /// Ends init as failed (a process could not start, or init took too long), which shuts the
+    /// environment down.
     pub fn fail_init(self: &Arc<Self>, reason: String) {
         let mut state = self.state();
-        if matches!(state.phase, Phase::Init) {
-            self.go_down(
-                &mut state,
-                Down::InitFailed(reason),
-                ShutdownReason::Failure,
-            );
-        }
+        self.fail_init_in(&mut state, reason);
         drop(state);
         self.notify();
+    }
+
+    /// Ends init as failed, with the state at hand; nothing happens once init is over.
+    fn fail_init_in(self: &Arc<Self>, state: &mut State, reason: String) {
+        if matches!(state.phase, Phase::Init) {
+            self.go_down(state, Down::InitFailed(reason), ShutdownReason::Failure);
+        }
     }
 
     /// Starts the shutdown phase once; [`Shared::shutdown_report`] waits for its end.
@@ -536,25 +540,34 @@ impl Shared {
     pub fn runtime_asks_next(self: &Arc<Self>) -> Result<oneshot::Receiver<RuntimeEvent>, Refused> {
         let mut state = self.state();
         let now = Instant::now();
+        // Neither refusal is confirmed by the emulator, which hands the same event out again
+        // (`RuntimeRunningState.Ready()`) or parks the second call beside the first: kept as
+        // the double's loud refusals (400), harsher than Lambda.
         if let Some(current) = &state.current
             && current.answer.is_none()
         {
             return Err(Refused::bad_request(
-                "InvalidStateTransition",
+                lambda::INVALID_STATE_TRANSITION,
                 format!(
                     "the runtime asked for its next invocation before answering {}",
                     current.request_id
                 ),
             ));
         }
-        let receiver = state.runtime.ask(now)?;
+        let receiver = state.runtime.ask(now).map_err(|_| {
+            Refused::bad_request(
+                lambda::INVALID_STATE_TRANSITION,
+                "a next call is already waiting; the double serves one at a time",
+            )
+        })?;
         self.settle(&mut state, now);
         drop(state);
         self.notify();
         Ok(receiver)
     }
 
-    /// Takes the runtime's answer and passes it to the caller at once.
+    /// Takes the runtime's answer and passes it to the caller at once. As Lambda, it checks
+    /// the request id first (400), then that the invocation is still unanswered (403).
     pub fn runtime_answers(&self, request_id: &str, response: Response) -> Result<(), Refused> {
         let mut state = self.state();
         let now = Instant::now();
@@ -564,13 +577,13 @@ impl Shared {
             .filter(|current| current.request_id == request_id)
         else {
             return Err(Refused::bad_request(
-                "InvalidRequestID",
+                lambda::INVALID_REQUEST_ID,
                 format!("{request_id} is not the invocation in progress"),
             ));
         };
         if current.answer.is_some() {
-            return Err(Refused::bad_request(
-                "InvalidStateTransition",
+            return Err(Refused::forbidden(
+                lambda::INVALID_STATE_TRANSITION,
                 format!("{request_id} has been answered already"),
             ));
         }
@@ -589,21 +602,18 @@ impl Shared {
         body: &[u8],
     ) -> Result<(), Refused> {
         let mut state = self.state();
-        if !matches!(state.phase, Phase::Init) {
+        if !matches!(state.phase, Phase::Init) || state.runtime.next_at.is_some() {
             return Err(Refused::forbidden(
-                "InvalidStateTransition",
-                "an init error can only be reported during init",
+                lambda::INVALID_STATE_TRANSITION,
+                "an init error can only be reported during init, before the runtime's first \
+                 next call",
             ));
         }
         let reason = format!(
             "the runtime reported an init error ({error_type}): {}",
             String::from_utf8_lossy(body)
         );
-        self.go_down(
-            &mut state,
-            Down::InitFailed(reason),
-            ShutdownReason::Failure,
-        );
+        self.fail_init_in(&mut state, reason);
         drop(state);
         self.notify();
         Ok(())
@@ -618,7 +628,8 @@ impl Shared {
         wants_account_id: bool,
     ) -> Result<Registration, Refused> {
         let mut state = self.state();
-        check_registration(&state, name, events)?;
+        // Lambda knows its external extensions by name before they register; any other name
+        // is an internal extension.
         let kind = if state
             .externals_started
             .iter()
@@ -628,17 +639,8 @@ impl Shared {
         } else {
             ExtensionKind::Internal
         };
+        check_registration(&state, name, kind, events)?;
         let shutdown = events.iter().any(|event| event == "SHUTDOWN");
-        if kind == ExtensionKind::Internal && shutdown {
-            return Err(Refused::forbidden(
-                "Extension.InvalidEventForInternalExtension",
-                format!(
-                    "{name} is an internal extension (no external extension of that name was \
-                     started); internal extensions are started and stopped by the runtime \
-                     process and may not register for SHUTDOWN"
-                ),
-            ));
-        }
         let id = uuid::Uuid::new_v4().to_string();
         state.extensions.push(Extension {
             id: id.clone(),
@@ -648,7 +650,7 @@ impl Shared {
             shutdown,
             participant: Participant::default(),
             shutdown_delivered_at: None,
-            failed: false,
+            failed: None,
         });
         drop(state);
         self.notify();
@@ -677,10 +679,16 @@ impl Shared {
         let mut state = self.state();
         let now = Instant::now();
         let extension = state.extension_mut(id)?;
-        if extension.failed {
+        if extension.failed.is_some() {
             return Err(failed_extension(&extension.name));
         }
-        let receiver = extension.participant.ask(now)?;
+        let name = extension.name.clone();
+        let receiver = extension.participant.ask(now).map_err(|_| {
+            Refused::forbidden(
+                lambda::INVALID_EXTENSION_STATE,
+                format!("{name} called next while its next call waits"),
+            )
+        })?;
         self.settle(&mut state, now);
         drop(state);
         self.notify();
@@ -688,14 +696,31 @@ impl Shared {
     }
 
     /// `/extension/init/error` and `/extension/exit/error`: Lambda resets the environment, and
-    /// the extension's further calls are refused.
-    pub fn extension_failed(self: &Arc<Self>, id: &str, error_type: &str) -> Result<(), Refused> {
+    /// refuses the extension's further calls but a repeat of the same report, which it accepts
+    /// and ignores. An init error is refused once the extension has called `next`.
+    pub fn extension_failed(
+        self: &Arc<Self>,
+        id: &str,
+        report: ErrorReport,
+        error_type: &str,
+    ) -> Result<(), Refused> {
         let mut state = self.state();
         let extension = state.extension_mut(id)?;
-        if extension.failed {
-            return Err(failed_extension(&extension.name));
+        match extension.failed {
+            Some(earlier) if earlier == report => return Ok(()),
+            Some(_) => return Err(failed_extension(&extension.name)),
+            None if report == ErrorReport::Init && extension.participant.next_at.is_some() => {
+                return Err(Refused::forbidden(
+                    lambda::INVALID_EXTENSION_STATE,
+                    format!(
+                        "{} has called next: its init is over, it may report an exit error only",
+                        extension.name
+                    ),
+                ));
+            }
+            None => {}
         }
-        extension.failed = true;
+        extension.failed = Some(report);
         let name = extension.name.clone();
         let reset = Reset::ExtensionFailed {
             name,
@@ -735,44 +760,106 @@ impl Shared {
 /// "After Lambda receives the error, no further API calls succeed."
 fn failed_extension(name: &str) -> Refused {
     Refused::forbidden(
-        "Extension.AlreadyFailed",
+        lambda::INVALID_EXTENSION_STATE,
         format!("{name} reported an error; Lambda accepts no further calls from it"),
     )
 }
 
-/// Lambda's rules for `Register`: only during init, at most ten extensions, known events only,
-/// one registration per name.
-fn check_registration(state: &State, name: &str, events: &[String]) -> Result<(), Refused> {
-    if !matches!(state.phase, Phase::Init) {
+/// Lambda's rules for `Register`, checked in Lambda's order (`agentRegisterHandler`): the
+/// events first; then an external extension may register once; an internal one only while
+/// registration is open, within the limit of ten, under a name not taken.
+fn check_registration(
+    state: &State,
+    name: &str,
+    kind: ExtensionKind,
+    events: &[String],
+) -> Result<(), Refused> {
+    for event in events {
+        let problem = match (event.as_str(), kind) {
+            ("INVOKE", _) | ("SHUTDOWN", ExtensionKind::External) => continue,
+            ("SHUTDOWN", ExtensionKind::Internal) => {
+                "ShutdownEventNotSupportedForInternalExtension (an internal extension lives in \
+                 the runtime process and learns of the shutdown through SIGTERM)"
+            }
+            _ => "ErrorInvalidEventType (extensions register for INVOKE and SHUTDOWN)",
+        };
         return Err(Refused::forbidden(
-            "Extension.InitPhaseOver",
-            format!("{name} registered after init ended; extensions register during init only"),
+            lambda::INVALID_EVENT_TYPE,
+            format!("{name}: {event}: {problem}"),
         ));
     }
-    if state.extensions.len() >= MAX_EXTENSIONS {
-        return Err(Refused::forbidden(
-            "Extension.TooManyExtensions",
-            format!("a function takes at most {MAX_EXTENSIONS} extensions"),
-        ));
-    }
-    if state
+    let taken = state
         .extensions
         .iter()
-        .any(|extension| extension.name == name)
-    {
+        .any(|extension| extension.name == name);
+    if kind == ExtensionKind::Internal {
+        if state.registration_closed() {
+            return Err(Refused::forbidden(
+                lambda::REGISTRATION_CLOSED,
+                format!(
+                    "{name}: extension registration closed already (it closes when the runtime \
+                     asks for its first invocation)"
+                ),
+            ));
+        }
+        if state.extensions.len() >= MAX_EXTENSIONS {
+            return Err(Refused::forbidden(
+                lambda::TOO_MANY_EXTENSIONS,
+                format!("{name}: extension limit ({MAX_EXTENSIONS}) reached"),
+            ));
+        }
+    }
+    if taken {
         return Err(Refused::forbidden(
-            "Extension.AlreadyRegistered",
+            lambda::INVALID_EXTENSION_STATE,
             format!("an extension named {name} is registered already"),
         ));
     }
-    if let Some(unknown) = events
-        .iter()
-        .find(|event| *event != "INVOKE" && *event != "SHUTDOWN")
-    {
-        return Err(Refused::bad_request(
-            "InvalidRequest",
-            format!("{unknown} is no event; extensions register for INVOKE and SHUTDOWN"),
-        ));
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Shared::new(Options::default(), SocketAddr::from(([127, 0, 0, 1], 9)))
+    }
+
+    #[test]
+    fn registration_closes_at_the_runtimes_first_next_not_at_the_end_of_init() {
+        let shared = shared();
+        let invoke = ["INVOKE".to_string()];
+        assert!(shared.register_extension("early", &invoke, false).is_ok());
+        let _waiting = shared.runtime_asks_next().unwrap();
+        assert!(
+            matches!(shared.state().phase, Phase::Init),
+            "the extension that has not called next keeps init going"
+        );
+
+        let Err(refused) = shared.register_extension("late", &invoke, false) else {
+            panic!("registered after the runtime's first next");
+        };
+
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(refused.error_type, lambda::REGISTRATION_CLOSED);
+        assert_eq!(shared.registered_extensions().len(), 1);
+    }
+
+    #[test]
+    fn the_runtime_reports_an_init_error_only_before_its_first_next() {
+        let shared = shared();
+        assert!(shared.register_extension("early", &[], false).is_ok());
+        let _waiting = shared.runtime_asks_next().unwrap();
+
+        let refused = shared
+            .runtime_init_error("Runtime.Boom", b"{}")
+            .unwrap_err();
+
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(refused.error_type, lambda::INVALID_STATE_TRANSITION);
+        assert!(matches!(shared.state().phase, Phase::Init));
+    }
 }

@@ -94,7 +94,7 @@ async fn end_runtime(
 ) -> (Option<ProcessEnd>, bool) {
     let alive = {
         let state = shared.state();
-        match state.runtime_process() {
+        match state.process(&Role::Runtime) {
             None => return (None, false),
             Some(process) => process.is_alive(),
         }
@@ -183,7 +183,7 @@ fn kill_what_remains(shared: &Shared) {
 }
 
 fn signal_runtime(shared: &Shared, signal: Signal) {
-    if let Some(process) = shared.state().runtime_process() {
+    if let Some(process) = shared.state().process(&Role::Runtime) {
         process.signal_process(signal);
     }
 }
