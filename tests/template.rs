@@ -688,17 +688,70 @@ const JWT_SETUP: [(&str, &str); 3] = [
 
 /// The access mode the function reads from the environment the template gives it.
 fn function_access(deployment: &Deployment) -> Access {
+    Access::from_lookup(|name| function_variable(deployment, name))
+        .expect("the template gives the function a mode it reads")
+}
+
+/// One of the function's environment variables as deployed.
+fn function_variable(deployment: &Deployment, name: &str) -> Option<String> {
     let variables = get(
         get(resource(deployment.template, FUNCTION), "Environment"),
         "Variables",
     );
-    let resolved = |name: &str| {
-        variables
-            .get(name)
-            .and_then(|value| deployment.resolve(value))
-            .and_then(|value| value.as_str().map(str::to_string))
+    variables
+        .get(name)
+        .and_then(|value| deployment.resolve(value))
+        .and_then(|value| value.as_str().map(str::to_string))
+}
+
+/// The admin token guards a public API's admin endpoints only: under IAM and JWT the function
+/// neither gets the token nor may read its secret (nor spends its cold start reading it).
+#[test]
+fn the_admin_token_reaches_the_function_of_a_public_api_only() {
+    let template = template();
+    let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:admin-AbCdEf";
+    let mut public_setup = vec![("ApiAuth", "PUBLIC"), ("AdminTokenSecretArn", secret)];
+    let public = Deployment::new(&template, &public_setup);
+    let mut jwt_setup = JWT_SETUP.to_vec();
+    jwt_setup.push(("AdminTokenSecretArn", secret));
+    let closed = [
+        Deployment::new(&template, &[("AdminTokenSecretArn", secret)]),
+        Deployment::new(&template, &jwt_setup),
+    ];
+    let reads_secret = |deployment: &Deployment| {
+        deployment
+            .property("CallHistoryFunctionRole", "Policies")
+            .and_then(|policies| policies.as_sequence().cloned())
+            .unwrap_or_default()
+            .iter()
+            .any(|policy| policy["PolicyName"].as_str() == Some("admin-token-secret"))
     };
-    Access::from_lookup(resolved).expect("the template gives the function a mode it reads")
+    assert_eq!(
+        function_variable(&public, "ADMIN_TOKEN_SECRET_ARN").as_deref(),
+        Some(secret)
+    );
+    assert!(reads_secret(&public));
+    for deployment in &closed {
+        assert_eq!(
+            function_variable(deployment, "ADMIN_TOKEN_SECRET_ARN").as_deref(),
+            Some("")
+        );
+        assert!(!reads_secret(deployment));
+    }
+    public_setup[1] = ("AdminToken", "a-token-of-twenty-chars-or-more");
+    let with_token = Deployment::new(&template, &public_setup);
+    assert_eq!(
+        function_variable(&with_token, "ADMIN_TOKEN").as_deref(),
+        Some("a-token-of-twenty-chars-or-more")
+    );
+    let iam_token = Deployment::new(
+        &template,
+        &[("AdminToken", "a-token-of-twenty-chars-or-more")],
+    );
+    assert_eq!(
+        function_variable(&iam_token, "ADMIN_TOKEN").as_deref(),
+        Some("")
+    );
 }
 
 /// Every route of the API: its logical id, path (none for `$default`) and class.
@@ -761,10 +814,6 @@ fn every_route_but_the_health_check_has_an_authorizer_unless_the_api_is_public()
         }
         if authorization(&jwt, id) == "JWT" {
             let authorizer = jwt.property(id, "AuthorizerId").expect("an authorizer");
-            assert_eq!(
-                reference(&get(resource(&template, id), "AuthorizerId").clone()),
-                None
-            );
             assert_eq!(authorizer.as_str(), Some("<JwtAuthorizer>"), "{key}");
         } else {
             assert_eq!(jwt.property(id, "AuthorizerId"), None, "{key}");
