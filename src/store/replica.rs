@@ -53,6 +53,10 @@ pub enum Pulled {
     ByAnother,
     /// Another environment holds the pull and has not finished within this request's time.
     Busy,
+    /// This environment's own pull (another request's, or the work between requests) was still
+    /// on its way when this request's time ran out: that pull, not this request, tells whether
+    /// Redshift answers.
+    StillRunning,
 }
 
 pub struct Replica {
@@ -179,10 +183,13 @@ impl Replica {
         session: RedshiftSession<'_>,
         wanted_after: Option<DateTime<Utc>>,
     ) -> Result<Pulled, StoreError> {
-        let _pulling = session
+        let Ok(_pulling) = session
             .deadline()
             .run(async { Ok(self.pull_lock.lock().await) })
-            .await?;
+            .await
+        else {
+            return Ok(Pulled::StillRunning);
+        };
         let shared = sqlite.options().shared;
         if shared {
             self.reload(sqlite).await;
@@ -319,7 +326,10 @@ impl Replica {
         loop {
             if let Some(took) = last_page {
                 if session.deadline().remaining() < took + took / 2 {
-                    return Err(catch_up_unfinished());
+                    return Err(StoreError::new(
+                        ErrorKind::Timeout,
+                        "the replica's catch-up did not finish within the deadline; it resumes at the next pull",
+                    ));
                 }
             }
             let started = Instant::now();
@@ -341,15 +351,12 @@ impl Replica {
             };
             let pulled = match session.pull(&scope).await {
                 Ok(pulled) => pulled,
-                Err(err) if err.kind == ErrorKind::Timeout => {
-                    self.smaller_pages();
-                    // Pages of this pull went in: Redshift answers, there is only much to bring.
-                    return Err(match last_page {
-                        Some(_) => catch_up_unfinished(),
-                        None => err,
-                    });
+                Err(err) => {
+                    if err.kind == ErrorKind::Timeout {
+                        self.smaller_pages();
+                    }
+                    return Err(err);
                 }
-                Err(err) => return Err(err),
             };
             let (first_sent_at, first_clock) = catch_up
                 .as_ref()
@@ -456,16 +463,6 @@ impl Replica {
     fn pacing(&self) -> MutexGuard<'_, Pacing> {
         self.pacing.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// A catch-up that brought pages in but not the last within the deadline: Redshift answers, so
-/// this is back-pressure (the copy stays as old as it was, and the next pull resumes), never an
-/// outage.
-fn catch_up_unfinished() -> StoreError {
-    StoreError::new(
-        ErrorKind::Throttled,
-        "the replica's catch-up did not finish within the deadline; it resumes at the next pull",
-    )
 }
 
 /// The floor of a pulled window: none when the warehouse held no more than the window; else

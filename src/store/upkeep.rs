@@ -14,6 +14,7 @@ use super::deadline::Deadline;
 use super::error::ErrorKind;
 use super::failover::FailoverStore;
 use super::journal::{replay_stopped, ReplayReport};
+use super::replica::Pulled;
 use super::StoreError;
 use crate::metrics::{SwitchEvent, PUT_TIMEOUT};
 
@@ -106,7 +107,8 @@ impl FailoverStore {
                     .pull(&sqlite, session, Some(wanted_after))
                     .await
                 {
-                    Ok(_) => done.pulled = true,
+                    Ok(Pulled::Pulled | Pulled::ByAnother) => done.pulled = true,
+                    Ok(Pulled::Busy | Pulled::StillRunning) => {}
                     Err(err) => {
                         tracing::debug!(error = %err, detail = %err.detail, "A pull ahead of readers failed; readers pull themselves")
                     }

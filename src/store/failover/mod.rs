@@ -288,6 +288,15 @@ impl FailoverStore {
                     as_of: self.replica.as_of(),
                 }
             }
+            Ok(Pulled::StillRunning) => {
+                // Waiting for this environment's own pull is no contact with Redshift: the
+                // backup answers this request, and nothing switches.
+                if probing {
+                    self.lock_health()
+                        .probe_again_after(PROBE_PAUSE, Instant::now());
+                }
+                Primary::Down
+            }
             Ok(Pulled::Busy) => {
                 // Another environment holds the pull and did not finish within this request.
                 let busy = StoreError::new(
