@@ -94,6 +94,8 @@ async fn main() {
         ],
     )
     .await;
+    // Replays and pulls between requests, as the local server and Lambda's extension do.
+    app.run_upkeep();
     let (pg, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
         .await
         .expect("postgres");

@@ -287,14 +287,25 @@ async fn load(
     let writes_every = Duration::from_secs_f64(1.0 / scenario.writes_per_second as f64);
     let (writer, writes_observed) = (client.clone(), Arc::clone(&observed));
     tasks.push(tokio::spawn(async move {
+        // Open-loop: each write leaves on its tick whatever earlier ones still wait for (a
+        // write is three statements on Redshift, longer than the ticks at 150 ms each), so the
+        // fleet gets the rate the scenario names.
         let mut timer = tokio::time::interval(writes_every);
         let mut n = 0usize;
+        let mut writes = Vec::new();
         while Instant::now() < writes_until {
             timer.tick().await;
             let index = n % bases.len();
-            let id = format!("fleet-{n:05}");
-            write(&writer, &bases[index], &id, index, &writes_observed).await;
+            let (writer, base) = (writer.clone(), bases[index].clone());
+            let observed = Arc::clone(&writes_observed);
+            writes.push(tokio::spawn(async move {
+                let id = format!("fleet-{n:05}");
+                write(&writer, &base, &id, index, &observed).await;
+            }));
             n += 1;
+        }
+        for write in writes {
+            let _ = write.await;
         }
     }));
     for task in tasks {
