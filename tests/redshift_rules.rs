@@ -511,8 +511,8 @@ async fn a_statement_abandoned_at_the_deadline_is_cancelled() {
 async fn a_write_is_answered_by_the_backup_whatever_redshift_and_cloudwatch_do() {
     for fault in [
         Fault::Hang,
-        // Three Data API calls (submit, describe, read back) of 450 ms each: past 1 s.
-        Fault::Slow(Duration::from_millis(450)),
+        // Two Data API calls (submit, describe) of 550 ms each: past 1 s.
+        Fault::Slow(Duration::from_millis(550)),
         Fault::Slow(Duration::from_millis(700)),
         Fault::StayStarted(Duration::from_secs(30)),
         Fault::Throttle,

@@ -31,14 +31,11 @@ const HELD_ON_CALLS_SQL: &str =
      WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
      AND c.relname = 'calls' AND l.mode = $1 AND l.granted";
 
-/// Transactions of this database whose insert into `calls` has run and that have not
-/// committed: idle in their transaction, holding the insert's lock on `calls`.
-const OPEN_INSERTS_SQL: &str =
+/// Sessions of this database holding the writers' lock.
+const HOLDING_THE_WRITE_LOCK_SQL: &str =
     "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-     JOIN pg_stat_activity a ON a.pid = l.pid \
      WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND c.relname = 'calls' AND l.mode = 'RowExclusiveLock' AND l.granted \
-     AND a.state = 'idle in transaction'";
+     AND c.relname = 'calls_write_lock' AND l.granted";
 
 /// Other sessions of this database inside a transaction (running, waiting or idle in it).
 const OPEN_TRANSACTIONS_SQL: &str = "SELECT count(*) FROM pg_stat_activity \
@@ -65,11 +62,10 @@ async fn until_count(pg: &tokio_postgres::Client, sql: &str, params: &[&str], wa
     );
 }
 
-/// A history read that asks Redshift (no replica kept) while a write of the service holds its
-/// transaction open, its insert done and not committed, and a second writer waits for its
-/// turn: nothing locks `calls` itself, so the read answers from Redshift while that
-/// transaction is still open. Under the former `LOCK calls` (ACCESS EXCLUSIVE) it would have
-/// waited for the write to commit.
+/// A history read that asks Redshift (no replica kept) while a write of the service holds the
+/// writers' lock in its open transaction and a second writer waits for its turn: nothing locks
+/// `calls` itself, so the read answers from Redshift while that transaction is still open.
+/// Under a `LOCK calls` (ACCESS EXCLUSIVE) it would have waited for the write to commit.
 #[tokio::test]
 async fn a_read_during_an_open_write_transaction_does_not_wait_for_it() {
     let redshift = Redshift::start(1000).await;
@@ -81,16 +77,15 @@ async fn a_read_during_an_open_write_transaction_does_not_wait_for_it() {
     }
     let pg = redshift.postgres().await;
 
-    // Each query of the next statement takes this long (the lock, the insert, the read back),
-    // its transaction open throughout: after the insert, it holds the call uncommitted for
-    // twice this.
-    redshift.standin.set_statement_time(Duration::from_secs(3));
+    // Each query of the next statement takes this long before it runs (the lock, then the
+    // insert): once the lock is granted, the transaction holds it open for this long.
+    redshift.standin.set_statement_time(Duration::from_secs(6));
     let first = a.send_in_background(
         a.client
             .post(a.url("/api/calls"))
             .json(&json!({"id": "held-open", "contactName": "Open Olga"})),
     );
-    until_count(&pg, OPEN_INSERTS_SQL, &[], 1).await;
+    until_count(&pg, HOLDING_THE_WRITE_LOCK_SQL, &[], 1).await;
     redshift.standin.set_statement_time(Duration::ZERO);
     assert_eq!(
         count(&pg, HELD_ON_CALLS_SQL, &["AccessExclusiveLock"]).await,
@@ -110,7 +105,11 @@ async fn a_read_during_an_open_write_transaction_does_not_wait_for_it() {
     assert_eq!(read.body["count"], 0, "the uncommitted call is not seen");
     // Answered while both writes were under way, the first's transaction still open.
     assert!(!first.is_finished() && !second.is_finished());
-    assert_eq!(count(&pg, OPEN_INSERTS_SQL, &[]).await, 1, "still open");
+    assert_eq!(
+        count(&pg, HOLDING_THE_WRITE_LOCK_SQL, &[]).await,
+        1,
+        "still open"
+    );
     assert_eq!(
         count(&pg, WAITING_SQL, &["calls_write_lock"]).await,
         1,
@@ -323,7 +322,7 @@ async fn concurrent_writes_in_one_environment_share_statements() {
     let first = app.post_json("/api/calls", &bodies[0]);
     let rest = async {
         // The first write's statement is open: the others come now.
-        until_count(&pg, OPEN_INSERTS_SQL, &[], 1).await;
+        until_count(&pg, HOLDING_THE_WRITE_LOCK_SQL, &[], 1).await;
         join_all(
             bodies[1..]
                 .iter()
@@ -400,8 +399,8 @@ async fn writes_that_outrun_their_deadline_around_a_refused_one_are_journaled_wi
     narrow_notes(&redshift).await;
     // The first contact (a pull of the replica) made while statements are quick.
     assert_eq!(app.get("/api/calls/history").await.status, 200);
-    // Each of an insert's three queries (lock, insert, read back) takes this long: about a third
-    // of the deadline a statement.
+    // Each of an insert's two queries (lock, insert) takes this long: about a fifth of the
+    // deadline a statement.
     redshift
         .standin
         .set_statement_time(Duration::from_millis(100));
@@ -531,4 +530,95 @@ async fn a_conflicting_replay_is_set_aside_and_reported() {
         .metrics()
         .iter()
         .any(|m| m.metric_name == "ConflictingWrites" && m.value == Some(1.0)));
+}
+
+/// Data API calls per operation the stand-in has received.
+fn calls_by_operation(redshift: &Redshift) -> [usize; 4] {
+    [
+        "BatchExecuteStatement",
+        "DescribeStatement",
+        "ExecuteStatement",
+        "GetStatementResult",
+    ]
+    .map(|op| redshift.standin.operation_count(op))
+}
+
+/// Data API calls per operation since `before`.
+fn calls_since(redshift: &Redshift, before: [usize; 4]) -> [usize; 4] {
+    let now = calls_by_operation(redshift);
+    std::array::from_fn(|i| now[i] - before[i])
+}
+
+/// A new call is known stored from the insert's row count: the batch and one DescribeStatement,
+/// no result to fetch. A call Redshift already held (stored by another program, unknown to this
+/// environment's replica) is read after the commit, and the answer is what Redshift holds: 200
+/// for the same call, 409 for another.
+#[tokio::test]
+async fn a_new_call_is_known_stored_by_its_row_count_and_a_held_one_is_read_after_the_commit() {
+    let redshift = Redshift::start(1000).await;
+    let app = spawn_app_on(
+        &redshift,
+        &[
+            ("READ_MAX_STALENESS_MS", "600000"),
+            ("REDSHIFT_CHECK_INTERVAL_SECS", "3600"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/calls/history").await.body["source"],
+        "redshift"
+    );
+    let pg = redshift.postgres().await;
+    pg.batch_execute(
+        "INSERT INTO calls (id, contact_name, account_name, started_at, duration_seconds, \
+         outcome, notes, created_at) VALUES ('held-before', 'Earlier Eve', NULL, \
+         '2026-01-01T10:00:00Z', NULL, NULL, NULL, '2026-01-01T10:00:01Z')",
+    )
+    .await
+    .expect("a call stored by another program");
+
+    let before = calls_by_operation(&redshift);
+    let new = app
+        .post_json(
+            "/api/calls",
+            &json!({"id": "brand-new", "contactName": "New Nora"}),
+        )
+        .await;
+    assert_eq!(
+        (new.status, new.body["source"].as_str()),
+        (201, Some("redshift"))
+    );
+    assert_eq!(
+        calls_since(&redshift, before),
+        [1, 1, 0, 0],
+        "batch, describe, execute, result"
+    );
+    assert_eq!(redshift.copies_of("brand-new").await, 1);
+
+    let held = json!({"id": "held-before", "contactName": "Earlier Eve",
+                      "startedAt": "2026-01-01T10:00:00Z"});
+    let before = calls_by_operation(&redshift);
+    let same = app.post_json("/api/calls", &held).await;
+    assert_eq!(
+        (same.status, same.body["source"].as_str()),
+        (200, Some("redshift")),
+        "{}",
+        same.body
+    );
+    let created_at = same.body["call"]["createdAt"].as_str().unwrap_or_default();
+    assert!(
+        created_at.starts_with("2026-01-01T10:00:01"),
+        "{}",
+        same.body
+    );
+    assert_eq!(
+        calls_since(&redshift, before),
+        [1, 1, 1, 1],
+        "the read of what Redshift holds is a statement of its own"
+    );
+
+    let other = json!({"id": "held-before", "contactName": "Someone Else"});
+    let conflict = app.post_json("/api/calls", &other).await;
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert_eq!(redshift.copies_of("held-before").await, 1);
 }

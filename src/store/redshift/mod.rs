@@ -89,11 +89,28 @@ struct Submitted {
     has_result_set: Option<bool>,
 }
 
+/// A statement that ended, with its id.
+struct Followed {
+    id: String,
+    ended: Ended,
+}
+
 /// What DescribeStatement (or a waited submission) told about a statement that ended.
 struct Ended {
     status: String,
     has_result_set: bool,
     error: Option<String>,
+    /// The rows each SQL statement returned or changed (`ResultRows`, a batch's in order; -1
+    /// where the service does not say). Empty when no DescribeStatement was asked.
+    result_rows: Vec<i64>,
+}
+
+/// Whether a statement's row counts are wanted: only DescribeStatement tells them, so a
+/// statement the server-side wait saw finish costs one call more.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowCounts {
+    Wanted,
+    NotWanted,
 }
 
 impl RedshiftStore {
@@ -285,6 +302,11 @@ impl RedshiftSession<'_> {
     /// serializable isolation aborting the transaction) is tried once more while the deadline
     /// leaves the time the first try took.
     ///
+    /// The insert's row count tells when every call was missing: then each is held as given,
+    /// at the cost of one DescribeStatement. Otherwise what Redshift holds is read after the
+    /// commit: stored rows stay, so nothing is lost by reading outside the lock, and the lock
+    /// is held for the insert's time alone, which is what bounds writes across the fleet.
+    ///
     /// The ids must be distinct, at most [`sql::MAX_ROWS_PER_INSERT`] of them.
     pub async fn insert_missing(
         &self,
@@ -295,23 +317,23 @@ impl RedshiftSession<'_> {
         }
         let statement = sql::insert_missing(calls);
         let started = Instant::now();
-        let result = match self.run_part(&statement, sql::INSERTED_READ_BACK).await {
+        let result_rows = match self.run_counted(&statement).await {
             Err(err)
                 if err.kind == ErrorKind::WriteConflict
                     && self.deadline.remaining() > started.elapsed() =>
             {
                 tracing::info!(detail = %err.detail, "Redshift aborted a write for a concurrent one; trying once more");
-                self.run_part(&statement, sql::INSERTED_READ_BACK).await?
+                self.run_counted(&statement).await?
             }
             other => other?,
         };
-        let mut stored = HashMap::with_capacity(calls.len());
-        for record in &result.records {
-            let call = call_from_record(record)?;
-            // Should another program ever have stored an id twice, the first is the one.
-            stored.entry(call.id.clone()).or_insert(call);
+        let inserted = result_rows.get(sql::INSERT_IN_BATCH - 1).copied();
+        if inserted == i64::try_from(calls.len()).ok() {
+            return Ok(calls.iter().map(|c| (c.id.clone(), c.clone())).collect());
         }
-        Ok(stored)
+        let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+        let held = self.select_calls(sql::calls_with_ids(&ids)).await?;
+        Ok(held.into_iter().map(|c| (c.id.clone(), c)).collect())
     }
 
     async fn select_calls(&self, statement: Statement) -> Result<Vec<Call>, StoreError> {
@@ -332,39 +354,45 @@ impl RedshiftSession<'_> {
     /// Runs one statement (or one transaction of several) under the session's deadline, and
     /// returns the rows of its (last) statement.
     pub async fn run(&self, statement: Statement) -> Result<StatementResult, StoreError> {
-        let part = (statement.sqls.len() > 1).then_some(statement.sqls.len());
-        self.execute(&statement, part).await
+        let ended = self.run_to_end(&statement, RowCounts::NotWanted).await?;
+        let id = match statement.sqls.len() {
+            1 => ended.id.clone(),
+            n => format!("{}:{n}", ended.id),
+        };
+        self.deadline.run(self.collect(&id, ended.ended)).await
     }
 
-    /// Runs a transaction of several statements and returns the rows of its `part`th (1-based).
-    async fn run_part(
-        &self,
-        statement: &Statement,
-        part: usize,
-    ) -> Result<StatementResult, StoreError> {
-        self.execute(statement, Some(part)).await
+    /// Runs a statement under the session's deadline for its effect, and returns the rows each
+    /// of its SQL statements changed (-1 where the service does not say).
+    async fn run_counted(&self, statement: &Statement) -> Result<Vec<i64>, StoreError> {
+        let ended = self.run_to_end(statement, RowCounts::Wanted).await?.ended;
+        finished(&ended)?;
+        Ok(ended.result_rows)
     }
 
-    async fn execute(
+    /// Submits the statement and follows it until it ends. A statement abandoned on the way
+    /// (at the deadline, or because following it failed) is cancelled: it must neither run on
+    /// nor count against the active-statement limit.
+    async fn run_to_end(
         &self,
         statement: &Statement,
-        part: Option<usize>,
-    ) -> Result<StatementResult, StoreError> {
+        counts: RowCounts,
+    ) -> Result<Followed, StoreError> {
         let submitted = self.deadline.run(self.submit(statement)).await?;
-        let ended = match self.deadline.run(self.wait_until_done(&submitted)).await {
-            Ok(ended) => ended,
+        match self
+            .deadline
+            .run(self.wait_until_done(&submitted, counts))
+            .await
+        {
+            Ok(ended) => Ok(Followed {
+                id: submitted.id,
+                ended,
+            }),
             Err(err) => {
-                // Abandoned, whether at the deadline or because following it failed: it must
-                // neither run on nor count against the active-statement limit.
                 self.store.cancel_in_background(&submitted.id);
-                return Err(err);
+                Err(err)
             }
-        };
-        let id = match part {
-            Some(part) => format!("{}:{part}", submitted.id),
-            None => submitted.id.clone(),
-        };
-        self.deadline.run(self.collect(&id, ended)).await
+        }
     }
 
     /// Submits the statement (ExecuteStatement, or BatchExecuteStatement for a transaction),
@@ -411,14 +439,21 @@ impl RedshiftSession<'_> {
     /// straight to its result; anything else asks DescribeStatement (for the error), with a
     /// server-side wait when a second or more is left, else a poll that starts fast and backs
     /// off.
-    async fn wait_until_done(&self, submitted: &Submitted) -> Result<Ended, StoreError> {
-        if let (Some("FINISHED"), Some(has_result_set)) =
-            (submitted.status.as_deref(), submitted.has_result_set)
-        {
+    async fn wait_until_done(
+        &self,
+        submitted: &Submitted,
+        counts: RowCounts,
+    ) -> Result<Ended, StoreError> {
+        if let (Some("FINISHED"), Some(has_result_set), RowCounts::NotWanted) = (
+            submitted.status.as_deref(),
+            submitted.has_result_set,
+            counts,
+        ) {
             return Ok(Ended {
                 status: "FINISHED".to_string(),
                 has_result_set,
                 error: None,
+                result_rows: Vec::new(),
             });
         }
         let mut delay = FIRST_POLL_DELAY;
@@ -441,16 +476,7 @@ impl RedshiftSession<'_> {
     }
 
     async fn collect(&self, id: &str, ended: Ended) -> Result<StatementResult, StoreError> {
-        match ended.status.as_str() {
-            "FINISHED" => {}
-            "ABORTED" => {
-                return Err(StoreError::new(
-                    ErrorKind::StatementAborted,
-                    "statement aborted",
-                ))
-            }
-            _ => return Err(statement_failed(ended.error.unwrap_or_default())),
-        }
+        finished(&ended)?;
         if !ended.has_result_set {
             return Ok(StatementResult::default());
         }
@@ -487,9 +513,26 @@ fn ended(described: &DescribeStatementOutput) -> Option<Ended> {
     if !matches!(status, "FINISHED" | "FAILED" | "ABORTED") {
         return None;
     }
+    let result_rows = match described.sub_statements() {
+        [] => vec![described.result_rows()],
+        subs => subs.iter().map(|sub| sub.result_rows()).collect(),
+    };
     Some(Ended {
         status: status.to_string(),
         has_result_set: described.has_result_set().unwrap_or(false),
         error: described.error().map(str::to_string),
+        result_rows,
     })
+}
+
+/// Ok when the statement finished; its failure otherwise.
+fn finished(ended: &Ended) -> Result<(), StoreError> {
+    match ended.status.as_str() {
+        "FINISHED" => Ok(()),
+        "ABORTED" => Err(StoreError::new(
+            ErrorKind::StatementAborted,
+            "statement aborted",
+        )),
+        _ => Err(statement_failed(ended.error.clone().unwrap_or_default())),
+    }
 }

@@ -69,6 +69,16 @@ impl Statement {
         placeholder
     }
 
+    /// `ids` as the placeholders of an `IN (...)` list.
+    fn id_list(&mut self, ids: &[&str]) -> String {
+        let placeholders: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| self.placeholder(format!("id_{i}"), id.to_string()))
+            .collect();
+        placeholders.join(", ")
+    }
+
     /// `CAST(<value or NULL> AS ty)`.
     fn typed(&mut self, name: String, value: Option<String>, ty: &str) -> String {
         let expression = match value {
@@ -142,21 +152,15 @@ pub fn get(id: &str) -> Statement {
 /// The ids among `ids` that the warehouse holds.
 pub fn existing_ids(ids: &[&str]) -> Statement {
     let mut statement = Statement::default();
-    let placeholders: Vec<String> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| statement.placeholder(format!("id_{i}"), id.to_string()))
-        .collect();
-    statement.sqls = vec![format!(
-        "SELECT DISTINCT id FROM calls WHERE id IN ({})",
-        placeholders.join(", ")
-    )];
+    let ids = statement.id_list(ids);
+    statement.sqls = vec![format!("SELECT DISTINCT id FROM calls WHERE id IN ({ids})")];
     statement
 }
 
-/// One transaction that inserts the `calls` Redshift does not hold yet and reads back what it
-/// holds for each of their ids (the third statement's result): the caller tells a call it
-/// inserted from one another writer stored first, with the same content or not.
+/// One transaction that inserts the `calls` Redshift does not hold yet, under the writers'
+/// lock. How many rows the insert (its [`INSERT_IN_BATCH`]th statement) added tells whether
+/// every call was missing; when one was not, [`calls_with_ids`] reads what Redshift holds,
+/// after the commit and outside the lock, so that the lock is held for one statement's time.
 ///
 /// The calls' ids must be distinct; at most [`MAX_ROWS_PER_INSERT`] of them.
 pub fn insert_missing(calls: &[Call]) -> Statement {
@@ -166,7 +170,6 @@ pub fn insert_missing(calls: &[Call]) -> Statement {
         .enumerate()
         .map(|(i, call)| values_row(i, call, &mut statement))
         .collect();
-    let ids: Vec<String> = (0..calls.len()).map(|i| format!(":id_{i}")).collect();
     statement.sqls = vec![
         LOCK_WRITERS.to_string(),
         format!(
@@ -176,17 +179,21 @@ pub fn insert_missing(calls: &[Call]) -> Statement {
              WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.id = v.id)",
             rows = rows.join(" UNION ALL ")
         ),
-        format!(
-            "SELECT {COLUMNS} FROM calls WHERE id IN ({ids})",
-            ids = ids.join(", ")
-        ),
     ];
     statement
 }
 
-/// The position in a batch of [`insert_missing`]'s read-back statement (1-based, as the Data
-/// API numbers a batch's statements).
-pub const INSERTED_READ_BACK: usize = 3;
+/// The position in [`insert_missing`]'s batch of the insert (1-based, as the Data API numbers
+/// a batch's statements).
+pub const INSERT_IN_BATCH: usize = 2;
+
+/// What the warehouse holds for each of `ids`.
+pub fn calls_with_ids(ids: &[&str]) -> Statement {
+    let mut statement = Statement::default();
+    let ids = statement.id_list(ids);
+    statement.sqls = vec![format!("SELECT {COLUMNS} FROM calls WHERE id IN ({ids})")];
+    statement
+}
 
 /// One `SELECT <values>` of a multi-row insert: every value cast to its column's type, absent
 /// values as typed NULLs (the Data API has no null parameter). Only the first row names its
@@ -324,7 +331,7 @@ mod tests {
     fn every_inserted_value_is_typed_and_no_parameter_is_empty() {
         let statement = insert_missing(&[call("a"), call("b")]);
         assert_eq!(statement.sqls[0], "LOCK calls_write_lock");
-        let insert = &statement.sqls[1];
+        let insert = &statement.sqls[INSERT_IN_BATCH - 1];
         let first_row = "SELECT CAST(:id_0 AS VARCHAR(65535)) AS id, \
             CAST(:contact_name_0 AS VARCHAR(65535)) AS contact_name, \
             CAST('' AS VARCHAR(65535)) AS account_name, \
@@ -344,8 +351,15 @@ mod tests {
         assert!(insert.contains("GETDATE()"));
         assert!(insert.contains("WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.id = v.id)"));
         assert_eq!(
-            statement.sqls[INSERTED_READ_BACK - 1],
-            format!("SELECT {COLUMNS} FROM calls WHERE id IN (:id_0, :id_1)")
+            statement.sqls.len(),
+            INSERT_IN_BATCH,
+            "the insert ends the batch"
+        );
+        assert_eq!(
+            calls_with_ids(&["a", "b"]).sqls,
+            vec![format!(
+                "SELECT {COLUMNS} FROM calls WHERE id IN (:id_0, :id_1)"
+            )]
         );
         assert!(statement.params.iter().all(|(_, v)| !v.is_empty()));
         for sql in &statement.sqls {

@@ -28,7 +28,8 @@ impl Latency {
         Duration::from_nanos(self.round_trip_nanos.load(Ordering::Relaxed))
     }
 
-    /// The least time each SQL statement runs: all of an ExecuteStatement, each of a batch's.
+    /// The time each SQL statement takes before it runs (queue, planning, compilation): all of
+    /// an ExecuteStatement, each of a batch's.
     pub(crate) fn statement_time(&self) -> Duration {
         Duration::from_nanos(self.statement_nanos.load(Ordering::Relaxed))
     }

@@ -6,8 +6,9 @@ use aws_sdk_redshiftdata::types::{StatementStatusString, StatusString};
 
 use crate::common::{Env, batch, execute, wait_done};
 
-/// The state of a PostgreSQL backend (`active`, `idle in transaction`, ...).
-const BACKEND_STATE_SQL: &str = "SELECT state FROM pg_stat_activity WHERE pid = $1";
+/// Whether the PostgreSQL backend `$1` waits for a lock on `gate`.
+const WAITING_ON_GATE_SQL: &str = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+     WHERE l.pid = $1 AND c.relname = 'gate' AND NOT l.granted";
 
 #[tokio::test]
 async fn every_call_is_answered_no_sooner_than_the_round_trip() {
@@ -109,23 +110,32 @@ async fn statements_stay_started_for_the_statement_time() {
 async fn a_statement_cancelled_during_its_run_time_commits_nothing() {
     let env = Env::start().await;
     env.run_ok("CREATE TABLE t (n int8)").await;
-    env.standin.set_statement_time(Duration::from_secs(60));
-    let id = env.submit("INSERT INTO t VALUES (1)").await;
-
-    // The INSERT has run and its transaction waits to commit: the rollback must undo it.
+    env.run_ok("CREATE TABLE gate (n int8)").await;
+    // Another session holds `gate`: the batch's insert runs, then its LOCK waits in the open
+    // transaction. The cancel comes while the batch runs, after the insert: the rollback must
+    // undo it.
     let postgres = env.postgres().await;
+    let mut holder = env.postgres().await;
+    let holding = holder.transaction().await.expect("BEGIN");
+    holding.batch_execute("LOCK gate").await.expect("LOCK gate");
+    let id = env
+        .submit_batch(&["INSERT INTO t VALUES (1)", "LOCK gate"])
+        .await;
     let pid = started_pid(&env, &id).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let row = postgres
-            .query_opt(BACKEND_STATE_SQL, &[&pid])
+        let waiting: i64 = postgres
+            .query_one(WAITING_ON_GATE_SQL, &[&pid])
             .await
-            .expect("pg_stat_activity");
-        let state: Option<String> = row.and_then(|r| r.get(0));
-        if state.as_deref() == Some("idle in transaction") {
+            .expect("pg_locks")
+            .get(0);
+        if waiting == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "the INSERT never ran: {state:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the batch never reached its LOCK"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -139,12 +149,39 @@ async fn a_statement_cancelled_during_its_run_time_commits_nothing() {
     assert_eq!(cancelled.status(), Some(true));
     let done = wait_done(&env.data, &id).await;
     assert_eq!(done.status(), Some(&StatusString::Aborted));
+    holding.rollback().await.expect("ROLLBACK");
     let rows: i64 = postgres
         .query_one("SELECT count(*) FROM t", &[])
         .await
         .expect("count")
         .get(0);
     assert_eq!(rows, 0, "nothing committed");
+}
+
+/// A statement's time passes before it runs (the queue, planning, compilation), so a lock is
+/// granted at the end of its statement's time, not at its start: while a batch's LOCK
+/// statement is in its time, its transaction has begun and holds nothing, and another session
+/// takes the same lock at once.
+#[tokio::test]
+async fn a_lock_is_granted_at_the_end_of_its_statement_time() {
+    let env = Env::start().await;
+    env.run_ok("CREATE TABLE t (n int8)").await;
+    env.standin.set_statement_time(Duration::from_secs(60));
+    let id = env.submit_batch(&["LOCK t", "SELECT 1"]).await;
+    started_pid(&env, &id).await;
+    let postgres = env.postgres().await;
+    postgres
+        .batch_execute("SET lock_timeout = '5s'; BEGIN; LOCK t; ROLLBACK")
+        .await
+        .expect("the lock is free while the LOCK statement is in its time");
+    env.data
+        .cancel_statement()
+        .id(&id)
+        .send()
+        .await
+        .expect("CancelStatement");
+    let done = wait_done(&env.data, &id).await;
+    assert_eq!(done.status(), Some(&StatusString::Aborted));
 }
 
 #[tokio::test]
