@@ -436,9 +436,9 @@ impl RedshiftSession<'_> {
     }
 
     /// Follows the statement until it ends. A query the server-side wait saw finish goes
-    /// straight to its result; anything else asks DescribeStatement (for the error), with a
-    /// server-side wait when a second or more is left, else a poll that starts fast and backs
-    /// off.
+    /// straight to its result unless its row counts are wanted; anything else asks
+    /// DescribeStatement (for the error or the counts), with a server-side wait when a second
+    /// or more is left, else a poll that starts fast and backs off.
     async fn wait_until_done(
         &self,
         submitted: &Submitted,
