@@ -7,7 +7,7 @@ use aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementError;
 use aws_sdk_redshiftdata::types::StatusString;
 use redshift_data_local::AWS_ACTIVE_STATEMENTS;
 
-use crate::common::{Env, batch, execute, wait_done};
+use crate::common::{Env, batch, cancel_to_aborted, execute, wait_done};
 
 #[tokio::test]
 async fn submissions_beyond_the_limit_are_refused_until_a_statement_is_cancelled() {
@@ -48,14 +48,7 @@ async fn submissions_beyond_the_limit_are_refused_until_a_statement_is_cancelled
     );
 
     // A cancelled statement ends (ABORTED) and gives its place back.
-    env.data
-        .cancel_statement()
-        .id(&first)
-        .send()
-        .await
-        .expect("CancelStatement");
-    let cancelled = wait_done(&env.data, &first).await;
-    assert_eq!(cancelled.status(), Some(&StatusString::Aborted));
+    cancel_to_aborted(&env.data, &first).await;
     env.submit("SELECT 3").await;
     execute(&client, "SELECT 4")
         .send()

@@ -237,6 +237,20 @@ pub async fn wait_done(client: &Client, id: &str) -> DescribeStatementOutput {
     panic!("statement {id} did not finish");
 }
 
+/// Cancels the statement and waits until it ends, which must be ABORTED.
+pub async fn cancel_to_aborted(client: &Client, id: &str) -> DescribeStatementOutput {
+    let cancelled = client
+        .cancel_statement()
+        .id(id)
+        .send()
+        .await
+        .expect("CancelStatement");
+    assert_eq!(cancelled.status(), Some(true), "{id} cancelled");
+    let done = wait_done(client, id).await;
+    assert_eq!(done.status(), Some(&StatusString::Aborted), "{id} aborted");
+    done
+}
+
 /// Shared SDK settings: static test credentials, a fixed region, quick retries.
 pub async fn sdk_config(endpoint_url: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_redshiftdata::types::{StatementStatusString, StatusString};
 
-use crate::common::{Env, batch, execute, wait_done};
+use crate::common::{Env, batch, cancel_to_aborted, execute, wait_done};
 
 /// Whether the PostgreSQL backend `$1` waits for a lock on `gate`.
 const WAITING_ON_GATE_SQL: &str = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
@@ -139,16 +139,7 @@ async fn a_statement_cancelled_during_its_run_time_commits_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let cancelled = env
-        .data
-        .cancel_statement()
-        .id(&id)
-        .send()
-        .await
-        .expect("CancelStatement");
-    assert_eq!(cancelled.status(), Some(true));
-    let done = wait_done(&env.data, &id).await;
-    assert_eq!(done.status(), Some(&StatusString::Aborted));
+    cancel_to_aborted(&env.data, &id).await;
     holding.rollback().await.expect("ROLLBACK");
     let rows: i64 = postgres
         .query_one("SELECT count(*) FROM t", &[])
@@ -174,14 +165,7 @@ async fn a_lock_is_granted_at_the_end_of_its_statement_time() {
         .batch_execute("SET lock_timeout = '5s'; BEGIN; LOCK t; ROLLBACK")
         .await
         .expect("the lock is free while the LOCK statement is in its time");
-    env.data
-        .cancel_statement()
-        .id(&id)
-        .send()
-        .await
-        .expect("CancelStatement");
-    let done = wait_done(&env.data, &id).await;
-    assert_eq!(done.status(), Some(&StatusString::Aborted));
+    cancel_to_aborted(&env.data, &id).await;
 }
 
 #[tokio::test]
@@ -253,14 +237,7 @@ async fn a_cancelled_auto_commit_batch_keeps_only_what_committed_before() {
         "{:?}: the first INSERT committed before its run time",
         submitted.elapsed()
     );
-    env.data
-        .cancel_statement()
-        .id(&id)
-        .send()
-        .await
-        .expect("CancelStatement");
-    let done = wait_done(&env.data, &id).await;
-    assert_eq!(done.status(), Some(&StatusString::Aborted));
+    let done = cancel_to_aborted(&env.data, &id).await;
     let statuses: Vec<_> = done
         .sub_statements()
         .iter()
