@@ -97,8 +97,9 @@ pub struct Options {
     /// The network's round trip, added to the time every Data API call takes (not overlapped
     /// with it, as on AWS).
     pub round_trip: Duration,
-    /// The least time each SQL statement runs: all of an ExecuteStatement, and each of a
-    /// batch's in turn, as AWS runs a batch's statements one after another.
+    /// The time each SQL statement takes before it runs (the queue, planning, compilation): all
+    /// of an ExecuteStatement, and each of a batch's in turn, as AWS runs a batch's statements
+    /// one after another.
     pub statement_time: Duration,
     /// How concurrent transactions are isolated.
     pub isolation: Isolation,

@@ -126,7 +126,7 @@ const ROUND_TRIP: StrictnessSetting = StrictnessSetting {
 const STATEMENT_TIME: StrictnessSetting = StrictnessSetting {
     flag: "--statement-ms",
     value: "<MS>",
-    what: "least time each SQL statement runs (a batch's in turn)",
+    what: "time each SQL statement takes before it runs (a batch's in turn)",
     variable: "REDSHIFT_LOCAL_STATEMENT_MS",
     default: "0",
 };
