@@ -365,3 +365,54 @@ async fn a_healthy_environment_replays_what_another_journaled_on_the_shared_file
     );
     assert!(redshift.duplicated_ids().await.is_empty());
 }
+
+/// A lookup of an id the shared copy does not know waits for a pull sent after it. When the
+/// environment that holds the pull lease (one that went away mid-pull) does not finish within
+/// the request, the copy cannot say the call is not there: Redshift may hold it, so the answer
+/// is never a 404. Once the lease is free, the lookup's own pull brings the call.
+#[tokio::test]
+async fn a_miss_while_another_environment_holds_the_pull_is_never_answered_404() {
+    let (redshift, dir) = setting().await;
+    let file = dir.path().join("shared.db");
+    let environment = Environment::start(
+        &redshift,
+        &file,
+        &[
+            ("READ_MAX_STALENESS_MS", "600000"),
+            ("REDSHIFT_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    // The first read pulls the window: the warehouse holds fewer calls than it, so all of them.
+    let (status, first) = environment.get("/api/calls/history").await;
+    assert_eq!((status, first["source"].as_str()), (200, Some("redshift")));
+
+    redshift
+        .postgres()
+        .await
+        .batch_execute(
+            "INSERT INTO calls (id, contact_name, started_at, created_at) \
+             VALUES ('stored-elsewhere', 'Other Otto', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')",
+        )
+        .await
+        .expect("a call another environment stored");
+    let db = rusqlite::Connection::open(&file).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let an_hour_on = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    db.execute(
+        "INSERT OR REPLACE INTO leases (name, holder, expires_at) VALUES ('pull', 'gone', ?1)",
+        [an_hour_on],
+    )
+    .unwrap();
+
+    let (status, held_up) = environment.get("/api/calls/stored-elsewhere").await;
+    assert_ne!(status, 404, "{held_up}");
+    assert_ne!(held_up["source"], "redshift", "{held_up}");
+
+    db.execute("DELETE FROM leases WHERE name = 'pull'", [])
+        .unwrap();
+    let (status, found) = environment.get("/api/calls/stored-elsewhere").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["call"]["contactName"], "Other Otto", "{found}");
+    assert_eq!(found["source"], "redshift");
+}

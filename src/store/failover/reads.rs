@@ -9,6 +9,7 @@ use super::{refused, unavailable, FailoverStore, Primary, RequestBudget, Served}
 use crate::store::error::{ErrorKind, SqliteProblem};
 use crate::store::json::CallsJson;
 use crate::store::redshift::RedshiftStore;
+use crate::store::replica::Pulled;
 use crate::store::sqlite::{KnownCalls, SqliteStore};
 use crate::store::{Call, HistoryQuery, Source, StoreError};
 
@@ -95,10 +96,19 @@ impl FailoverStore {
         budget: &RequestBudget,
     ) -> Option<Served<Option<Call>>> {
         let session = redshift.within(budget.redshift);
-        self.replica
-            .pull(sqlite, session, Some(asked_at))
-            .await
-            .ok()?;
+        match self.replica.pull(sqlite, session, Some(asked_at)).await {
+            Ok(Pulled::Pulled | Pulled::ByAnother) => {}
+            // The pull that would settle it (this environment's own, or another environment's
+            // on the shared file) did not finish within the request, and no time is left to ask
+            // Redshift: it may hold the call, so the copy cannot say there is none.
+            Ok(Pulled::Busy | Pulled::StillRunning) => {
+                return Some(unavailable(StoreError::new(
+                    ErrorKind::Throttled,
+                    "the pull that would bring this call did not finish within the request",
+                )))
+            }
+            Err(_) => return None,
+        }
         let as_of = self.replica.as_of();
         let known = KnownCalls::window(Some(self.replica.window_floor()?));
         match sqlite.get_known(id, known).await.ok()? {
