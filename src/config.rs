@@ -54,6 +54,7 @@ impl ReplicaSettings {
         !self.max_staleness.is_zero()
     }
 }
+
 /// Probes at least once a day: a longer interval is a mistake, not a setting.
 const CHECK_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
 /// API Gateway ends an integration after 30 s (29 s for REST APIs); a request may take the

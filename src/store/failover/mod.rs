@@ -193,9 +193,10 @@ impl FailoverStore {
     /// The calls the backup holds as Redshift does, without asking it: the replica's window
     /// when one is kept, and this environment's own writes.
     fn known_calls(&self) -> KnownCalls {
-        match self.replica.settings().enabled() {
-            true => KnownCalls::window(self.replica.window_floor()),
-            false => KnownCalls::OwnWrites,
+        if self.replica.settings().enabled() {
+            KnownCalls::window(self.replica.window_floor())
+        } else {
+            KnownCalls::OwnWrites
         }
     }
 

@@ -34,8 +34,6 @@ pub(super) const UPSERT_FROM_REDSHIFT: &str = "INSERT INTO calls (id, contact_na
           excluded.duration_seconds, excluded.outcome, excluded.notes, \
           excluded.created_at, excluded.answer)";
 
-/// A history answer from the backup, and whether it is complete for a replica whose window
-/// starts where the query said.
 /// Which calls of the backup stand as Redshift holds them, so that a lookup may answer from them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KnownCalls {
@@ -60,6 +58,8 @@ impl KnownCalls {
     }
 }
 
+/// A history answer from the backup, and whether it is complete for a replica whose window
+/// starts where the query said.
 pub struct LocalHistory {
     pub calls: CallsJson,
     pub complete: bool,
