@@ -288,7 +288,7 @@ async fn load(
     let (writer, writes_observed) = (client.clone(), Arc::clone(&observed));
     tasks.push(tokio::spawn(async move {
         // Open-loop: each write leaves on its tick whatever earlier ones still wait for (a
-        // write is three statements on Redshift, longer than the ticks at 150 ms each), so the
+        // write is two statements on Redshift at 150 ms each, longer than a tick), so the
         // fleet gets the rate the scenario names.
         let mut timer = tokio::time::interval(writes_every);
         let mut n = 0usize;
